@@ -1,0 +1,163 @@
+import { Command, CommanderError, Option } from 'commander';
+import { ConfigError, loadConfig, type Config } from '../config/config.js';
+import type { RawEnv } from '../config/env.js';
+import type { Database } from '../db/database.js';
+import { migrateToLatest } from '../db/migrate-to-latest.js';
+import { openDatabase } from '../db/open-database.js';
+import { countUsers } from '../db/users-repository.js';
+import { AppError } from '../errors.js';
+import {
+  IMPORT_FORMATS,
+  fileImportSource,
+  formatOfFileName,
+  type ImportFormat,
+} from '../importer/import-source.js';
+import { IMPORT_MODES, importUsers, type ImportMode } from '../importer/import-users.js';
+import { createLogger, startServer } from '../server.js';
+
+/** Exit codes: 0 ok, 1 runtime failure (database, I/O, bad configuration), 2 usage or bad input. */
+export const EXIT_OK = 0;
+export const EXIT_FAILURE = 1;
+export const EXIT_BAD_INPUT = 2;
+
+const SHUTDOWN_GRACE_MS = 20_000;
+
+export interface CliIo {
+  env: RawEnv;
+  stdout: (line: string) => void;
+  stderr: (line: string) => void;
+  /** Resolves when the process is asked to stop (SIGTERM/SIGINT). */
+  stopSignal: () => Promise<string>;
+}
+
+/**
+ * Runs one CLI command and returns its exit code; never exits the process itself. Every
+ * failure is one human line on stderr (bad rows: one more line each).
+ */
+export async function runCli(argv: readonly string[], io: CliIo): Promise<number> {
+  let exitCode = EXIT_OK;
+  const program = new Command('users-api')
+    .description('Users directory service: HTTP API, imports and database maintenance.')
+    .exitOverride()
+    .configureOutput({
+      writeOut: (text) => io.stdout(text.trimEnd()),
+      writeErr: (text) => io.stderr(text.trimEnd()),
+    })
+    .showHelpAfterError('(run with --help for usage)');
+
+  program
+    .command('serve')
+    .description('Run the HTTP server (configured by environment variables) until SIGTERM/SIGINT.')
+    .action(async () => {
+      const config = loadConfig(io.env);
+      const logger = createLogger(config);
+      const server = await startServer(config, logger);
+      logger.info({ url: server.url }, 'listening');
+      const signal = await io.stopSignal();
+      logger.info({ signal }, 'shutting down: finishing in-flight requests');
+      // A request still running after the grace period (a stalled upload) is cut, not waited on.
+      const cutStragglers = setTimeout(
+        () => server.app.server.closeAllConnections(),
+        SHUTDOWN_GRACE_MS,
+      );
+      await server.close();
+      clearTimeout(cutStragglers);
+      logger.info('stopped');
+    });
+
+  program
+    .command('import')
+    .description('Import users from a CSV, JSON or NDJSON file, all or nothing.')
+    .argument('<file>', 'file to import (.csv, .json, .ndjson/.jsonl)')
+    .addOption(
+      new Option('--mode <mode>', 'if-empty: only into an empty table; append; replace')
+        .choices(IMPORT_MODES)
+        .default('if-empty'),
+    )
+    .addOption(
+      new Option('--format <format>', 'file format (default: from the extension)').choices(
+        IMPORT_FORMATS,
+      ),
+    )
+    .action(async (file: string, options: { mode: ImportMode; format?: ImportFormat }) => {
+      const format = options.format ?? formatOfFileName(file);
+      if (format === undefined) {
+        throw new CommanderError(
+          EXIT_BAD_INPUT,
+          'users-api.format',
+          `cannot tell the format of ${file} from its extension; pass --format csv|json|ndjson`,
+        );
+      }
+      await withDatabase(loadConfig(io.env), async (db) => {
+        const result = await importUsers(db, fileImportSource(file, format), options.mode);
+        io.stdout(
+          result.status === 'imported'
+            ? `imported ${result.rows} users (mode ${options.mode})`
+            : `skipped: the users table is not empty (${result.rows} users); use --mode append or --mode replace`,
+        );
+      });
+    });
+
+  program
+    .command('migrate')
+    .description('Bring the database schema up to date (safe to run any number of times).')
+    .action(async () => {
+      const config = loadConfig(io.env);
+      const db = openDatabase(config.database);
+      try {
+        const applied = await migrateToLatest(db);
+        io.stdout(applied.length > 0 ? `applied ${applied.join(', ')}` : 'schema is up to date');
+      } finally {
+        await db.close();
+      }
+    });
+
+  program
+    .command('count')
+    .description('Print the number of users in the database.')
+    .action(async () => {
+      await withDatabase(loadConfig(io.env), async (db) => {
+        io.stdout(String(await countUsers(db.read)));
+      });
+    });
+
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+  } catch (error) {
+    exitCode = reportError(error, io);
+  }
+  return exitCode;
+}
+
+async function withDatabase(config: Config, use: (db: Database) => Promise<void>): Promise<void> {
+  const db = openDatabase(config.database);
+  try {
+    await migrateToLatest(db);
+    await use(db);
+  } finally {
+    await db.close();
+  }
+}
+
+function reportError(error: unknown, io: CliIo): number {
+  if (error instanceof CommanderError) {
+    // Help and version are "errors" to commander; they already printed what was asked.
+    if (error.exitCode === 0) return EXIT_OK;
+    if (error.code.startsWith('users-api.')) io.stderr(`users-api: ${error.message}`);
+    return EXIT_BAD_INPUT;
+  }
+  if (error instanceof ConfigError) {
+    io.stderr(`users-api: configuration error: ${error.message}`);
+    return EXIT_FAILURE;
+  }
+  if (error instanceof AppError) {
+    io.stderr(`users-api: ${error.message}`);
+    for (const line of error.errors ?? []) io.stderr(`  ${line}`);
+    return error.status < 500 ? EXIT_BAD_INPUT : EXIT_FAILURE;
+  }
+  const message = error instanceof Error ? error.message : String(error);
+  const cause =
+    error instanceof Error && error.cause instanceof Error ? `: ${error.cause.message}` : '';
+  io.stderr(`users-api: failed: ${message}${cause}`);
+  return EXIT_FAILURE;
+}

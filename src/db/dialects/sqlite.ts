@@ -1,0 +1,41 @@
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import SqliteDatabase from 'better-sqlite3';
+import { Kysely, SqliteDialect } from 'kysely';
+import type { Database, DatabaseSchema } from '../database.js';
+
+/** How long a connection waits for another process's write lock before failing with SQLITE_BUSY. */
+const BUSY_TIMEOUT_MS = 5000;
+
+/**
+ * SQLite limits a statement to 32,766 bound parameters; 5 columns a row makes 1,000 rows a
+ * comfortable batch that keeps one statement's parameter array small.
+ */
+const MAX_INSERT_ROWS = 1000;
+
+/**
+ * Opens the SQLite file with one connection for writes and one for reads. WAL mode lets the
+ * reader see the last committed data while a write transaction is open.
+ */
+export function openSqliteDatabase(path: string): Database {
+  mkdirSync(dirname(path), { recursive: true });
+  const writer = new SqliteDatabase(path, { timeout: BUSY_TIMEOUT_MS });
+  writer.pragma('journal_mode = WAL');
+  // NORMAL is durable across application crashes in WAL mode; only an OS crash can lose the
+  // last transactions, never corrupt the file.
+  writer.pragma('synchronous = NORMAL');
+  const reader = new SqliteDatabase(path, { timeout: BUSY_TIMEOUT_MS });
+  reader.pragma('query_only = ON');
+
+  const write = new Kysely<DatabaseSchema>({ dialect: new SqliteDialect({ database: writer }) });
+  const read = new Kysely<DatabaseSchema>({ dialect: new SqliteDialect({ database: reader }) });
+  return {
+    dialect: 'sqlite',
+    read,
+    write,
+    maxInsertRows: MAX_INSERT_ROWS,
+    async close() {
+      await Promise.all([read.destroy(), write.destroy()]);
+    },
+  };
+}

@@ -1,0 +1,26 @@
+import { Migrator, type Migration, type MigrationProvider } from 'kysely';
+import type { Database } from './database.js';
+import * as createUsers from './migrations/0001-create-users.js';
+
+/** The static index of migrations, in order. A merged migration is never edited; add one. */
+const MIGRATIONS: Record<string, Migration> = {
+  '0001-create-users': createUsers,
+};
+
+const staticProvider: MigrationProvider = {
+  getMigrations: () => Promise.resolve(MIGRATIONS),
+};
+
+/**
+ * Brings the schema to the latest migration on the write connection. Kysely's migrator takes a
+ * lock, so instances starting together apply each migration once. Returns the names applied now.
+ */
+export async function migrateToLatest(db: Database): Promise<string[]> {
+  const migrator = new Migrator({ db: db.write, provider: staticProvider });
+  const { error, results = [] } = await migrator.migrateToLatest();
+  if (error !== undefined) {
+    const failed = results.find((result) => result.status === 'Error')?.migrationName;
+    throw new Error(`migration ${failed ?? '(none)'} failed`, { cause: error });
+  }
+  return results.map((result) => result.migrationName);
+}

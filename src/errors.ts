@@ -1,0 +1,45 @@
+/**
+ * The one registry of error codes. Once released a code is never renamed: clients and alerts
+ * match on it. Each code carries its HTTP status and a short, stable title (RFC 9457).
+ */
+export const ERROR_CODES = {
+  ERR_HTTP_BAD_REQUEST: { status: 400, title: 'Bad request' },
+  ERR_HTTP_NOT_FOUND: { status: 404, title: 'Not found' },
+  ERR_HTTP_METHOD_NOT_ALLOWED: { status: 405, title: 'Method not allowed' },
+  ERR_HTTP_UNSUPPORTED_MEDIA_TYPE: { status: 415, title: 'Unsupported media type' },
+  ERR_AUTH_REQUIRED: { status: 401, title: 'Admin token required' },
+  ERR_AUTH_FORBIDDEN: { status: 403, title: 'Admin operation refused' },
+  ERR_UPLOAD_TOO_LARGE: { status: 413, title: 'Upload too large' },
+  ERR_IMPORT_BAD_FILE: { status: 422, title: 'Unreadable import file' },
+  ERR_IMPORT_BAD_ROWS: { status: 422, title: 'Import rejected: bad rows' },
+  ERR_IMPORT_NO_ROWS: { status: 422, title: 'Import file has no rows' },
+  ERR_IMPORT_FILE_NOT_FOUND: { status: 422, title: 'Import file not found' },
+  ERR_IMPORT_DATA_FILE_MISSING: { status: 500, title: 'Configured data file is missing' },
+  ERR_DB_UNAVAILABLE: { status: 503, title: 'Database unavailable' },
+  ERR_SHUTTING_DOWN: { status: 503, title: 'Server is shutting down' },
+  ERR_INTERNAL: { status: 500, title: 'Internal server error' },
+} as const satisfies Record<string, { status: number; title: string }>;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+/** Every error a client or operator can act on. `detail` is safe to show to the client. */
+export class AppError extends Error {
+  override name = 'AppError';
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly title: string;
+  /** Per-item problems (bad rows), shown to the client as the problem's `errors` array. */
+  readonly errors: readonly string[] | undefined;
+
+  constructor(
+    code: ErrorCode,
+    detail: string,
+    options: { cause?: unknown; errors?: readonly string[] } = {},
+  ) {
+    super(detail, { cause: options.cause });
+    this.code = code;
+    this.status = ERROR_CODES[code].status;
+    this.title = ERROR_CODES[code].title;
+    this.errors = options.errors;
+  }
+}

@@ -1,0 +1,116 @@
+import type { IncomingMessage } from 'node:http';
+import type { Readable } from 'node:stream';
+import { Type } from '@sinclair/typebox';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { FastifyInstance } from 'fastify';
+import type { Config } from '../config/config.js';
+import type { Database } from '../db/database.js';
+import { AppError } from '../errors.js';
+import {
+  fileImportSource,
+  formatOfFileName,
+  type ImportFormat,
+} from '../importer/import-source.js';
+import { IMPORT_MODES, importUsers, type ImportMode } from '../importer/import-users.js';
+import { authorizeAdmin } from './authorize-admin.js';
+import { ProblemSchema, registerMethodNotAllowed } from './problem.js';
+import { spoolUpload, uploadTooLarge } from './spool-upload.js';
+
+const ImportResultSchema = Type.Union([
+  Type.Object({ status: Type.Literal('imported'), rows: Type.Integer() }),
+  Type.Object({
+    status: Type.Literal('skipped'),
+    reason: Type.Literal('table not empty'),
+    rows: Type.Integer(),
+  }),
+]);
+
+const FORMAT_BY_MEDIA_TYPE: Record<string, ImportFormat> = {
+  'text/csv': 'csv',
+  'application/json': 'json',
+  'application/x-ndjson': 'ndjson',
+};
+
+/**
+ * `POST /addtosql`: with no body, imports DATA_FILE if the table is empty (the seed's
+ * behaviour, open to anyone, safe to repeat). With a CSV, JSON or NDJSON body, or a mode other
+ * than if-empty, it is an admin operation.
+ */
+export function registerAddToSqlRoutes(
+  app: FastifyInstance,
+  deps: { config: Config; db: Database },
+): void {
+  const { config, db } = deps;
+  const dataFileFormat = formatOfFileName(config.dataFile) ?? 'csv';
+
+  void app.register((scope, _options, done) => {
+    // Bodies reach the handler as streams: uploads are spooled to disk, never held in memory.
+    scope.removeAllContentTypeParsers();
+    scope.addContentTypeParser('*', (_request, payload, parsed) => parsed(null, payload));
+
+    scope.withTypeProvider<TypeBoxTypeProvider>().post(
+      '/addtosql',
+      {
+        schema: {
+          querystring: Type.Object(
+            {
+              mode: Type.Optional(
+                Type.Unsafe<ImportMode>({ type: 'string', enum: [...IMPORT_MODES] }),
+              ),
+            },
+            { additionalProperties: false },
+          ),
+          response: {
+            200: ImportResultSchema,
+            ...Object.fromEntries(
+              [400, 401, 403, 413, 415, 422, 500, 503].map((s) => [s, ProblemSchema]),
+            ),
+          },
+        },
+      },
+      async (request) => {
+        const mode = request.query.mode ?? 'if-empty';
+        const mediaType = (request.headers['content-type'] ?? '')
+          .split(';')[0]!
+          .trim()
+          .toLowerCase();
+        const format = FORMAT_BY_MEDIA_TYPE[mediaType];
+        // An import media type makes it an upload even when empty (that is a client's mistake
+        // to report); any other type counts only with a body (curl -d '' sends a form type).
+        const upload = format !== undefined || hasBody(request.raw);
+        if (upload || mode !== 'if-empty') authorizeAdmin(request, config.adminToken);
+        if (!upload) {
+          const source = fileImportSource(
+            config.dataFile,
+            dataFileFormat,
+            'ERR_IMPORT_DATA_FILE_MISSING',
+          );
+          return importUsers(db, source, mode);
+        }
+        if (format === undefined) {
+          throw new AppError(
+            'ERR_HTTP_UNSUPPORTED_MEDIA_TYPE',
+            `cannot import ${mediaType || 'a body without Content-Type'}; send ${Object.keys(FORMAT_BY_MEDIA_TYPE).join(', ')}`,
+          );
+        }
+        const declared = Number(request.headers['content-length'] ?? 0);
+        if (declared > config.maxUploadBytes) throw uploadTooLarge(config.maxUploadBytes);
+
+        const spooled = await spoolUpload(request.body as Readable, config.maxUploadBytes);
+        try {
+          return await importUsers(db, fileImportSource(spooled.path, format), mode);
+        } finally {
+          await spooled.remove();
+        }
+      },
+    );
+    done();
+  });
+  registerMethodNotAllowed(app, '/addtosql', ['POST']);
+}
+
+function hasBody(raw: IncomingMessage): boolean {
+  return (
+    raw.headers['transfer-encoding'] !== undefined || Number(raw.headers['content-length'] ?? 0) > 0
+  );
+}

@@ -1,0 +1,39 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { FastifyRequest } from 'fastify';
+import { AppError } from '../errors.js';
+
+/**
+ * Lets an admin operation through or throws. With ADMIN_TOKEN set, the request must carry
+ * `Authorization: Bearer <token>`. Without one, only a direct loopback client may proceed: a
+ * request that names a forwarded client came through a proxy (HAProxy on the same host would
+ * otherwise make every client look local).
+ */
+export function authorizeAdmin(request: FastifyRequest, adminToken: string | undefined): void {
+  if (adminToken === undefined) {
+    if (isDirectLoopbackClient(request)) return;
+    throw new AppError(
+      'ERR_AUTH_FORBIDDEN',
+      'admin operations are accepted only from loopback because ADMIN_TOKEN is not configured on this server',
+    );
+  }
+  const given = /^Bearer +(\S+) *$/i.exec(request.headers.authorization ?? '')?.[1];
+  if (given === undefined || !sameSecret(given, adminToken)) {
+    throw new AppError(
+      'ERR_AUTH_REQUIRED',
+      'this is an admin operation: send the header Authorization: Bearer <ADMIN_TOKEN>',
+    );
+  }
+}
+
+function isDirectLoopbackClient(request: FastifyRequest): boolean {
+  const headers = request.headers;
+  if (headers['x-forwarded-for'] !== undefined || headers.forwarded !== undefined) return false;
+  const address = request.socket.remoteAddress ?? '';
+  return address === '::1' || /^(::ffff:)?127\./.test(address);
+}
+
+/** Compares digests so the comparison takes the same time whatever the lengths. */
+function sameSecret(given: string, expected: string): boolean {
+  const digest = (text: string) => createHash('sha256').update(text).digest();
+  return timingSafeEqual(digest(given), digest(expected));
+}

@@ -1,0 +1,130 @@
+import { Type } from '@sinclair/typebox';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { isDatabaseFailure } from '../db/is-database-failure.js';
+import { AppError, ERROR_CODES, type ErrorCode } from '../errors.js';
+
+/** RFC 9457 problem details, plus our stable `code` and, for bad rows, `errors`. */
+export const ProblemSchema = Type.Object({
+  type: Type.String(),
+  title: Type.String(),
+  status: Type.Integer(),
+  detail: Type.String(),
+  code: Type.String(),
+  errors: Type.Optional(Type.Array(Type.String())),
+});
+
+interface Problem {
+  type: string;
+  title: string;
+  status: number;
+  detail: string;
+  code: ErrorCode;
+  errors?: readonly string[];
+}
+
+/** Turns every error into `application/problem+json`; 5xx bodies never carry internal messages. */
+export function registerProblemHandlers(app: FastifyInstance): void {
+  app.setErrorHandler((error, request, reply) => {
+    const problem = toProblem(error, request);
+    if (problem.status >= 500) {
+      request.log.error({ err: error, code: problem.code }, 'request failed');
+    } else {
+      request.log.info({ code: problem.code, detail: problem.detail }, 'request refused');
+    }
+    return sendProblem(request, reply, problem);
+  });
+  app.setNotFoundHandler((request, reply) =>
+    sendProblem(
+      request,
+      reply,
+      problemOf(
+        'ERR_HTTP_NOT_FOUND',
+        `no route for ${request.method} ${request.url.split('?')[0]}`,
+      ),
+    ),
+  );
+}
+
+/** Answers 405 for every method of `url` other than `allowed` (HEAD rides along with GET). */
+export function registerMethodNotAllowed(
+  app: FastifyInstance,
+  url: string,
+  allowed: readonly ('GET' | 'POST')[],
+): void {
+  const allow = allowed.includes('GET') ? [...allowed, 'HEAD'] : [...allowed];
+  const methods = (['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'] as const).filter(
+    (method) => !allow.includes(method),
+  );
+  app.route({
+    method: [...methods],
+    url,
+    exposeHeadRoute: false,
+    schema: { response: { 405: ProblemSchema } },
+    handler: (request, reply) => {
+      reply.header('allow', allow.join(', '));
+      throw new AppError(
+        'ERR_HTTP_METHOD_NOT_ALLOWED',
+        `${request.method} is not supported on ${url}; use ${allow.join(' or ')}`,
+      );
+    },
+  });
+}
+
+function toProblem(thrown: unknown, request: FastifyRequest): Problem {
+  if (thrown instanceof AppError) {
+    const error = thrown;
+    return {
+      ...problemOf(error.code, error.message),
+      ...(error.errors && { errors: error.errors }),
+    };
+  }
+  const error = (
+    thrown instanceof Error ? thrown : new Error(String(thrown))
+  ) as Partial<FastifyError> & Error;
+  if ('validation' in error && error.validation !== undefined) {
+    const context =
+      error.validationContext === 'querystring' ? 'query' : (error.validationContext ?? 'request');
+    const details = error.validation.map((issue) => {
+      if (issue.keyword === 'additionalProperties') {
+        const name = String((issue.params as { additionalProperty?: unknown }).additionalProperty);
+        return `unknown ${context} parameter ${JSON.stringify(name)}`;
+      }
+      const where = issue.instancePath.replace(/^\//, '').replaceAll('/', '.') || context;
+      const allowed = (issue.params as { allowedValues?: unknown[] }).allowedValues;
+      return `${context} parameter ${JSON.stringify(where)} ${issue.message ?? 'is invalid'}${
+        allowed ? `: ${allowed.join(', ')}` : ''
+      }`;
+    });
+    return problemOf('ERR_HTTP_BAD_REQUEST', details.join('; '));
+  }
+  const status = error.statusCode;
+  if (status !== undefined && status >= 400 && status < 500) {
+    // Fastify's own client errors (bad JSON, media type, body size) carry safe messages.
+    const code: ErrorCode =
+      status === 415
+        ? 'ERR_HTTP_UNSUPPORTED_MEDIA_TYPE'
+        : status === 413
+          ? 'ERR_UPLOAD_TOO_LARGE'
+          : 'ERR_HTTP_BAD_REQUEST';
+    return problemOf(code, error.message);
+  }
+  if (isDatabaseFailure(thrown)) {
+    return problemOf('ERR_DB_UNAVAILABLE', 'the database cannot be reached; try again shortly');
+  }
+  return problemOf(
+    'ERR_INTERNAL',
+    `unexpected error; the server log has the details under request id ${request.id}`,
+  );
+}
+
+function problemOf(code: ErrorCode, detail: string): Problem {
+  const { status, title } = ERROR_CODES[code];
+  return { type: `urn:users-api:problem:${code}`, title, status, detail, code };
+}
+
+function sendProblem(request: FastifyRequest, reply: FastifyReply, problem: Problem) {
+  if (problem.code === 'ERR_AUTH_REQUIRED') reply.header('www-authenticate', 'Bearer');
+  // A refused upload's body is still arriving: closing beats reading gigabytes to discard them.
+  if (!request.raw.complete) reply.header('connection', 'close');
+  return reply.code(problem.status).type('application/problem+json').send(problem);
+}

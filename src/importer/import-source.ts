@@ -1,0 +1,61 @@
+import { open } from 'node:fs/promises';
+import { extname } from 'node:path';
+import { AppError, type ErrorCode } from '../errors.js';
+
+export const IMPORT_FORMATS = ['csv', 'json', 'ndjson'] as const;
+export type ImportFormat = (typeof IMPORT_FORMATS)[number];
+
+/** Where an import reads from. `open` is called only once the import needs the bytes. */
+export interface ImportSource {
+  format: ImportFormat;
+  open(): AsyncIterable<Buffer>;
+}
+
+const FORMAT_BY_EXTENSION: Record<string, ImportFormat> = {
+  '.csv': 'csv',
+  '.json': 'json',
+  '.ndjson': 'ndjson',
+  '.jsonl': 'ndjson',
+};
+
+/** The import format a file name implies, or undefined for an unknown extension. */
+export function formatOfFileName(path: string): ImportFormat | undefined {
+  return FORMAT_BY_EXTENSION[extname(path).toLowerCase()];
+}
+
+/**
+ * A file on disk as an import source. A missing file is reported with `notFoundCode`: the
+ * caller knows whether that is the user's mistake (a CLI argument) or the operator's (DATA_FILE).
+ */
+export function fileImportSource(
+  path: string,
+  format: ImportFormat,
+  notFoundCode: ErrorCode = 'ERR_IMPORT_FILE_NOT_FOUND',
+): ImportSource {
+  return {
+    format,
+    async *open() {
+      let handle;
+      try {
+        handle = await open(path, 'r');
+      } catch (error) {
+        const code = (error as NodeJS.ErrnoException).code;
+        if (code === 'ENOENT') throw new AppError(notFoundCode, `file not found: ${path}`);
+        throw new AppError('ERR_IMPORT_BAD_FILE', `cannot read ${path}: ${code ?? 'error'}`, {
+          cause: error,
+        });
+      }
+      const stream = handle.createReadStream({ highWaterMark: 256 * 1024 });
+      try {
+        for await (const chunk of stream) yield chunk as Buffer;
+      } catch (error) {
+        const code = (error as NodeJS.ErrnoException).code;
+        throw new AppError('ERR_IMPORT_BAD_FILE', `cannot read ${path}: ${code ?? 'error'}`, {
+          cause: error,
+        });
+      } finally {
+        stream.destroy();
+      }
+    },
+  };
+}

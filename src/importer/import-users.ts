@@ -1,0 +1,99 @@
+import { beginWriteTransaction } from '../db/begin-write-transaction.js';
+import type { Database } from '../db/database.js';
+import { countUsers, deleteAllUsers, insertUsers } from '../db/users-repository.js';
+import { AppError } from '../errors.js';
+import type { User } from '../users/user.js';
+import { validateUser } from '../users/validate-user.js';
+import { decodeUtf8 } from './decode-utf8.js';
+import type { ImportFormat, ImportSource } from './import-source.js';
+import { readCsvRecords } from './read-csv-records.js';
+import { readJsonRecords } from './read-json-records.js';
+import { readNdjsonRecords } from './read-ndjson-records.js';
+import type { SourceRecord } from './source-record.js';
+
+export const IMPORT_MODES = ['if-empty', 'append', 'replace'] as const;
+/** `if-empty`: only into an empty table. `append`: after the rows there. `replace`: instead of them. */
+export type ImportMode = (typeof IMPORT_MODES)[number];
+
+export type ImportResult =
+  | { status: 'imported'; rows: number }
+  | { status: 'skipped'; reason: 'table not empty'; rows: number };
+
+/** The report stops after this many bad rows: a file that bad needs fixing at the source. */
+export const MAX_REPORTED_BAD_ROWS = 100;
+
+const READERS: Record<ImportFormat, (text: AsyncIterable<string>) => AsyncIterable<SourceRecord>> =
+  {
+    csv: readCsvRecords,
+    json: readJsonRecords,
+    ndjson: readNdjsonRecords,
+  };
+
+/**
+ * Imports users all-or-nothing: the source is streamed, every row validated and inserted in
+ * batches inside one write transaction, which commits only when every row is good. Any bad row
+ * rolls everything back and throws ERR_IMPORT_BAD_ROWS listing each one (up to 100 rows).
+ * With `if-empty`, the emptiness check runs under the write lock, so concurrent calls from any
+ * number of instances leave exactly one copy.
+ */
+export async function importUsers(
+  db: Database,
+  source: ImportSource,
+  mode: ImportMode,
+): Promise<ImportResult> {
+  const trx = await beginWriteTransaction(db);
+  try {
+    if (mode === 'if-empty') {
+      const existing = await countUsers(trx);
+      if (existing > 0) {
+        await trx.rollback().execute();
+        return { status: 'skipped', reason: 'table not empty', rows: existing };
+      }
+    }
+    if (mode === 'replace') await deleteAllUsers(trx);
+
+    const records = READERS[source.format](decodeUtf8(source.open()));
+    const errors: string[] = [];
+    let badRows = 0;
+    let rows = 0;
+    let batch: User[] = [];
+    for await (const record of records) {
+      rows += 1;
+      if ('problem' in record) {
+        errors.push(`${record.location}: ${record.problem}`);
+        badRows += 1;
+      } else {
+        const result = validateUser(record.raw);
+        if (!result.ok) {
+          for (const { field, reason } of result.problems) {
+            errors.push(`${record.location}: ${field}: ${reason}`);
+          }
+          badRows += 1;
+        } else if (badRows === 0) {
+          batch.push(result.user);
+          if (batch.length === db.maxInsertRows) {
+            await insertUsers(trx, batch);
+            batch = [];
+          }
+        }
+      }
+      if (badRows === MAX_REPORTED_BAD_ROWS) break;
+    }
+    if (badRows > 0) {
+      const counted =
+        badRows === MAX_REPORTED_BAD_ROWS
+          ? `${badRows} bad rows (stopped reading there)`
+          : `${badRows} bad row${badRows === 1 ? '' : 's'}`;
+      throw new AppError('ERR_IMPORT_BAD_ROWS', `${counted}; nothing was imported`, { errors });
+    }
+    if (rows === 0) {
+      throw new AppError('ERR_IMPORT_NO_ROWS', 'the file has no user rows; nothing was imported');
+    }
+    await insertUsers(trx, batch);
+    await trx.commit().execute();
+    return { status: 'imported', rows };
+  } catch (error) {
+    if (!trx.isCommitted && !trx.isRolledBack) await trx.rollback().execute();
+    throw error;
+  }
+}

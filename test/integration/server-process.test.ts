@@ -1,0 +1,199 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { copyFile, mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { request } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it, type TestContext } from 'node:test';
+import { promisify } from 'node:util';
+import { startChildServer } from '../helpers/child-server.js';
+import { REPO_ROOT } from '../helpers/paths.js';
+
+async function tempDir(t: TestContext): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'users-api-proc-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+const baseEnv = (extra: Record<string, string>) => ({
+  PATH: process.env.PATH,
+  PORT: '0',
+  HOST: '127.0.0.1',
+  ...extra,
+});
+
+describe('the server process', () => {
+  it('`npm start` serves the bundled users on a fresh database and stops cleanly on SIGTERM', async (t) => {
+    const dir = await tempDir(t);
+    const server = await startChildServer(t, 'npm', ['start', '--silent'], {
+      cwd: REPO_ROOT,
+      env: baseEnv({ DATABASE_URL: `sqlite:${join(dir, 'users.db')}`, SERVER_NAME: 'webserver1' }),
+      detached: true,
+    });
+    const response = await fetch(`${server.url}/api`);
+    assert.equal(response.status, 200);
+    const users = (await response.json()) as { NAME: string }[];
+    assert.equal(users.length, 1000);
+    assert.equal(users[0]!.NAME, 'Duane Adams');
+    assert.equal(
+      await (await fetch(`${server.url}/healthcheck`)).text(),
+      'all good from webserver1',
+    );
+    // npm re-raises the signal its child got, so the server's own clean exit shows in its log.
+    await server.stop();
+    assert.ok(
+      server.lines.some((line) => line.includes('"msg":"stopped"')),
+      server.lines.join('\n'),
+    );
+  });
+
+  it('creates ./data/users.db under its working folder by default', async (t) => {
+    const dir = await tempDir(t);
+    await mkdir(join(dir, 'data'));
+    await copyFile(join(REPO_ROOT, 'data/users.csv'), join(dir, 'data/users.csv'));
+    const server = await startChildServer(
+      t,
+      process.execPath,
+      [join(REPO_ROOT, 'dist/main.js'), 'serve'],
+      {
+        cwd: dir,
+        env: baseEnv({}),
+      },
+    );
+    assert.ok((await stat(join(dir, 'data/users.db'))).isFile());
+    const users = (await (await fetch(`${server.url}/api`)).json()) as unknown[];
+    assert.equal(users.length, 1000);
+    assert.equal(await server.stop(), 0);
+  });
+
+  it('finishes an in-flight request on SIGTERM', async (t) => {
+    const dir = await tempDir(t);
+    const server = await startChildServer(
+      t,
+      process.execPath,
+      [join(REPO_ROOT, 'dist/main.js'), 'serve'],
+      {
+        cwd: dir,
+        env: baseEnv({
+          DATABASE_URL: `sqlite:${join(dir, 'users.db')}`,
+          DATA_FILE: join(REPO_ROOT, 'data/users.csv'),
+          ADMIN_TOKEN: 'test-admin-token-0123456789',
+        }),
+      },
+    );
+    // An upload whose body is still arriving when SIGTERM lands: it must still be answered.
+    const answered = new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = request(`${server.url}/addtosql?mode=append`, {
+        method: 'POST',
+        headers: {
+          'content-type': 'text/csv',
+          authorization: 'Bearer test-admin-token-0123456789',
+        },
+      });
+      req.on('response', (res) => {
+        let body = '';
+        res.on('data', (chunk: Buffer) => (body += chunk.toString()));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      });
+      req.on('error', reject);
+      req.write('NAME,STREET,CITY,STATE,USER_DATE\n');
+      setTimeout(() => {
+        void server.stop();
+        setTimeout(() => req.end('Late Arrival,Hojzi Path,Zurmubku,NY,08/08/43\n'), 300);
+      }, 200);
+    });
+    assert.deepEqual(await answered, { status: 200, body: '{"status":"imported","rows":1}' });
+  });
+
+  it('answers an oversized streamed upload with 413 over a real socket', async (t) => {
+    const dir = await tempDir(t);
+    const server = await startChildServer(
+      t,
+      process.execPath,
+      [join(REPO_ROOT, 'dist/main.js'), 'serve'],
+      {
+        cwd: dir,
+        env: baseEnv({
+          DATABASE_URL: `sqlite:${join(dir, 'users.db')}`,
+          IMPORT_ON_START: 'never',
+          MAX_UPLOAD_BYTES: '65536',
+        }),
+      },
+    );
+    // curl, as an operator would: it reads the early 413 even though the server stops reading.
+    // (Node's own http client drops a response that arrives while it is still writing.)
+    const body = join(dir, 'big.csv');
+    await writeFile(
+      body,
+      'NAME,STREET,CITY,STATE,USER_DATE\n' +
+        'Duane Adams,Hojzi Path,Zurmubku,NY,08/08/43\n'.repeat(25_000),
+    );
+    const { stdout } = await promisify(execFile)('curl', [
+      '-sS',
+      '-o',
+      '/dev/null',
+      '-w',
+      '%{http_code}',
+      '--max-time',
+      '20',
+      '-X',
+      'POST',
+      '-H',
+      'content-type: text/csv',
+      '-H',
+      'transfer-encoding: chunked',
+      '--data-binary',
+      `@${body}`,
+      `${server.url}/addtosql`,
+    ]);
+    const status = Number(stdout);
+    assert.equal(status, 413);
+    const count = (await (await fetch(`${server.url}/api`)).json()) as unknown[];
+    assert.equal(count.length, 0);
+  });
+
+  it('leaves exactly one copy when two instances on one database get 20 simultaneous /addtosql', async (t) => {
+    const dir = await tempDir(t);
+    const env = baseEnv({
+      DATABASE_URL: `sqlite:${join(dir, 'users.db')}`,
+      DATA_FILE: join(REPO_ROOT, 'data/users.csv'),
+      IMPORT_ON_START: 'never',
+    });
+    const args = [join(REPO_ROOT, 'dist/main.js'), 'serve'];
+    const first = await startChildServer(t, process.execPath, args, { cwd: dir, env });
+    const second = await startChildServer(t, process.execPath, args, { cwd: dir, env });
+    const responses = await Promise.all(
+      Array.from({ length: 20 }, (_, index) =>
+        fetch(`${(index % 2 === 0 ? first : second).url}/addtosql`, { method: 'POST' }).then(
+          async (response) => ({
+            status: response.status,
+            body: (await response.json()) as { status: string },
+          }),
+        ),
+      ),
+    );
+    assert.deepEqual(
+      responses.map((r) => r.status),
+      Array<number>(20).fill(200),
+    );
+    assert.deepEqual(responses.map((r) => r.body.status).sort(), [
+      'imported',
+      ...Array<string>(19).fill('skipped'),
+    ]);
+    for (const server of [first, second]) {
+      const users = (await (await fetch(`${server.url}/api`)).json()) as unknown[];
+      assert.equal(users.length, 1000);
+    }
+  });
+
+  it('refuses to start on a bad configuration value, naming it (exit 1)', async (t) => {
+    const dir = await tempDir(t);
+    await assert.rejects(
+      startChildServer(t, process.execPath, [join(REPO_ROOT, 'dist/main.js'), 'serve'], {
+        cwd: dir,
+        env: baseEnv({ PORT: 'eighty' }),
+      }),
+      /server exited with 1 before listening: users-api: configuration error: PORT="eighty" is invalid/,
+    );
+  });
+});

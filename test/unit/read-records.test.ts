@@ -1,0 +1,197 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { AppError } from '../../src/errors.js';
+import { decodeUtf8 } from '../../src/importer/decode-utf8.js';
+import { fileImportSource, type ImportFormat } from '../../src/importer/import-source.js';
+import { readCsvRecords } from '../../src/importer/read-csv-records.js';
+import { readJsonRecords } from '../../src/importer/read-json-records.js';
+import { readNdjsonRecords } from '../../src/importer/read-ndjson-records.js';
+import type { SourceRecord } from '../../src/importer/source-record.js';
+import { fixture } from '../helpers/paths.js';
+
+const READERS = { csv: readCsvRecords, json: readJsonRecords, ndjson: readNdjsonRecords };
+
+async function read(name: string, format: ImportFormat = 'csv'): Promise<SourceRecord[]> {
+  const records: SourceRecord[] = [];
+  for await (const record of READERS[format](
+    decodeUtf8(fileImportSource(fixture(name), format).open()),
+  )) {
+    records.push(record);
+  }
+  return records;
+}
+
+const duane = {
+  NAME: 'Duane Adams',
+  STREET: 'Hojzi Path',
+  CITY: 'Zurmubku',
+  STATE: 'NY',
+  USER_DATE: '08/08/43',
+};
+const ruby = {
+  NAME: 'Ruby Hampton',
+  STREET: 'Seime Plaza',
+  CITY: 'Ikduju',
+  STATE: 'KS',
+  USER_DATE: '16/09/86',
+};
+
+async function assertFileError(name: string, format: ImportFormat, message: RegExp) {
+  await assert.rejects(read(name, format), (error: unknown) => {
+    assert.ok(error instanceof AppError, String(error));
+    assert.equal(error.code, 'ERR_IMPORT_BAD_FILE');
+    assert.match(error.message, message);
+    return true;
+  });
+}
+
+describe('CSV records', () => {
+  for (const name of ['bom.csv', 'crlf.csv', 'crlf-header-lf-rows.csv']) {
+    it(`reads ${name}`, async () => {
+      assert.deepEqual(await read(`csv/${name}`), [
+        { location: 'line 2', raw: duane },
+        { location: 'line 3', raw: ruby },
+      ]);
+    });
+  }
+
+  it('keeps quoted commas and doubled quotes', async () => {
+    assert.deepEqual(await read('csv/quoted-comma.csv'), [
+      { location: 'line 2', raw: { ...duane, NAME: 'Adams, Duane', STREET: 'Hojzi "Old" Path' } },
+    ]);
+  });
+
+  it('keeps line breaks inside quotes and counts physical lines after them', async () => {
+    const records = await read('csv/embedded-newline.csv');
+    assert.deepEqual(records[0], {
+      location: 'line 2',
+      raw: { ...duane, STREET: 'Hojzi Path\nApt 4' },
+    });
+    assert.equal(records[1]!.location, 'line 4');
+  });
+
+  it('matches columns by name in any order and case', async () => {
+    const [record] = await read('csv/reordered-lowercase-padded.csv');
+    assert.deepEqual(record, {
+      location: 'line 2',
+      raw: {
+        NAME: '  Zoë Ødegård ',
+        STREET: 'Hojzi Path',
+        CITY: '  Zurmubku',
+        STATE: ' ny ',
+        USER_DATE: '  08/08/43 ',
+      },
+    });
+  });
+
+  it('reports rows with the wrong number of fields by physical line, skipping blank lines', async () => {
+    const records = await read('csv/several-bad-rows.csv');
+    assert.deepEqual(
+      records.map((r) => r.location),
+      ['line 2', 'line 3', 'line 6'],
+    );
+    assert.deepEqual(records[0], {
+      location: 'line 2',
+      problem: 'expected 5 fields (NAME,STREET,CITY,STATE,USER_DATE), found 4',
+    });
+  });
+
+  it('refuses a missing column', async () => {
+    await assertFileError(
+      'csv/missing-column.csv',
+      'csv',
+      /^line 1: bad header: missing column USER_DATE; expected the columns NAME,STREET,CITY,STATE,USER_DATE/,
+    );
+  });
+
+  it('refuses an extra column', async () => {
+    await assertFileError(
+      'csv/extra-column.csv',
+      'csv',
+      /^line 1: bad header: unknown column "EMAIL"/,
+    );
+  });
+
+  it('refuses an empty file', async () => {
+    await assertFileError(
+      'csv/empty.csv',
+      'csv',
+      /^the file is empty: expected a header line NAME,STREET,CITY,STATE,USER_DATE$/,
+    );
+  });
+
+  it('reads a header-only file as no records', async () => {
+    assert.deepEqual(await read('csv/header-only.csv'), []);
+  });
+
+  it('refuses a file that is not UTF-8, naming the line', async () => {
+    await assertFileError(
+      'csv/latin1.csv',
+      'csv',
+      /^line 2: the file is not valid UTF-8 text \(invalid byte at or near offset 36\)/,
+    );
+  });
+
+  it('refuses binary garbage', async () => {
+    await assertFileError('csv/binary.csv', 'csv', /not valid UTF-8/);
+  });
+
+  it('refuses an unclosed quote', async () => {
+    await assertFileError('csv/unclosed-quote.csv', 'csv', /^malformed CSV: Quote Not Closed/);
+  });
+});
+
+describe('JSON and NDJSON records', () => {
+  it('reads an array of objects, keys in any case', async () => {
+    assert.deepEqual(await read('json/users.json', 'json'), [
+      { location: 'item 1', raw: duane },
+      {
+        location: 'item 2',
+        raw: {
+          NAME: 'Zoë Ødegård',
+          STREET: 'Seime Plaza',
+          CITY: 'Ikduju',
+          STATE: 'ks',
+          USER_DATE: '16/09/86',
+        },
+      },
+    ]);
+  });
+
+  it('reports items that are not user objects', async () => {
+    const records = await read('json/bad-items.json', 'json');
+    assert.deepEqual(records.slice(1), [
+      { location: 'item 2', problem: 'USER_DATE: must be a string' },
+      {
+        location: 'item 3',
+        problem: 'expected an object with keys NAME, STREET, CITY, STATE, USER_DATE',
+      },
+      { location: 'item 4', problem: 'USER_DATE: missing' },
+    ]);
+  });
+
+  it('refuses a top-level value that is not an array', async () => {
+    await assertFileError(
+      'json/not-array.json',
+      'json',
+      /^invalid JSON: .*expected a JSON array of user objects$/,
+    );
+  });
+
+  it('refuses truncated JSON', async () => {
+    await assertFileError('json/truncated.json', 'json', /^invalid JSON: /);
+  });
+
+  it('reads NDJSON with CRLF and blank lines, item N being line N', async () => {
+    assert.deepEqual(await read('json/users.ndjson', 'ndjson'), [
+      { location: 'item 1', raw: duane },
+      { location: 'item 3', raw: ruby },
+    ]);
+  });
+
+  it('reports NDJSON lines that are not JSON and keeps reading', async () => {
+    const records = await read('json/bad-lines.ndjson', 'ndjson');
+    assert.equal(records.length, 3);
+    assert.match((records[1] as { problem: string }).problem, /^invalid JSON: /);
+  });
+});
