@@ -16,6 +16,7 @@ export const ERROR_CODES = {
   ERR_IMPORT_FILE_NOT_FOUND: { status: 422, title: 'Import file not found' },
   ERR_IMPORT_DATA_FILE_MISSING: { status: 500, title: 'Configured data file is missing' },
   ERR_DB_UNAVAILABLE: { status: 503, title: 'Database unavailable' },
+  ERR_DB_PRIMARY_UNAVAILABLE: { status: 503, title: 'Primary database unavailable' },
   ERR_SHUTTING_DOWN: { status: 503, title: 'Server is shutting down' },
   ERR_INTERNAL: { status: 500, title: 'Internal server error' },
 } as const satisfies Record<string, { status: number; title: string }>;

@@ -30,10 +30,12 @@ export function createLogger(config: Config): Logger {
  * A bad data file stops the start: serving an empty directory would hide the problem.
  */
 export async function startServer(config: Config, logger: Logger): Promise<RunningServer> {
-  const db = openDatabase(config.database);
+  const db = openDatabase(config.database, logger);
   try {
-    const applied = await migrateToLatest(db);
-    if (applied.length > 0) logger.info({ migrations: applied }, 'database migrated');
+    if (config.migrateOnStart) {
+      const applied = await migrateToLatest(db);
+      if (applied.length > 0) logger.info({ migrations: applied }, 'database migrated');
+    }
     if (config.importOnStart === 'if-empty') await importDataFileIfEmpty(config, db, logger);
   } catch (error) {
     await db.close();

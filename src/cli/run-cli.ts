@@ -117,7 +117,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     .description('Print the number of users in the database.')
     .action(async () => {
       await withDatabase(loadConfig(io.env), async (db) => {
-        io.stdout(String(await countUsers(db.read)));
+        io.stdout(String(await db.read(countUsers)));
       });
     });
 

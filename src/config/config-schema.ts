@@ -9,8 +9,8 @@ export interface ConfigVariable {
   /** What values are accepted, as shown in the error message for a bad value. */
   allowed: string;
   description: string;
-  /** Never logged or echoed back. */
-  secret?: boolean;
+  /** How the value is shown in errors: never (`all`), or with URL passwords masked. */
+  redact?: 'all' | 'url-password';
 }
 
 export const CONFIG_SCHEMA = {
@@ -32,9 +32,56 @@ export const CONFIG_SCHEMA = {
   },
   DATABASE_URL: {
     default: undefined,
-    allowed: 'unset (SQLite at ./data/users.db) or sqlite:PATH',
+    allowed:
+      'unset (SQLite at ./data/users.db), sqlite:PATH or mysql://USER:PASSWORD@HOST:PORT/DATABASE',
     description:
-      'Where the users live. Unset: the embedded SQLite file `./data/users.db` (created on start).',
+      'Where the users live. Unset: the embedded SQLite file `./data/users.db`. `mysql://…`: the MySQL/MariaDB primary (all writes).',
+    redact: 'url-password',
+  },
+  DATABASE_REPLICA_URLS: {
+    default: undefined,
+    allowed: 'a comma-separated list of mysql:// URLs (only with a mysql:// DATABASE_URL)',
+    description:
+      'Read replicas. Reads go round-robin to healthy ones; none healthy (or none given): the primary.',
+    redact: 'url-password',
+  },
+  DB_POOL_SIZE: {
+    default: '10',
+    allowed: 'an integer from 1 to 1000',
+    description: 'Connections per MySQL server (primary and each replica).',
+  },
+  DB_CONNECT_TIMEOUT_MS: {
+    default: '2000',
+    allowed: 'an integer from 100 to 600000',
+    description: 'How long to wait for a MySQL connection before the server counts as down.',
+  },
+  DB_QUERY_TIMEOUT_MS: {
+    default: '10000',
+    allowed: 'an integer from 100 to 3600000',
+    description:
+      'Longest a single MySQL query may run; past it the connection is dropped and the query fails.',
+  },
+  MIGRATE_ON_START: {
+    default: 'true',
+    allowed: 'true or false',
+    description:
+      'Apply pending migrations to the primary on start (safe when several instances start at once).',
+  },
+  MAX_REPLICA_LAG_SECONDS: {
+    default: '5',
+    allowed: 'an integer from 0 to 86400',
+    description: 'A replica further behind than this leaves the read rotation until it catches up.',
+  },
+  REPLICA_PROBE_INTERVAL_MS: {
+    default: '1000',
+    allowed: 'an integer from 100 to 600000',
+    description: 'How often each replica is probed (reachable, replication running, lag).',
+  },
+  REPLICA_WAIT_MS: {
+    default: '5000',
+    allowed: 'an integer from 0 to 600000',
+    description:
+      'After an import commits, how long to wait for every healthy replica to apply it (read-your-writes); a replica that does not leaves the rotation until it has.',
   },
   DATA_FILE: {
     default: 'data/users.csv',
@@ -53,7 +100,7 @@ export const CONFIG_SCHEMA = {
     allowed: 'at least 16 characters',
     description:
       'Bearer token for admin operations (uploads to `/addtosql`, `mode=append|replace`). Unset: admin operations are accepted from loopback only.',
-    secret: true,
+    redact: 'all',
   },
   MAX_UPLOAD_BYTES: {
     default: '52428800',

@@ -1,6 +1,6 @@
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
-import { CONFIG_SCHEMA, type ConfigVariableName } from './config-schema.js';
+import { CONFIG_SCHEMA, type ConfigVariable, type ConfigVariableName } from './config-schema.js';
 import type { RawEnv } from './env.js';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -15,13 +15,36 @@ export interface SqliteConnection {
   path: string;
 }
 
-export type DatabaseConnection = SqliteConnection;
+/** One MySQL/MariaDB server. `name` (host:port) is what logs and metrics show: never the password. */
+export interface MysqlTarget {
+  name: string;
+  host: string;
+  port: number;
+  user: string;
+  password: string;
+  database: string;
+}
+
+export interface MysqlConnection {
+  dialect: 'mysql';
+  primary: MysqlTarget;
+  replicas: MysqlTarget[];
+  poolSize: number;
+  connectTimeoutMs: number;
+  queryTimeoutMs: number;
+  maxReplicaLagSeconds: number;
+  replicaProbeIntervalMs: number;
+  replicaWaitMs: number;
+}
+
+export type DatabaseConnection = SqliteConnection | MysqlConnection;
 
 export interface Config {
   port: number;
   host: string;
   serverName: string;
   database: DatabaseConnection;
+  migrateOnStart: boolean;
   /** Absolute path. */
   dataFile: string;
   importOnStart: ImportOnStart;
@@ -47,7 +70,16 @@ export function loadConfig(raw: RawEnv, cwd: string = process.cwd()): Config {
   const value = (name: ConfigVariableName): string | undefined =>
     raw[name] ?? CONFIG_SCHEMA[name].default;
   const fail = (name: ConfigVariableName): never => {
-    const shown = 'secret' in CONFIG_SCHEMA[name] ? '(hidden)' : JSON.stringify(raw[name]);
+    const variable: ConfigVariable = CONFIG_SCHEMA[name];
+    const text = raw[name] ?? '';
+    const shown =
+      variable.redact === 'all'
+        ? '(hidden)'
+        : JSON.stringify(
+            variable.redact === 'url-password'
+              ? text.replace(/(\/\/[^:/@]*:)[^@]*@/g, '$1***@')
+              : text,
+          );
     throw new ConfigError(`${name}=${shown} is invalid: expected ${CONFIG_SCHEMA[name].allowed}`);
   };
   const integer = (name: ConfigVariableName, min: number, max: number): number => {
@@ -72,11 +104,35 @@ export function loadConfig(raw: RawEnv, cwd: string = process.cwd()): Config {
   const host = value('HOST') ?? fail('HOST');
   if (/\s/.test(host) || host === '') fail('HOST');
 
+  const databaseUrl = value('DATABASE_URL');
+  const replicaUrls = (value('DATABASE_REPLICA_URLS') ?? '')
+    .split(',')
+    .map((url) => url.trim())
+    .filter((url) => url !== '');
+  let database: DatabaseConnection;
+  if (databaseUrl?.startsWith('mysql:')) {
+    database = {
+      dialect: 'mysql',
+      primary: parseMysqlUrl(databaseUrl) ?? fail('DATABASE_URL'),
+      replicas: replicaUrls.map((url) => parseMysqlUrl(url) ?? fail('DATABASE_REPLICA_URLS')),
+      poolSize: integer('DB_POOL_SIZE', 1, 1000),
+      connectTimeoutMs: integer('DB_CONNECT_TIMEOUT_MS', 100, 600_000),
+      queryTimeoutMs: integer('DB_QUERY_TIMEOUT_MS', 100, 3_600_000),
+      maxReplicaLagSeconds: integer('MAX_REPLICA_LAG_SECONDS', 0, 86_400),
+      replicaProbeIntervalMs: integer('REPLICA_PROBE_INTERVAL_MS', 100, 600_000),
+      replicaWaitMs: integer('REPLICA_WAIT_MS', 0, 600_000),
+    };
+  } else {
+    if (replicaUrls.length > 0) fail('DATABASE_REPLICA_URLS');
+    database = parseSqliteUrl(databaseUrl, cwd) ?? fail('DATABASE_URL');
+  }
+
   return Object.freeze({
     port: integer('PORT', 0, 65535),
     host,
     serverName,
-    database: parseDatabaseUrl(value('DATABASE_URL'), cwd) ?? fail('DATABASE_URL'),
+    database,
+    migrateOnStart: oneOf('MIGRATE_ON_START', ['true', 'false']) === 'true',
     dataFile: resolve(cwd, dataFile),
     importOnStart: oneOf('IMPORT_ON_START', IMPORT_ON_START_VALUES),
     adminToken,
@@ -85,9 +141,31 @@ export function loadConfig(raw: RawEnv, cwd: string = process.cwd()): Config {
   });
 }
 
-function parseDatabaseUrl(url: string | undefined, cwd: string): DatabaseConnection | undefined {
+function parseSqliteUrl(url: string | undefined, cwd: string): SqliteConnection | undefined {
   if (url === undefined) return { dialect: 'sqlite', path: resolve(cwd, DEFAULT_SQLITE_PATH) };
   const path = /^sqlite:(?:\/\/)?(.+)$/.exec(url)?.[1];
   if (path === undefined || path === ':memory:') return undefined;
   return { dialect: 'sqlite', path: resolve(cwd, path) };
+}
+
+function parseMysqlUrl(text: string): MysqlTarget | undefined {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    return undefined;
+  }
+  const database = decodeURIComponent(url.pathname.replace(/^\//, ''));
+  if (url.protocol !== 'mysql:' || url.hostname === '' || database === '' || url.username === '') {
+    return undefined;
+  }
+  const port = url.port === '' ? 3306 : Number(url.port);
+  return {
+    name: `${url.hostname}:${port}`,
+    host: url.hostname,
+    port,
+    user: decodeURIComponent(url.username),
+    password: decodeURIComponent(url.password),
+    database,
+  };
 }

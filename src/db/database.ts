@@ -1,4 +1,5 @@
 import type { ControlledTransaction, Generated, Kysely, Transaction } from 'kysely';
+import type { User } from '../users/user.js';
 
 /** The users table. `id` gives the load order: `/api` lists users by it. */
 export interface UsersTable {
@@ -29,18 +30,42 @@ export type DatabaseExecutor = Kysely<DatabaseSchema>;
 export type DatabaseTransaction = Transaction<DatabaseSchema>;
 export type WriteTransaction = ControlledTransaction<DatabaseSchema>;
 
+/** What the read router knows about one replica (from its probes and from failed reads). */
+export interface ReplicaState {
+  /** host:port, never credentials. */
+  name: string;
+  healthy: boolean;
+  /** Why it is out of rotation; undefined while healthy. */
+  reason: string | undefined;
+  lagSeconds: number | null;
+  /** Unix ms of the last completed probe, or null before the first. */
+  probedAt: number | null;
+}
+
+/** A function that reads through whichever executor the router picks. */
+export type ReadQuery<T> = (executor: DatabaseExecutor) => Promise<T>;
+
 /**
- * The service's handle on its database. Reads and writes go through separate executors: on
- * SQLite two connections to one WAL file (so a long import never blocks `/api`), and on MySQL
- * the place where replica routing slots in.
+ * The service's handle on its database. Writes go to one executor (SQLite's write connection,
+ * or the MySQL primary); reads go through `read`, which picks the executor: SQLite's separate
+ * read connection on the same WAL file (so a long import never blocks `/api`), or a healthy
+ * MySQL replica, with failover to the next replica and then the primary.
  */
 export interface Database {
-  readonly dialect: 'sqlite';
-  /** Executor for reads; may lag the writer by one in-flight transaction. */
-  readonly read: DatabaseExecutor;
-  /** Executor for writes and migrations. */
+  readonly dialect: 'sqlite' | 'mysql';
+  read<T>(query: ReadQuery<T>): Promise<T>;
+  /** Executor for writes and migrations (the primary). */
   readonly write: DatabaseExecutor;
-  /** How many rows one multi-row INSERT may carry on this dialect. */
+  /** How many users `insertUsers` should be given at a time on this dialect. */
   readonly maxInsertRows: number;
+  /** Appends users, in order, inside a write transaction; the fastest way the dialect has. */
+  insertUsers(trx: DatabaseTransaction, users: readonly User[]): Promise<void>;
+  /**
+   * Call after a commit: waits (bounded) until every healthy replica has applied it, so the next
+   * read anywhere sees it. A replica that does not catch up in time leaves the rotation.
+   */
+  waitForReplicas(): Promise<void>;
+  /** The replicas' current states (empty without replicas). */
+  replicaStates(): ReplicaState[];
   close(): Promise<void>;
 }

@@ -21,7 +21,7 @@ export function registerHealthRoutes(
     async (request, reply) => {
       reply.type('text/plain; charset=utf-8').header('cache-control', 'no-store');
       try {
-        await probeUsersTable(deps.db.read);
+        await deps.db.read(probeUsersTable);
       } catch (error) {
         request.log.warn({ err: error }, 'healthcheck: users table unreadable');
         return reply.code(503).send('database unavailable: cannot read the users table');

@@ -27,7 +27,7 @@ export function registerUsersRoutes(app: FastifyInstance, deps: { db: Database }
       },
     },
     async () => {
-      const users = await listUsers(deps.db.read);
+      const users = await deps.db.read(listUsers);
       return users.map((user) => ({
         NAME: user.name,
         STREET: user.street,

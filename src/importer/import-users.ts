@@ -1,6 +1,6 @@
 import { beginWriteTransaction } from '../db/begin-write-transaction.js';
 import type { Database } from '../db/database.js';
-import { countUsers, deleteAllUsers, insertUsers } from '../db/users-repository.js';
+import { countUsers, deleteAllUsers } from '../db/users-repository.js';
 import { AppError } from '../errors.js';
 import type { User } from '../users/user.js';
 import { validateUser } from '../users/validate-user.js';
@@ -22,12 +22,14 @@ export type ImportResult =
 /** The report stops after this many bad rows: a file that bad needs fixing at the source. */
 export const MAX_REPORTED_BAD_ROWS = 100;
 
-const READERS: Record<ImportFormat, (text: AsyncIterable<string>) => AsyncIterable<SourceRecord>> =
-  {
-    csv: readCsvRecords,
-    json: readJsonRecords,
-    ndjson: readNdjsonRecords,
-  };
+const READERS: Record<
+  ImportFormat,
+  (text: AsyncIterable<string>) => AsyncIterable<SourceRecord[]>
+> = {
+  csv: readCsvRecords,
+  json: readJsonRecords,
+  ndjson: readNdjsonRecords,
+};
 
 /**
  * Imports users all-or-nothing: the source is streamed, every row validated and inserted in
@@ -42,6 +44,7 @@ export async function importUsers(
   mode: ImportMode,
 ): Promise<ImportResult> {
   const trx = await beginWriteTransaction(db);
+  let rows = 0;
   try {
     if (mode === 'if-empty') {
       const existing = await countUsers(trx);
@@ -52,32 +55,33 @@ export async function importUsers(
     }
     if (mode === 'replace') await deleteAllUsers(trx);
 
-    const records = READERS[source.format](decodeUtf8(source.open()));
+    const batches = READERS[source.format](decodeUtf8(source.open()));
     const errors: string[] = [];
     let badRows = 0;
-    let rows = 0;
     let batch: User[] = [];
-    for await (const record of records) {
-      rows += 1;
-      if ('problem' in record) {
-        errors.push(`${record.location}: ${record.problem}`);
-        badRows += 1;
-      } else {
-        const result = validateUser(record.raw);
-        if (!result.ok) {
-          for (const { field, reason } of result.problems) {
-            errors.push(`${record.location}: ${field}: ${reason}`);
-          }
+    reading: for await (const records of batches) {
+      for (const record of records) {
+        rows += 1;
+        if ('problem' in record) {
+          errors.push(`${record.location}: ${record.problem}`);
           badRows += 1;
-        } else if (badRows === 0) {
-          batch.push(result.user);
-          if (batch.length === db.maxInsertRows) {
-            await insertUsers(trx, batch);
-            batch = [];
+        } else {
+          const result = validateUser(record.raw);
+          if (!result.ok) {
+            for (const { field, reason } of result.problems) {
+              errors.push(`${record.location}: ${field}: ${reason}`);
+            }
+            badRows += 1;
+          } else if (badRows === 0) {
+            batch.push(result.user);
+            if (batch.length === db.maxInsertRows) {
+              await db.insertUsers(trx, batch);
+              batch = [];
+            }
           }
         }
+        if (badRows === MAX_REPORTED_BAD_ROWS) break reading;
       }
-      if (badRows === MAX_REPORTED_BAD_ROWS) break;
     }
     if (badRows > 0) {
       const counted =
@@ -89,11 +93,19 @@ export async function importUsers(
     if (rows === 0) {
       throw new AppError('ERR_IMPORT_NO_ROWS', 'the file has no user rows; nothing was imported');
     }
-    await insertUsers(trx, batch);
+    await db.insertUsers(trx, batch);
     await trx.commit().execute();
-    return { status: 'imported', rows };
   } catch (error) {
-    if (!trx.isCommitted && !trx.isRolledBack) await trx.rollback().execute();
+    if (!trx.isCommitted && !trx.isRolledBack) {
+      // A lost connection cannot roll back, and need not: the server drops the open
+      // transaction with it. The original error is the one worth reporting.
+      await trx
+        .rollback()
+        .execute()
+        .catch(() => undefined);
+    }
     throw error;
   }
+  await db.waitForReplicas();
+  return { status: 'imported', rows };
 }

@@ -1,57 +1,28 @@
-import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import { CsvError, parse, type Info } from 'csv-parse';
 import { AppError } from '../errors.js';
 import { USER_FIELDS, type RawUser, type UserField } from '../users/user.js';
+import { parseCsv } from './parse-csv.js';
 import type { SourceRecord } from './source-record.js';
 
 const EXPECTED_HEADER = USER_FIELDS.join(',');
 
 /**
- * Streams CSV text into records. The header is required; columns are matched by name,
- * case-insensitively, in any order. Quoted fields may hold commas, quotes and line breaks;
- * lines may end in CRLF or LF, even mixed within one file.
+ * Streams CSV text into batches of records. The header is required; columns are matched by
+ * name, case-insensitively, in any order. `line N` is the physical line a record starts on.
  */
-export async function* readCsvRecords(text: AsyncIterable<string>): AsyncGenerator<SourceRecord> {
-  const parser = parse({
-    bom: true,
-    info: true,
-    // Both delimiters: csv-parse guesses one from the first line, so a CRLF header followed by
-    // LF data lines would otherwise read as one giant bad record.
-    record_delimiter: ['\r\n', '\n'],
-    relax_column_count: true,
-    skip_empty_lines: true,
-  });
-  const feeding = pipeline(Readable.from(text), parser);
-  // The pipeline's failure is also thrown by the loop below; this keeps it from being unhandled.
-  feeding.catch(() => undefined);
-
+export async function* readCsvRecords(text: AsyncIterable<string>): AsyncGenerator<SourceRecord[]> {
   let columns: UserField[] | undefined;
-  let linesBefore = 0;
-  try {
-    for await (const { record, info } of parser as AsyncIterable<{
-      record: string[];
-      info: Info;
-    }>) {
-      // csv-parse's own line count drifts on CRLF inside quotes, so physical lines are counted
-      // here: each record spans one line plus the line breaks inside its fields.
-      const line = 1 + linesBefore + info.empty_lines;
-      linesBefore += 1 + countLineBreaks(record);
-      if (columns === undefined) {
-        columns = readHeader(record);
-        continue;
-      }
-      yield toRecord(record, columns, `line ${line}`);
+  for await (const batch of parseCsv(text)) {
+    let start = 0;
+    if (columns === undefined) {
+      columns = readHeader(batch[0]!.fields, batch[0]!.line);
+      start = 1;
     }
-  } catch (error) {
-    if (error instanceof CsvError) {
-      throw new AppError('ERR_IMPORT_BAD_FILE', `malformed CSV: ${error.message}`, {
-        cause: error,
-      });
+    const records: SourceRecord[] = new Array<SourceRecord>(batch.length - start);
+    for (let index = start; index < batch.length; index += 1) {
+      const { fields, line } = batch[index]!;
+      records[index - start] = toRecord(fields, columns, `line ${line}`);
     }
-    throw error;
-  } finally {
-    parser.destroy();
+    if (records.length > 0) yield records;
   }
   if (columns === undefined) {
     throw new AppError(
@@ -61,7 +32,7 @@ export async function* readCsvRecords(text: AsyncIterable<string>): AsyncGenerat
   }
 }
 
-function readHeader(record: string[]): UserField[] {
+function readHeader(record: string[], line: number): UserField[] {
   const names = record.map((name) => name.trim().toUpperCase());
   const unknown = names.filter((name) => !(USER_FIELDS as readonly string[]).includes(name));
   const missing = USER_FIELDS.filter((field) => !names.includes(field));
@@ -74,7 +45,7 @@ function readHeader(record: string[]): UserField[] {
   if (problems.length > 0) {
     throw new AppError(
       'ERR_IMPORT_BAD_FILE',
-      `line 1: bad header: ${problems.join('; ')}; expected the columns ${EXPECTED_HEADER} ` +
+      `line ${line}: bad header: ${problems.join('; ')}; expected the columns ${EXPECTED_HEADER} ` +
         '(any order, any case)',
     );
   }
@@ -89,20 +60,8 @@ function toRecord(values: string[], columns: UserField[], location: string): Sou
     };
   }
   const raw = {} as RawUser;
-  columns.forEach((field, index) => {
-    raw[field] = values[index]!;
-  });
+  for (let index = 0; index < columns.length; index += 1) raw[columns[index]!] = values[index]!;
   return { location, raw };
-}
-
-function countLineBreaks(values: string[]): number {
-  let count = 0;
-  for (const value of values) {
-    for (let index = value.indexOf('\n'); index !== -1; index = value.indexOf('\n', index + 1)) {
-      count += 1;
-    }
-  }
-  return count;
 }
 
 function show(name: string): string {

@@ -5,14 +5,16 @@ import { AppError } from '../errors.js';
 import { recordFromJsonValue, type SourceRecord } from './source-record.js';
 
 /** Streams a top-level JSON array of user objects; only one item is in memory at a time. */
-export async function* readJsonRecords(text: AsyncIterable<string>): AsyncGenerator<SourceRecord> {
+export async function* readJsonRecords(
+  text: AsyncIterable<string>,
+): AsyncGenerator<SourceRecord[]> {
   const items = streamArray.withParserAsStream();
   const feeding = pipeline(Readable.from(text), items);
   // The pipeline's failure is also thrown by the loop below; this keeps it from being unhandled.
   feeding.catch(() => undefined);
   try {
     for await (const item of items as AsyncIterable<{ key: number; value: unknown }>) {
-      yield recordFromJsonValue(item.value, `item ${item.key + 1}`);
+      yield [recordFromJsonValue(item.value, `item ${item.key + 1}`)];
     }
   } catch (error) {
     if (error instanceof AppError) throw error;

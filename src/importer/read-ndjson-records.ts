@@ -1,16 +1,17 @@
-import { createInterface } from 'node:readline';
-import { Readable } from 'node:stream';
 import { recordFromJsonValue, type SourceRecord } from './source-record.js';
 
-/** Streams NDJSON (one user object per line); blank lines are skipped, `item N` is line N. */
+/**
+ * Streams NDJSON (one user object per line, LF or CRLF) into batches of records, one batch per
+ * input chunk. Blank lines are skipped; `item N` is line N.
+ */
 export async function* readNdjsonRecords(
   text: AsyncIterable<string>,
-): AsyncGenerator<SourceRecord> {
-  const input = Readable.from(text);
-  const lines = createInterface({ input, crlfDelay: Infinity });
+): AsyncGenerator<SourceRecord[]> {
+  let pending = '';
   let lineNumber = 0;
-  try {
-    for await (const line of lines) {
+  const toRecords = (lines: string[]): SourceRecord[] => {
+    const records: SourceRecord[] = [];
+    for (const line of lines) {
       lineNumber += 1;
       if (line.trim() === '') continue;
       const location = `item ${lineNumber}`;
@@ -19,13 +20,19 @@ export async function* readNdjsonRecords(
         value = JSON.parse(line);
       } catch (error) {
         const reason = error instanceof Error ? error.message : String(error);
-        yield { location, problem: `invalid JSON: ${reason}` };
+        records.push({ location, problem: `invalid JSON: ${reason}` });
         continue;
       }
-      yield recordFromJsonValue(value, location);
+      records.push(recordFromJsonValue(value, location));
     }
-  } finally {
-    lines.close();
-    input.destroy();
+    return records;
+  };
+  for await (const chunk of text) {
+    const lines = (pending + chunk).split('\n');
+    pending = lines.pop()!;
+    const records = toRecords(lines);
+    if (records.length > 0) yield records;
   }
+  const last = toRecords([pending]);
+  if (last.length > 0) yield last;
 }

@@ -109,7 +109,7 @@ describe('users-api CLI (built binary)', () => {
     const { run } = await createCli(t);
     assert.deepEqual(await run(['migrate']), {
       code: 0,
-      stdout: 'applied 0001-create-users\n',
+      stdout: 'applied 0001-create-users, 0002-mysql-utf8mb4\n',
       stderr: '',
     });
     assert.deepEqual(await run(['migrate']), {
@@ -125,7 +125,7 @@ describe('users-api CLI (built binary)', () => {
     assert.equal(result.code, 1);
     assert.equal(
       result.stderr,
-      'users-api: configuration error: DATABASE_URL="postgres://db/users" is invalid: expected unset (SQLite at ./data/users.db) or sqlite:PATH\n',
+      'users-api: configuration error: DATABASE_URL="postgres://db/users" is invalid: expected unset (SQLite at ./data/users.db), sqlite:PATH or mysql://USER:PASSWORD@HOST:PORT/DATABASE\n',
     );
   });
 });

@@ -29,7 +29,7 @@ describe('importUsers on SQLite', () => {
       status: 'imported',
       rows: 1000,
     });
-    const users = await listUsers(db.read);
+    const users = await db.read(listUsers);
     assert.equal(users.length, 1000);
     assert.deepEqual(users.slice(0, 3), [
       {
@@ -74,7 +74,7 @@ describe('importUsers on SQLite', () => {
       rows: 1,
     });
     assert.deepEqual(
-      (await listUsers(db.read)).map((u) => u.name),
+      (await db.read(listUsers)).map((u) => u.name),
       ['Duane Adams', 'Ruby Hampton', 'Adams, Duane'],
     );
     assert.deepEqual(await importUsers(db, source(fixture('json/users.json'), 'json'), 'replace'), {
@@ -82,7 +82,7 @@ describe('importUsers on SQLite', () => {
       rows: 2,
     });
     assert.deepEqual(
-      (await listUsers(db.read)).map((u) => u.name),
+      (await db.read(listUsers)).map((u) => u.name),
       ['Duane Adams', 'Zoë Ødegård'],
     );
   });
@@ -103,7 +103,7 @@ describe('importUsers on SQLite', () => {
       'line 3: USER_DATE: "1/1/86" is not a date in dd/mm/yy form',
     ]);
     // replace was rolled back: the previous rows are still there
-    assert.equal(await countUsers(db.read), 2);
+    assert.equal(await db.read(countUsers), 2);
   });
 
   it('rolls back rows already inserted in earlier batches when a late row is bad', async (t) => {
@@ -112,7 +112,7 @@ describe('importUsers on SQLite', () => {
     await writeFile(path, [...generateUsers(2500)].join('') + 'Late Row,Street,City,NY,31/02/99\n');
     const error = await rejection(importUsers(db, source(path), 'if-empty'));
     assert.deepEqual(error.errors, ['line 2502: USER_DATE: "31/02/99" is not a calendar date']);
-    assert.equal(await countUsers(db.read), 0);
+    assert.equal(await db.read(countUsers), 0);
   });
 
   it('stops the report at 100 bad rows', async (t) => {
@@ -142,7 +142,7 @@ describe('importUsers on SQLite', () => {
       const error = await rejection(importUsers(db, source(fixture(name)), 'replace'));
       assert.equal(error.code, code);
       assert.deepEqual(
-        (await listUsers(db.read)).map((u) => u.name),
+        (await db.read(listUsers)).map((u) => u.name),
         ['Duane Adams', 'Ruby Hampton'],
       );
     });
@@ -167,6 +167,6 @@ describe('importUsers on SQLite', () => {
     assert.equal(error.errors?.length, 2);
     assert.match(error.errors[0]!, /^item 2: invalid JSON: /);
     assert.equal(error.errors[1], 'item 3: USER_DATE: "29/02/01" is not a calendar date');
-    assert.equal(await countUsers(db.read), 2);
+    assert.equal(await db.read(countUsers), 2);
   });
 });

@@ -17,6 +17,7 @@ describe('loadConfig', () => {
       host: '0.0.0.0',
       serverName: hostname(),
       database: { dialect: 'sqlite', path: '/srv/users-api/data/users.db' },
+      migrateOnStart: true,
       dataFile: '/srv/users-api/data/users.csv',
       importOnStart: 'if-empty',
       adminToken: undefined,
@@ -31,16 +32,90 @@ describe('loadConfig', () => {
 
   it('reads sqlite: URLs, relative and absolute', () => {
     assert.equal(
-      loadConfig({ DATABASE_URL: 'sqlite:db/x.db' }, CWD).database.path,
+      (loadConfig({ DATABASE_URL: 'sqlite:db/x.db' }, CWD).database as { path: string }).path,
       '/srv/users-api/db/x.db',
     );
     assert.equal(
-      loadConfig({ DATABASE_URL: 'sqlite:///tmp/x.db' }, CWD).database.path,
+      (loadConfig({ DATABASE_URL: 'sqlite:///tmp/x.db' }, CWD).database as { path: string }).path,
       '/tmp/x.db',
     );
   });
 
+  it('reads a MySQL primary with replicas and the pool, timeout and replica settings', () => {
+    const config = loadConfig(
+      {
+        DATABASE_URL: 'mysql://app:s%40cret@db-primary:3307/users',
+        DATABASE_REPLICA_URLS:
+          'mysql://app:pw@db-replica/users, mysql://app:pw@10.0.0.9:3306/users',
+        DB_POOL_SIZE: '4',
+        MAX_REPLICA_LAG_SECONDS: '2',
+        MIGRATE_ON_START: 'false',
+      },
+      CWD,
+    );
+    assert.equal(config.migrateOnStart, false);
+    assert.deepEqual(config.database, {
+      dialect: 'mysql',
+      primary: {
+        name: 'db-primary:3307',
+        host: 'db-primary',
+        port: 3307,
+        user: 'app',
+        password: 's@cret',
+        database: 'users',
+      },
+      replicas: [
+        {
+          name: 'db-replica:3306',
+          host: 'db-replica',
+          port: 3306,
+          user: 'app',
+          password: 'pw',
+          database: 'users',
+        },
+        {
+          name: '10.0.0.9:3306',
+          host: '10.0.0.9',
+          port: 3306,
+          user: 'app',
+          password: 'pw',
+          database: 'users',
+        },
+      ],
+      poolSize: 4,
+      connectTimeoutMs: 2000,
+      queryTimeoutMs: 10000,
+      maxReplicaLagSeconds: 2,
+      replicaProbeIntervalMs: 1000,
+      replicaWaitMs: 5000,
+    });
+  });
+
+  it('masks URL passwords in errors', () => {
+    assert.throws(() => loadConfig({ DATABASE_URL: 'mysql://app:hunter2@db' }, CWD), {
+      message:
+        'DATABASE_URL="mysql://app:***@db" is invalid: expected unset (SQLite at ./data/users.db), sqlite:PATH or mysql://USER:PASSWORD@HOST:PORT/DATABASE',
+    });
+    assert.throws(
+      () => loadConfig({ DATABASE_REPLICA_URLS: 'mysql://app:pw@replica/users' }, CWD),
+      {
+        message:
+          /^DATABASE_REPLICA_URLS="mysql:\/\/app:\*\*\*@replica\/users" is invalid: expected a comma-separated list of mysql:\/\/ URLs \(only with a mysql:\/\/ DATABASE_URL\)$/,
+      },
+    );
+  });
+
   const bad: [string, Record<string, string>, string][] = [
+    [
+      'MIGRATE_ON_START',
+      { MIGRATE_ON_START: 'yes' },
+      'MIGRATE_ON_START="yes" is invalid: expected true or false',
+    ],
+    [
+      'DB_POOL_SIZE',
+      { DATABASE_URL: 'mysql://a:b@h/d', DB_POOL_SIZE: '0' },
+      'DB_POOL_SIZE="0" is invalid',
+    ],
     [
       'PORT',
       { PORT: '88a' },

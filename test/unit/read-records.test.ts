@@ -13,10 +13,10 @@ const READERS = { csv: readCsvRecords, json: readJsonRecords, ndjson: readNdjson
 
 async function read(name: string, format: ImportFormat = 'csv'): Promise<SourceRecord[]> {
   const records: SourceRecord[] = [];
-  for await (const record of READERS[format](
+  for await (const batch of READERS[format](
     decodeUtf8(fileImportSource(fixture(name), format).open()),
   )) {
-    records.push(record);
+    records.push(...batch);
   }
   return records;
 }
@@ -137,7 +137,11 @@ describe('CSV records', () => {
   });
 
   it('refuses an unclosed quote', async () => {
-    await assertFileError('csv/unclosed-quote.csv', 'csv', /^malformed CSV: Quote Not Closed/);
+    await assertFileError(
+      'csv/unclosed-quote.csv',
+      'csv',
+      /^line 2: malformed CSV: a quoted field is never closed$/,
+    );
   });
 });
 

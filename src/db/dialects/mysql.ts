@@ -1,0 +1,160 @@
+import { Kysely, MysqlDialect, sql, type MysqlPool } from 'kysely';
+import { createPool, type Pool, type PoolConnection } from 'mysql2';
+import type { MysqlConnection, MysqlTarget } from '../../config/config.js';
+import type { Database, DatabaseExecutor, DatabaseSchema } from '../database.js';
+import { insertUsers } from '../users-repository.js';
+import { createReplicaRouter, type ReplicationSql, type RouterLogger } from '../replica-router.js';
+
+export type DatabaseLogger = RouterLogger;
+
+/**
+ * Rows per multi-row INSERT: 2,000 rows × 5 columns keeps a statement far below MySQL's
+ * 65,535 placeholders and a few hundred KB, well inside the default max_allowed_packet.
+ */
+const MAX_INSERT_ROWS = 2000;
+
+/** Opens pools to the primary and each replica and starts the replica router. */
+export function openMysqlDatabase(connection: MysqlConnection, logger?: DatabaseLogger): Database {
+  const primary = createExecutor(connection.primary, connection);
+  const replicas = connection.replicas.map((target) => ({
+    name: target.name,
+    executor: createExecutor(target, connection),
+  }));
+  const router = createReplicaRouter({
+    primary,
+    replicas,
+    replication: mysqlReplicationSql(),
+    maxLagSeconds: connection.maxReplicaLagSeconds,
+    probeIntervalMs: connection.replicaProbeIntervalMs,
+    waitMs: connection.replicaWaitMs,
+    logger,
+  });
+  return {
+    dialect: 'mysql',
+    read: (query) => router.read(query),
+    write: primary,
+    maxInsertRows: MAX_INSERT_ROWS,
+    insertUsers,
+    waitForReplicas: () => router.waitForReplicas(),
+    replicaStates: () => router.states(),
+    async close() {
+      await router.stop();
+      await Promise.all(
+        [primary, ...replicas.map((replica) => replica.executor)].map((db) => db.destroy()),
+      );
+    },
+  };
+}
+
+function createExecutor(target: MysqlTarget, connection: MysqlConnection): DatabaseExecutor {
+  const pool = createPool({
+    host: target.host,
+    port: target.port,
+    user: target.user,
+    password: target.password,
+    database: target.database,
+    connectionLimit: connection.poolSize,
+    connectTimeout: connection.connectTimeoutMs,
+    enableKeepAlive: true,
+    // Values stay as the server sends them: no date parsing, counts as numbers or strings.
+    dateStrings: true,
+    supportBigNumbers: true,
+  });
+  return new Kysely<DatabaseSchema>({
+    dialect: new MysqlDialect({ pool: withQueryTimeout(pool, connection.queryTimeoutMs) }),
+  });
+}
+
+/**
+ * Kysely calls `query(sql, parameters)`; mysql2 takes a per-query timeout only in its options
+ * form, after which it drops the connection. Without it a hung server would hang requests.
+ */
+function withQueryTimeout(pool: Pool, timeoutMs: number): MysqlPool {
+  const wrap = (connection: PoolConnection) =>
+    new Proxy(connection, {
+      get(target, property) {
+        if (property === 'query') {
+          return (statement: string, values: unknown[], callback?: (...args: unknown[]) => void) =>
+            callback === undefined
+              ? target.query({ sql: statement, timeout: timeoutMs }, values)
+              : target.query({ sql: statement, timeout: timeoutMs }, values, callback);
+        }
+        // Bound to the real connection: release() hands `this` back to the pool, which must
+        // get the connection itself, not this wrapper (or the next borrower wraps a wrapper).
+        const value = Reflect.get(target, property, target) as unknown;
+        return typeof value === 'function'
+          ? (value as (...args: unknown[]) => unknown).bind(target)
+          : value;
+      },
+    });
+  return {
+    getConnection(callback) {
+      pool.getConnection((error, connection) =>
+        callback(error, error ? connection : wrap(connection)),
+      );
+    },
+    end(callback) {
+      pool.end(callback);
+    },
+  };
+}
+
+type Flavor = 'mariadb' | 'mysql';
+
+/**
+ * MariaDB and MySQL answer the same questions in different SQL: MariaDB 10.5+ accepts
+ * `SHOW REPLICA STATUS` but keeps the old column names and waits with MASTER_GTID_WAIT;
+ * MySQL 8.0.22+ renamed the columns and waits with WAIT_FOR_EXECUTED_GTID_SET.
+ */
+function mysqlReplicationSql(): ReplicationSql {
+  const flavors = new WeakMap<DatabaseExecutor, Flavor>();
+  const flavorOf = async (executor: DatabaseExecutor): Promise<Flavor> => {
+    const known = flavors.get(executor);
+    if (known !== undefined) return known;
+    const { rows } = await sql<{ version: string }>`SELECT VERSION() AS version`.execute(executor);
+    const flavor = /mariadb/i.test(rows[0]?.version ?? '') ? 'mariadb' : 'mysql';
+    flavors.set(executor, flavor);
+    return flavor;
+  };
+  return {
+    async replicaStatus(replica) {
+      let rows: Record<string, unknown>[];
+      try {
+        rows = (await sql<Record<string, unknown>>`SHOW REPLICA STATUS`.execute(replica)).rows;
+      } catch (error) {
+        // MySQL before 8.0.22 knows only the old statement.
+        if ((error as { code?: unknown }).code !== 'ER_PARSE_ERROR') throw error;
+        rows = (await sql<Record<string, unknown>>`SHOW SLAVE STATUS`.execute(replica)).rows;
+      }
+      const row = rows[0];
+      if (row === undefined) return undefined;
+      const column = (current: string, old: string) => row[current] ?? row[old];
+      const lag = column('Seconds_Behind_Source', 'Seconds_Behind_Master');
+      return {
+        ioRunning: column('Replica_IO_Running', 'Slave_IO_Running') === 'Yes',
+        sqlRunning: column('Replica_SQL_Running', 'Slave_SQL_Running') === 'Yes',
+        lagSeconds: lag === null || lag === undefined ? null : Number(lag),
+      };
+    },
+    async primaryPosition(primary) {
+      const query =
+        (await flavorOf(primary)) === 'mariadb'
+          ? sql<{ position: string }>`SELECT @@GLOBAL.gtid_binlog_pos AS position`
+          : sql<{ position: string }>`SELECT @@GLOBAL.gtid_executed AS position`;
+      return (await query.execute(primary)).rows[0]?.position ?? '';
+    },
+    async waitForPosition(replica, position, seconds) {
+      if (position === '') return true;
+      if ((await flavorOf(replica)) === 'mariadb') {
+        const { rows } = await sql<{
+          result: number | string;
+        }>`SELECT MASTER_GTID_WAIT(${position}, ${seconds}) AS result`.execute(replica);
+        return Number(rows[0]?.result) === 0;
+      }
+      const { rows } = await sql<{
+        result: number | string;
+      }>`SELECT WAIT_FOR_EXECUTED_GTID_SET(${position}, ${seconds}) AS result`.execute(replica);
+      return Number(rows[0]?.result) === 0;
+    },
+  };
+}

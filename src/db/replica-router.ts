@@ -1,0 +1,188 @@
+import type { DatabaseExecutor, ReadQuery, ReplicaState } from './database.js';
+
+/** The replication questions a router asks, answered in each server flavor's SQL. */
+export interface ReplicationSql {
+  /** undefined when the server is not configured as a replica. */
+  replicaStatus(
+    replica: DatabaseExecutor,
+  ): Promise<{ ioRunning: boolean; sqlRunning: boolean; lagSeconds: number | null } | undefined>;
+  /** The primary's current replication position (a GTID set). */
+  primaryPosition(primary: DatabaseExecutor): Promise<string>;
+  /** Waits up to `seconds` for the replica to apply `position`; false on timeout. */
+  waitForPosition(replica: DatabaseExecutor, position: string, seconds: number): Promise<boolean>;
+}
+
+export interface RouterLogger {
+  info(details: object, message: string): void;
+  warn(details: object, message: string): void;
+}
+
+export interface ReplicaRouterOptions {
+  primary: DatabaseExecutor;
+  replicas: { name: string; executor: DatabaseExecutor }[];
+  replication: ReplicationSql;
+  maxLagSeconds: number;
+  probeIntervalMs: number;
+  waitMs: number;
+  logger?: RouterLogger | undefined;
+  now?: () => number;
+}
+
+export interface ReplicaRouter {
+  read<T>(query: ReadQuery<T>): Promise<T>;
+  waitForReplicas(): Promise<void>;
+  states(): ReplicaState[];
+  /** Probes every replica now (the background loop does this on its interval). */
+  probeAll(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+interface Replica extends ReplicaState {
+  executor: DatabaseExecutor;
+  /** A write this replica failed to apply in time: it stays out until it has. */
+  requiredPosition: string | undefined;
+}
+
+/** Longest single GTID wait, so one wait never outlives the driver's query timeout. */
+const WAIT_STEP_SECONDS = 1;
+
+/**
+ * Routes reads to healthy replicas, round-robin, and keeps their health: a background probe
+ * (replication threads running, lag within the limit) and every failed read, which takes the
+ * replica out at once and retries the read on the next candidate, then the primary.
+ */
+export function createReplicaRouter(options: ReplicaRouterOptions): ReplicaRouter {
+  const { primary, replication, logger } = options;
+  const now = options.now ?? Date.now;
+  const replicas: Replica[] = options.replicas.map(({ name, executor }) => ({
+    name,
+    executor,
+    healthy: false,
+    reason: 'not probed yet',
+    lagSeconds: null,
+    probedAt: null,
+    requiredPosition: undefined,
+  }));
+  let turn = 0;
+  let stopped = false;
+  let timer: NodeJS.Timeout | undefined;
+  let probing: Promise<void> = Promise.resolve();
+
+  const setState = (replica: Replica, reason: string | undefined, lagSeconds: number | null) => {
+    const healthy = reason === undefined;
+    if (healthy !== replica.healthy) {
+      if (healthy) logger?.info({ replica: replica.name, lagSeconds }, 'replica back in rotation');
+      else logger?.warn({ replica: replica.name, reason }, 'replica out of rotation');
+    }
+    replica.healthy = healthy;
+    replica.reason = reason;
+    replica.lagSeconds = lagSeconds;
+  };
+
+  const probe = async (replica: Replica): Promise<void> => {
+    let reason: string | undefined;
+    let lag: number | null = null;
+    try {
+      const status = await replication.replicaStatus(replica.executor);
+      lag = status?.lagSeconds ?? null;
+      if (status === undefined) reason = 'not configured as a replica';
+      else if (!status.ioRunning) reason = 'replication I/O thread not running';
+      else if (!status.sqlRunning) reason = 'replication SQL thread not running';
+      else if (lag === null) reason = 'replication lag unknown';
+      else if (lag > options.maxLagSeconds) reason = `lag ${lag}s over ${options.maxLagSeconds}s`;
+      else if (replica.requiredPosition !== undefined) {
+        const caughtUp = await replication.waitForPosition(
+          replica.executor,
+          replica.requiredPosition,
+          0,
+        );
+        if (caughtUp) replica.requiredPosition = undefined;
+        else reason = 'has not applied the last write yet';
+      }
+    } catch (error) {
+      reason = `unreachable: ${describeError(error)}`;
+    }
+    if (!stopped) setState(replica, reason, lag);
+    replica.probedAt = now();
+  };
+
+  const probeAll = async () => {
+    await Promise.all(replicas.map(probe));
+  };
+  const loop = () => {
+    probing = probeAll().finally(() => {
+      if (!stopped) timer = setTimeout(loop, options.probeIntervalMs).unref();
+    });
+  };
+  if (replicas.length > 0) loop();
+
+  return {
+    async read(query) {
+      const healthy = replicas.filter((replica) => replica.healthy);
+      if (healthy.length > 0) {
+        const first = turn++ % healthy.length;
+        const order = [...healthy.slice(first), ...healthy.slice(0, first)];
+        for (const replica of order.slice(0, 2)) {
+          try {
+            return await query(replica.executor);
+          } catch (error) {
+            setState(replica, `read failed: ${describeError(error)}`, replica.lagSeconds);
+          }
+        }
+      }
+      return query(primary);
+    },
+
+    async waitForReplicas() {
+      const targets = replicas.filter((replica) => replica.healthy);
+      if (targets.length === 0) return;
+      const position = await replication.primaryPosition(primary);
+      const deadline = now() + options.waitMs;
+      await Promise.all(
+        targets.map(async (replica) => {
+          try {
+            for (;;) {
+              const seconds = Math.max(0, Math.min(WAIT_STEP_SECONDS, (deadline - now()) / 1000));
+              if (await replication.waitForPosition(replica.executor, position, seconds)) return;
+              if (now() >= deadline) break;
+            }
+          } catch (error) {
+            logger?.warn({ replica: replica.name, err: error }, 'waiting for replication failed');
+          }
+          replica.requiredPosition = position;
+          setState(
+            replica,
+            `did not apply the last write within ${options.waitMs} ms`,
+            replica.lagSeconds,
+          );
+        }),
+      );
+    },
+
+    states: () =>
+      replicas.map(({ name, healthy, reason, lagSeconds, probedAt }) => ({
+        name,
+        healthy,
+        reason,
+        lagSeconds,
+        probedAt,
+      })),
+
+    probeAll,
+
+    async stop() {
+      stopped = true;
+      clearTimeout(timer);
+      await probing;
+    },
+  };
+}
+
+/** A short, credential-free description of a driver error. */
+function describeError(error: unknown): string {
+  if (error instanceof Error) {
+    const code = (error as { code?: unknown }).code;
+    return typeof code === 'string' ? code : error.message.split('\n')[0]!.slice(0, 200);
+  }
+  return String(error);
+}

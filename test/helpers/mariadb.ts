@@ -1,0 +1,85 @@
+import type { TestContext } from 'node:test';
+import type { FastifyInstance } from 'fastify';
+import { pino } from 'pino';
+import { buildApp } from '../../src/app.js';
+import { loadConfig } from '../../src/config/config.js';
+import type { RawEnv } from '../../src/config/env.js';
+import type { Database } from '../../src/db/database.js';
+import { migrateToLatest } from '../../src/db/migrate-to-latest.js';
+import { openDatabase } from '../../src/db/open-database.js';
+import {
+  missingMariadbBinaries,
+  startMariadbPair,
+  type MariadbPair,
+} from '../../scripts/mariadb-pair.js';
+import { REPO_ROOT } from './paths.js';
+
+/**
+ * Starts the real MariaDB pair for a test file, or explains why it cannot: locally a missing
+ * server skips loudly; under CI=true it fails the run, never a silent skip.
+ */
+export async function startPairOrSkip(): Promise<MariadbPair | string> {
+  const missing = missingMariadbBinaries();
+  if (missing.length === 0) return startMariadbPair();
+  const message = `MariaDB tests need ${missing.join(', ')} (apt-get install -y mariadb-server mariadb-client)`;
+  if (process.env.CI === 'true') throw new Error(`${message}: required under CI=true`);
+  // eslint-disable-next-line no-console -- a skipped real-server suite must be loud
+  console.warn(`\n!!! SKIPPING MariaDB tests: ${message}\n`);
+  return message;
+}
+
+/** Drops the app's tables on the primary and waits until the replica has dropped them too. */
+export function resetPair(pair: MariadbPair): void {
+  pair.replica.sql('STOP SLAVE; CHANGE MASTER TO MASTER_DELAY=0; START SLAVE');
+  pair.primary.sql(
+    'DROP TABLE IF EXISTS users.users, users.data_state, users.kysely_migration, users.kysely_migration_lock',
+  );
+  pair.waitForReplication();
+}
+
+export interface MysqlApp {
+  app: FastifyInstance;
+  db: Database;
+  url: string;
+}
+
+/** The real app on the pair (primary + replica), listening on a free loopback port. */
+export async function startMysqlApp(
+  t: TestContext,
+  pair: MariadbPair,
+  env: RawEnv = {},
+): Promise<MysqlApp> {
+  const config = loadConfig({
+    DATABASE_URL: pair.primary.url,
+    DATABASE_REPLICA_URLS: pair.replica.url,
+    DATA_FILE: `${REPO_ROOT}data/users.csv`,
+    SERVER_NAME: 'mysql-test',
+    REPLICA_PROBE_INTERVAL_MS: '200',
+    DB_CONNECT_TIMEOUT_MS: '1000',
+    LOG_LEVEL: 'silent',
+    ...env,
+  });
+  const db = openDatabase(config.database);
+  await migrateToLatest(db);
+  const app = buildApp({ config, db, logger: pino({ level: 'silent' }) });
+  t.after(async () => {
+    await app.close();
+    await db.close();
+  });
+  const url = await app.listen({ port: 0, host: '127.0.0.1' });
+  return { app, db, url };
+}
+
+/** Polls `condition` every 100 ms until true; fails after `timeoutMs` (bounded, never hangs). */
+export async function eventually(
+  condition: () => boolean | Promise<boolean>,
+  what: string,
+  timeoutMs = 15_000,
+) {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await condition()) return;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting until ${what}`);
+}

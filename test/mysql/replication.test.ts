@@ -1,0 +1,275 @@
+import assert from 'node:assert/strict';
+import { writeFile, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, beforeEach, describe, it } from 'node:test';
+import type { MariadbPair } from '../../scripts/mariadb-pair.js';
+import { generateUsers } from '../../scripts/generate-users-lib.js';
+import { eventually, resetPair, startMysqlApp, startPairOrSkip } from '../helpers/mariadb.js';
+
+// A row written on the replica alone (kept out of its binlog): seeing it proves a read came
+// from the replica, not trusting the router's word for it.
+const MARKER_ID = 2_000_000_000;
+const MARKER_NAME = 'Replica Only';
+
+let pair: MariadbPair | undefined;
+let skipReason: string | undefined;
+
+function requirePair(): MariadbPair {
+  assert.ok(pair, 'the MariaDB pair did not start');
+  return pair;
+}
+
+function writeMarkerOnReplica(): void {
+  requirePair().replica.sql(
+    `SET sql_log_bin=0; INSERT INTO users.users (id, name, street, city, state, user_date) ` +
+      `VALUES (${MARKER_ID}, '${MARKER_NAME}', 'Nowhere', 'Replica', 'NY', '01/01/01')`,
+  );
+}
+
+function countOn(server: 'primary' | 'replica'): number {
+  return Number(requirePair()[server].sql('SELECT COUNT(*) FROM users.users').trim());
+}
+
+async function getUsers(url: string): Promise<{ status: number; names: string[] }> {
+  const response = await fetch(`${url}/api`);
+  const body = (await response.json()) as { NAME: string }[];
+  return {
+    status: response.status,
+    names: Array.isArray(body) ? body.map((user) => user.NAME) : [],
+  };
+}
+
+async function post(url: string, path: string, init: RequestInit = {}) {
+  const response = await fetch(`${url}${path}`, { method: 'POST', ...init });
+  return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+}
+
+describe('MariaDB primary + replica (real replication)', { timeout: 600_000 }, () => {
+  before(async () => {
+    const started = await startPairOrSkip();
+    if (typeof started === 'string') skipReason = started;
+    else pair = started;
+  });
+  after(async () => {
+    await pair?.stop();
+  });
+  beforeEach(async (t) => {
+    if (skipReason !== undefined) return (t as { skip(message: string): void }).skip(skipReason);
+    const current = requirePair();
+    // A test that killed a server restarts it; make sure, then start from empty tables.
+    if (!current.primary.isRunning()) await current.primary.start();
+    if (!current.replica.isRunning()) await current.replica.start();
+    resetPair(current);
+  });
+
+  it('writes land on the primary, reach the replica, and /api reads from the replica', async (t) => {
+    const { url, db } = await startMysqlApp(t, requirePair());
+    await eventually(() => db.replicaStates()[0]?.healthy === true, 'the replica is healthy');
+    assert.deepEqual(await post(url, '/addtosql'), {
+      status: 200,
+      body: { status: 'imported', rows: 1000 },
+    });
+    assert.equal(countOn('primary'), 1000);
+    assert.equal(countOn('replica'), 1000);
+    writeMarkerOnReplica();
+    const { status, names } = await getUsers(url);
+    assert.equal(status, 200);
+    assert.equal(names.length, 1001);
+    assert.equal(names.at(-1), MARKER_NAME);
+    assert.equal(names[0], 'Duane Adams');
+  });
+
+  it('a replica killed under load costs no request; it returns to rotation after a restart', async (t) => {
+    const current = requirePair();
+    const { url, db } = await startMysqlApp(t, current);
+    await post(url, '/addtosql');
+    writeMarkerOnReplica();
+    await eventually(() => db.replicaStates()[0]?.healthy === true, 'the replica is healthy');
+
+    let done = 0;
+    let failures = 0;
+    let killed = false;
+    const sawMarker = { before: 0, after: 0 };
+    const deadline = Date.now() + 30_000;
+    const worker = async () => {
+      while (done < 600 && Date.now() < deadline) {
+        try {
+          const { status, names } = await getUsers(url);
+          if (status !== 200 || names.length < 1000) failures += 1;
+          if (names.at(-1) === MARKER_NAME) sawMarker[killed ? 'after' : 'before'] += 1;
+        } catch {
+          failures += 1;
+        }
+        done += 1;
+        if (done === 150 && !killed) {
+          killed = true;
+          await current.replica.kill();
+        }
+      }
+    };
+    await Promise.all([worker(), worker(), worker(), worker()]);
+    assert.equal(failures, 0, 'failed requests while the replica died');
+    assert.ok(done >= 600, `only ${done} requests ran`);
+    assert.ok(sawMarker.before > 0, 'reads came from the replica before the kill');
+    assert.equal(db.replicaStates()[0]?.healthy, false);
+    const { names } = await getUsers(url);
+    assert.notEqual(names.at(-1), MARKER_NAME, 'reads moved to the primary');
+
+    await current.replica.start();
+    await eventually(
+      () => db.replicaStates()[0]?.healthy === true,
+      'the restarted replica is back in rotation',
+    );
+    assert.equal((await getUsers(url)).names.at(-1), MARKER_NAME);
+  });
+
+  it('stopped replication or lag over the limit takes the replica out of rotation', async (t) => {
+    const current = requirePair();
+    const { url, db } = await startMysqlApp(t, current, { MAX_REPLICA_LAG_SECONDS: '1' });
+    await post(url, '/addtosql');
+    await eventually(() => db.replicaStates()[0]?.healthy === true, 'the replica is healthy');
+
+    current.replica.sql('STOP SLAVE');
+    await eventually(
+      () => db.replicaStates()[0]?.healthy === false,
+      'the stopped replica leaves rotation',
+    );
+    assert.match(db.replicaStates()[0]?.reason ?? '', /thread not running/);
+    assert.equal((await getUsers(url)).status, 200);
+    current.replica.sql('START SLAVE');
+    await eventually(
+      () => db.replicaStates()[0]?.healthy === true,
+      'the restarted replication rejoins',
+    );
+
+    // Delayed apply: the replica receives writes but applies them 30 s late.
+    current.replica.sql('STOP SLAVE; CHANGE MASTER TO MASTER_DELAY=30; START SLAVE');
+    current.primary.sql(
+      "INSERT INTO users.users (name, street, city, state, user_date) VALUES ('Late', 'S', 'C', 'NY', '01/01/01')",
+    );
+    await eventually(
+      () => db.replicaStates()[0]?.healthy === false,
+      'the lagging replica leaves rotation',
+    );
+    assert.match(db.replicaStates()[0]?.reason ?? '', /^lag \d+s over 1s$/);
+    const { names } = await getUsers(url);
+    assert.equal(names.at(-1), 'Late', 'reads come from the primary meanwhile');
+  });
+
+  it('with the primary down, reads go on, writes answer 503, and a cut import leaves no rows', async (t) => {
+    const current = requirePair();
+    const dir = await mkdtemp(join(tmpdir(), 'users-api-mysql-'));
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    const { url, db } = await startMysqlApp(t, current);
+    await post(url, '/addtosql');
+    writeMarkerOnReplica();
+    await eventually(() => db.replicaStates()[0]?.healthy === true, 'the replica is healthy');
+
+    // An import in flight when the primary dies.
+    const big = join(dir, 'big.csv');
+    await writeFile(big, [...generateUsers(400_000)].join(''));
+    const upload = post(url, '/addtosql?mode=append', {
+      headers: { 'content-type': 'text/csv' },
+      body: await import('node:fs/promises').then((fs) => fs.readFile(big)),
+    });
+    await eventually(
+      () =>
+        Number(current.primary.sql('SELECT COUNT(*) FROM information_schema.innodb_trx').trim()) >
+        0,
+      'the import transaction is open on the primary',
+      60_000,
+    );
+    await current.primary.kill();
+    const cut = await upload;
+    assert.equal(cut.status, 503);
+
+    const reads = await getUsers(url);
+    assert.equal(reads.status, 200);
+    assert.equal(reads.names.length, 1001);
+    assert.equal(reads.names.at(-1), MARKER_NAME, 'served by the replica');
+    const health = await fetch(`${url}/healthcheck`);
+    assert.equal(health.status, 200);
+
+    const write = await post(url, '/addtosql?mode=append', {
+      headers: { 'content-type': 'text/csv' },
+      body: 'NAME,STREET,CITY,STATE,USER_DATE\nA,B,C,NY,01/01/01\n',
+    });
+    assert.equal(write.status, 503);
+    assert.equal(write.body.code, 'ERR_DB_PRIMARY_UNAVAILABLE');
+    assert.match(String(write.body.detail), /^primary database unavailable/);
+
+    await current.primary.start();
+    assert.equal(countOn('primary'), 1000, 'no partial rows after the primary is back');
+    current.replica.sql(`SET sql_log_bin=0; DELETE FROM users.users WHERE id = ${MARKER_ID}`);
+    const again = await post(url, '/addtosql?mode=append', {
+      headers: { 'content-type': 'text/csv' },
+      body: 'NAME,STREET,CITY,STATE,USER_DATE\nA,B,C,NY,01/01/01\n',
+    });
+    assert.deepEqual(again, { status: 200, body: { status: 'imported', rows: 1 } });
+  });
+
+  it('20 concurrent /addtosql calls from two instances leave exactly one copy', async (t) => {
+    const current = requirePair();
+    const first = await startMysqlApp(t, current);
+    const second = await startMysqlApp(t, current);
+    const results = await Promise.all(
+      Array.from({ length: 20 }, (_, index) =>
+        post((index % 2 === 0 ? first : second).url, '/addtosql'),
+      ),
+    );
+    assert.deepEqual(
+      results.map((r) => r.status),
+      Array<number>(20).fill(200),
+    );
+    assert.deepEqual(results.map((r) => r.body.status).sort(), [
+      'imported',
+      ...Array<string>(19).fill('skipped'),
+    ]);
+    assert.equal(countOn('primary'), 1000);
+    assert.equal(countOn('replica'), 1000);
+  });
+
+  it('after /addtosql returns, /api on another instance already shows every row', async (t) => {
+    const current = requirePair();
+    // The replica applies every event a second late: without the wait, it would read empty.
+    current.replica.sql('STOP SLAVE; CHANGE MASTER TO MASTER_DELAY=1; START SLAVE');
+    const writer = await startMysqlApp(t, current);
+    const reader = await startMysqlApp(t, current);
+    await eventually(
+      () =>
+        writer.db.replicaStates()[0]?.healthy === true &&
+        reader.db.replicaStates()[0]?.healthy === true,
+      'both instances see a healthy replica',
+    );
+    current.waitForReplication(); // the delayed replica has created the tables
+    writeMarkerOnReplica();
+    assert.deepEqual(await post(writer.url, '/addtosql'), {
+      status: 200,
+      body: { status: 'imported', rows: 1000 },
+    });
+    const { names } = await getUsers(reader.url);
+    assert.equal(names.length, 1001);
+    assert.equal(names.at(-1), MARKER_NAME, 'read from the replica, which had applied the import');
+    current.replica.sql(`SET sql_log_bin=0; DELETE FROM users.users WHERE id = ${MARKER_ID}`);
+  });
+
+  it('a replica that does not apply a write in REPLICA_WAIT_MS leaves rotation until it has', async (t) => {
+    const current = requirePair();
+    current.replica.sql('STOP SLAVE; CHANGE MASTER TO MASTER_DELAY=3; START SLAVE');
+    const { url, db } = await startMysqlApp(t, current, { REPLICA_WAIT_MS: '300' });
+    await eventually(() => db.replicaStates()[0]?.healthy === true, 'the replica is healthy');
+    assert.deepEqual(await post(url, '/addtosql'), {
+      status: 200,
+      body: { status: 'imported', rows: 1000 },
+    });
+    assert.equal(db.replicaStates()[0]?.healthy, false);
+    assert.equal(db.replicaStates()[0]?.reason, 'did not apply the last write within 300 ms');
+    assert.equal((await getUsers(url)).names.length, 1000, 'read from the primary meanwhile');
+    await eventually(
+      () => db.replicaStates()[0]?.healthy === true,
+      'the replica catches up and rejoins',
+    );
+    assert.equal(countOn('replica'), 1000);
+  });
+});
