@@ -42,6 +42,14 @@ export interface ReplicaState {
   probedAt: number | null;
 }
 
+/** The primary as the background probe last saw it. */
+export interface TargetState {
+  healthy: boolean;
+  reason: string | undefined;
+  /** Unix ms of the last probe, or null if never probed. */
+  probedAt: number | null;
+}
+
 /** A function that reads through whichever executor the router picks. */
 export type ReadQuery<T> = (executor: DatabaseExecutor) => Promise<T>;
 
@@ -67,5 +75,7 @@ export interface Database {
   waitForReplicas(): Promise<void>;
   /** The replicas' current states (empty without replicas). */
   replicaStates(): ReplicaState[];
+  /** The write target as the background probe last saw it (SQLite: never probed, healthy). */
+  primaryState(): TargetState;
   close(): Promise<void>;
 }

@@ -1,11 +1,19 @@
-import type { DatabaseExecutor, ReadQuery, ReplicaState } from './database.js';
+import type { DatabaseExecutor, ReadQuery, ReplicaState, TargetState } from './database.js';
 
 /** The replication questions a router asks, answered in each server flavor's SQL. */
 export interface ReplicationSql {
   /** undefined when the server is not configured as a replica. */
-  replicaStatus(
-    replica: DatabaseExecutor,
-  ): Promise<{ ioRunning: boolean; sqlRunning: boolean; lagSeconds: number | null } | undefined>;
+  replicaStatus(replica: DatabaseExecutor): Promise<
+    | {
+        /** `connecting`: the I/O thread is retrying its connection to the primary. */
+        ioState: 'running' | 'connecting' | 'stopped';
+        sqlRunning: boolean;
+        lagSeconds: number | null;
+      }
+    | undefined
+  >;
+  /** Throws when the server cannot answer a trivial query. */
+  ping(executor: DatabaseExecutor): Promise<void>;
   /** The primary's current replication position (a GTID set). */
   primaryPosition(primary: DatabaseExecutor): Promise<string>;
   /** Waits up to `seconds` for the replica to apply `position`; false on timeout. */
@@ -30,6 +38,8 @@ export interface ReplicaRouterOptions {
 
 export interface ReplicaRouter {
   read<T>(query: ReadQuery<T>): Promise<T>;
+  /** The primary as this instance's probes last saw it. */
+  primaryState(): TargetState;
   waitForReplicas(): Promise<void>;
   states(): ReplicaState[];
   /** Probes every replica now (the background loop does this on its interval). */
@@ -63,6 +73,7 @@ export function createReplicaRouter(options: ReplicaRouterOptions): ReplicaRoute
     probedAt: null,
     requiredPosition: undefined,
   }));
+  const primaryState: TargetState = { healthy: true, reason: undefined, probedAt: null };
   let turn = 0;
   let stopped = false;
   let timer: NodeJS.Timeout | undefined;
@@ -85,11 +96,18 @@ export function createReplicaRouter(options: ReplicaRouterOptions): ReplicaRoute
     try {
       const status = await replication.replicaStatus(replica.executor);
       lag = status?.lagSeconds ?? null;
+      // A replica whose I/O thread is retrying because the primary is down is as fresh as any
+      // copy can be, and is exactly what reads need then; while the primary is up, the same
+      // state means it is cut off and falling behind.
+      const primaryDown = !primaryState.healthy;
       if (status === undefined) reason = 'not configured as a replica';
-      else if (!status.ioRunning) reason = 'replication I/O thread not running';
       else if (!status.sqlRunning) reason = 'replication SQL thread not running';
-      else if (lag === null) reason = 'replication lag unknown';
-      else if (lag > options.maxLagSeconds) reason = `lag ${lag}s over ${options.maxLagSeconds}s`;
+      else if (status.ioState === 'stopped') reason = 'replication I/O thread not running';
+      else if (status.ioState === 'connecting' && !primaryDown) {
+        reason = 'replication I/O thread cannot reach the primary';
+      } else if (lag === null && !primaryDown) reason = 'replication lag unknown';
+      else if (lag !== null && lag > options.maxLagSeconds)
+        reason = `lag ${lag}s over ${options.maxLagSeconds}s`;
       else if (replica.requiredPosition !== undefined) {
         const caughtUp = await replication.waitForPosition(
           replica.executor,
@@ -106,7 +124,24 @@ export function createReplicaRouter(options: ReplicaRouterOptions): ReplicaRoute
     replica.probedAt = now();
   };
 
+  const probePrimary = async () => {
+    try {
+      await replication.ping(primary);
+      if (!primaryState.healthy) logger?.info({}, 'primary reachable again');
+      primaryState.healthy = true;
+      primaryState.reason = undefined;
+    } catch (error) {
+      if (primaryState.healthy)
+        logger?.warn({ reason: describeError(error) }, 'primary unreachable');
+      primaryState.healthy = false;
+      primaryState.reason = `unreachable: ${describeError(error)}`;
+    }
+    primaryState.probedAt = now();
+  };
+
+  // The primary first: a replica's verdict depends on whether the primary is reachable.
   const probeAll = async () => {
+    await probePrimary();
     await Promise.all(replicas.map(probe));
   };
   const loop = () => {
@@ -158,6 +193,8 @@ export function createReplicaRouter(options: ReplicaRouterOptions): ReplicaRoute
         }),
       );
     },
+
+    primaryState: () => ({ ...primaryState }),
 
     states: () =>
       replicas.map(({ name, healthy, reason, lagSeconds, probedAt }) => ({

@@ -59,6 +59,16 @@ export async function importUsers(
     const errors: string[] = [];
     let badRows = 0;
     let batch: User[] = [];
+    // One batch is written while the next is parsed: on a networked database the two overlap
+    // instead of taking turns. At most one insert is in flight, so memory stays bounded.
+    let inFlight: Promise<void> = Promise.resolve();
+    const send = async (users: User[]) => {
+      await inFlight;
+      inFlight = db.insertUsers(trx, users);
+      // Awaited before the next send and before commit; this only keeps it from being reported
+      // as unhandled while the parser runs.
+      inFlight.catch(() => undefined);
+    };
     reading: for await (const records of batches) {
       for (const record of records) {
         rows += 1;
@@ -75,7 +85,7 @@ export async function importUsers(
           } else if (badRows === 0) {
             batch.push(result.user);
             if (batch.length === db.maxInsertRows) {
-              await db.insertUsers(trx, batch);
+              await send(batch);
               batch = [];
             }
           }
@@ -93,7 +103,8 @@ export async function importUsers(
     if (rows === 0) {
       throw new AppError('ERR_IMPORT_NO_ROWS', 'the file has no user rows; nothing was imported');
     }
-    await db.insertUsers(trx, batch);
+    await send(batch);
+    await inFlight;
     await trx.commit().execute();
   } catch (error) {
     if (!trx.isCommitted && !trx.isRolledBack) {

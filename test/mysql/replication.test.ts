@@ -183,6 +183,11 @@ describe('MariaDB primary + replica (real replication)', { timeout: 600_000 }, (
     await current.primary.kill();
     const cut = await upload;
     assert.equal(cut.status, 503);
+    // Reads must go on after the probes have seen the primary gone and the replica's I/O
+    // thread retrying, not just in the moment before they notice.
+    await eventually(() => db.primaryState().healthy === false, 'the probe sees the primary down');
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    assert.equal(db.replicaStates()[0]?.healthy, true, db.replicaStates()[0]?.reason);
 
     const reads = await getUsers(url);
     assert.equal(reads.status, 200);

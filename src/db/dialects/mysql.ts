@@ -37,6 +37,7 @@ export function openMysqlDatabase(connection: MysqlConnection, logger?: Database
     insertUsers,
     waitForReplicas: () => router.waitForReplicas(),
     replicaStates: () => router.states(),
+    primaryState: () => router.primaryState(),
     async close() {
       await router.stop();
       await Promise.all(
@@ -131,10 +132,13 @@ function mysqlReplicationSql(): ReplicationSql {
       const column = (current: string, old: string) => row[current] ?? row[old];
       const lag = column('Seconds_Behind_Source', 'Seconds_Behind_Master');
       return {
-        ioRunning: column('Replica_IO_Running', 'Slave_IO_Running') === 'Yes',
+        ioState: ioStateOf(column('Replica_IO_Running', 'Slave_IO_Running')),
         sqlRunning: column('Replica_SQL_Running', 'Slave_SQL_Running') === 'Yes',
         lagSeconds: lag === null || lag === undefined ? null : Number(lag),
       };
+    },
+    async ping(executor) {
+      await sql`SELECT 1`.execute(executor);
     },
     async primaryPosition(primary) {
       const query =
@@ -157,4 +161,9 @@ function mysqlReplicationSql(): ReplicationSql {
       return Number(rows[0]?.result) === 0;
     },
   };
+}
+
+function ioStateOf(value: unknown): 'running' | 'connecting' | 'stopped' {
+  if (value === 'Yes') return 'running';
+  return value === 'Connecting' ? 'connecting' : 'stopped';
 }

@@ -46,6 +46,7 @@ export function openSqliteDatabase(path: string): Database {
     },
     waitForReplicas: () => Promise.resolve(),
     replicaStates: () => [],
+    primaryState: () => ({ healthy: true, reason: undefined, probedAt: null }),
     async close() {
       await Promise.all([read.destroy(), write.destroy()]);
     },
