@@ -26,6 +26,8 @@ export interface CliIo {
   env: RawEnv;
   stdout: (line: string) => void;
   stderr: (line: string) => void;
+  /** Whether stdout is a terminal (pretty logs in development). */
+  stdoutIsTty?: boolean;
   /** Resolves when the process is asked to stop (SIGTERM/SIGINT). */
   stopSignal: () => Promise<string>;
 }
@@ -50,7 +52,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     .description('Run the HTTP server (configured by environment variables) until SIGTERM/SIGINT.')
     .action(async () => {
       const config = loadConfig(io.env);
-      const logger = createLogger(config);
+      const logger = createLogger(config, { stdoutIsTty: io.stdoutIsTty ?? false });
       const server = await startServer(config, logger);
       logger.info({ url: server.url }, 'listening');
       const signal = await io.stopSignal();

@@ -1,8 +1,9 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import SqliteDatabase from 'better-sqlite3';
-import { Kysely, SqliteDialect } from 'kysely';
+import { Kysely, SqliteDialect, type LogEvent } from 'kysely';
 import type { Database, DatabaseSchema } from '../database.js';
+import { IGNORE_DATABASE_EVENTS, type DatabaseObserver } from '../database-observer.js';
 
 /** How long a connection waits for another process's write lock before failing with SQLITE_BUSY. */
 const BUSY_TIMEOUT_MS = 5000;
@@ -15,9 +16,13 @@ const MAX_INSERT_ROWS = 1000;
 
 /**
  * Opens the SQLite file with one connection for writes and one for reads. WAL mode lets the
- * reader see the last committed data while a write transaction is open.
+ * reader see the last committed data while a write transaction is open. Both connections are
+ * the `primary` target for the observer (SQLite has no replicas).
  */
-export function openSqliteDatabase(path: string): Database {
+export function openSqliteDatabase(
+  path: string,
+  observer: DatabaseObserver = IGNORE_DATABASE_EVENTS,
+): Database {
   mkdirSync(dirname(path), { recursive: true });
   const writer = new SqliteDatabase(path, { timeout: BUSY_TIMEOUT_MS });
   writer.pragma('journal_mode = WAL');
@@ -27,8 +32,18 @@ export function openSqliteDatabase(path: string): Database {
   const reader = new SqliteDatabase(path, { timeout: BUSY_TIMEOUT_MS });
   reader.pragma('query_only = ON');
 
-  const write = new Kysely<DatabaseSchema>({ dialect: new SqliteDialect({ database: writer }) });
-  const read = new Kysely<DatabaseSchema>({ dialect: new SqliteDialect({ database: reader }) });
+  const observe = (operation: 'read' | 'write') => (event: LogEvent) => {
+    observer.queryFinished('primary', operation, event.queryDurationMillis / 1000);
+    if (event.level === 'error') observer.queryFailed('primary');
+  };
+  const write = new Kysely<DatabaseSchema>({
+    dialect: new SqliteDialect({ database: writer }),
+    log: observe('write'),
+  });
+  const read = new Kysely<DatabaseSchema>({
+    dialect: new SqliteDialect({ database: reader }),
+    log: observe('read'),
+  });
   return {
     dialect: 'sqlite',
     read,
