@@ -212,6 +212,14 @@ describe('deploy/prometheus', () => {
         assert.ok(exported.has(name), `${alert} uses ${name}, which nothing exports`);
       }
     }
+    const dashboard = JSON.parse(
+      await readFile(join(REPO_ROOT, 'deploy/grafana/users-api-dashboard.json'), 'utf8'),
+    ) as { panels: { title: string; targets: { expr: string }[] }[] };
+    for (const panel of dashboard.panels) {
+      for (const name of panel.targets.flatMap((target) => metricNames(target.expr))) {
+        assert.ok(exported.has(name), `panel "${panel.title}" uses ${name}, which nothing exports`);
+      }
+    }
   });
 
   it('end to end: Prometheus + blackbox_exporter see the instance die and fire the probe alert', async (t) => {
