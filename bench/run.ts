@@ -20,6 +20,8 @@ import { loadConfig, type Config } from '../src/config/config.js';
 import type { RawEnv } from '../src/config/env.js';
 import { migrateToLatest } from '../src/db/migrate-to-latest.js';
 import { openDatabase } from '../src/db/open-database.js';
+import { countUsers } from '../src/db/users-repository.js';
+import { createMetrics } from '../src/metrics/create-metrics.js';
 import { decodeUtf8 } from '../src/importer/decode-utf8.js';
 import { fileImportSource } from '../src/importer/import-source.js';
 import { importUsers } from '../src/importer/import-users.js';
@@ -131,7 +133,17 @@ async function apiFromReplica(pair: MariadbPair, dir: string) {
   const db = openDatabase(config.database);
   await migrateToLatest(db);
   await importUsers(db, fileImportSource(config.dataFile, 'csv'), 'replace');
-  const app = buildApp({ config, db, logger: pino({ level: 'silent' }) });
+  const countUsersRows = () => db.read(countUsers);
+  const app = buildApp({
+    config,
+    db,
+    logger: pino({ level: 'silent' }),
+    metrics: createMetrics({ countUsersRows, processMetrics: false }),
+    countUsersRows,
+    version: 'bench',
+    now: Date.now,
+    startedAt: Date.now(),
+  });
   const url = `${await app.listen({ port: 0, host: '127.0.0.1' })}/api`;
   try {
     const body = Buffer.from(await (await fetch(url)).arrayBuffer());

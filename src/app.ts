@@ -1,17 +1,33 @@
 import { randomUUID } from 'node:crypto';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, {
+  LogController,
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type FastifyRequest,
+} from 'fastify';
 import type { Config } from './config/config.js';
 import type { Database } from './db/database.js';
 import { registerAddToSqlRoutes } from './http/addtosql-routes.js';
 import { registerHealthRoutes } from './http/health-routes.js';
+import { registerMetricsRoutes } from './http/metrics-routes.js';
 import { registerProblemHandlers } from './http/problem.js';
 import { registerUsersRoutes } from './http/users-routes.js';
+import type { Metrics } from './metrics/create-metrics.js';
 
 export interface AppDependencies {
   config: Config;
   db: Database;
   logger: FastifyBaseLogger;
+  metrics: Metrics;
+  /** Users row count for the health view, cached by the caller. */
+  countUsersRows: () => Promise<number>;
+  /** The package version, reported by the health view. */
+  version: string;
+  /** Milliseconds since the epoch; the health view's uptime and timestamps. */
+  now: () => number;
+  /** When the process started, in `now`'s clock. */
+  startedAt: number;
 }
 
 const REQUEST_ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -39,17 +55,36 @@ export function buildApp(deps: AppDependencies): FastifyInstance {
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false } },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
+  // Requests counted in http_requests_in_flight; each leaves once, by response or by abort.
+  const inFlight = new WeakSet<FastifyRequest>();
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
+    inFlight.add(request);
+    deps.metrics.requestStarted();
   });
+  app.addHook('onRequestAbort', (request, done) => {
+    if (inFlight.delete(request)) deps.metrics.requestFinished(undefined, 0);
+    done();
+  });
+  // One log line and one histogram sample per request. The route is the template (or
+  // `unmatched` for 404s), never the raw URL: label values stay bounded. Bodies, query
+  // strings and headers are never logged (they may carry tokens or personal data).
   app.addHook('onResponse', async (request, reply) => {
+    const route = request.routeOptions.url ?? 'unmatched';
+    if (inFlight.delete(request)) {
+      deps.metrics.requestFinished(
+        { method: request.method, route, status: reply.statusCode },
+        reply.elapsedTime / 1000,
+      );
+    }
     request.log.info(
       {
         method: request.method,
-        route: request.routeOptions.url ?? 'unmatched',
+        route,
         status: reply.statusCode,
         durationMs: Math.round(reply.elapsedTime * 10) / 10,
-        server: deps.config.serverName,
+        // `server` comes from the logger's base fields (createLogger); repeating it here wrote
+        // the key twice in every line.
       },
       'request',
     );
@@ -57,7 +92,15 @@ export function buildApp(deps: AppDependencies): FastifyInstance {
 
   registerProblemHandlers(app);
   registerUsersRoutes(app, deps);
-  registerHealthRoutes(app, { db: deps.db, serverName: deps.config.serverName });
+  registerHealthRoutes(app, {
+    db: deps.db,
+    serverName: deps.config.serverName,
+    version: deps.version,
+    now: deps.now,
+    startedAt: deps.startedAt,
+    countUsersRows: deps.countUsersRows,
+  });
   registerAddToSqlRoutes(app, deps);
+  registerMetricsRoutes(app, { metrics: deps.metrics, metricsToken: deps.config.metricsToken });
   return app;
 }

@@ -9,6 +9,7 @@ export const ERROR_CODES = {
   ERR_HTTP_UNSUPPORTED_MEDIA_TYPE: { status: 415, title: 'Unsupported media type' },
   ERR_AUTH_REQUIRED: { status: 401, title: 'Admin token required' },
   ERR_AUTH_FORBIDDEN: { status: 403, title: 'Admin operation refused' },
+  ERR_AUTH_METRICS_TOKEN_REQUIRED: { status: 401, title: 'Metrics token required' },
   ERR_UPLOAD_TOO_LARGE: { status: 413, title: 'Upload too large' },
   ERR_IMPORT_BAD_FILE: { status: 422, title: 'Unreadable import file' },
   ERR_IMPORT_BAD_ROWS: { status: 422, title: 'Import rejected: bad rows' },

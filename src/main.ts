@@ -8,6 +8,7 @@ const exitCode = await runCli(process.argv.slice(2), {
   env: readEnv(),
   stdout: (line) => console.log(line),
   stderr: (line) => console.error(line),
+  stdoutIsTty: process.stdout.isTTY === true,
   stopSignal: () =>
     Promise.race(
       [once(process, 'SIGTERM'), once(process, 'SIGINT')].map((p, i) =>

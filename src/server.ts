@@ -1,12 +1,29 @@
+import { readFileSync } from 'node:fs';
 import type { FastifyInstance } from 'fastify';
-import { pino, type Logger } from 'pino';
+import { pino, type Logger, type LoggerOptions } from 'pino';
 import { buildApp } from './app.js';
 import type { Config } from './config/config.js';
 import { migrateToLatest } from './db/migrate-to-latest.js';
 import { openDatabase } from './db/open-database.js';
+import { countUsers } from './db/users-repository.js';
 import { AppError } from './errors.js';
 import { fileImportSource, formatOfFileName } from './importer/import-source.js';
 import { importUsers } from './importer/import-users.js';
+import { cacheReader } from './metrics/cache-reader.js';
+import { createMetrics, type Metrics } from './metrics/create-metrics.js';
+
+/**
+ * How old a users row count may be when `/metrics` or the health view reports it. A scrape
+ * every 15 s then costs at most one COUNT(*) every 15 s, however many scrapers there are.
+ */
+export const USERS_ROWS_MAX_AGE_MS = 15_000;
+
+/** The version in package.json (one folder above src/ and dist/). */
+export const PACKAGE_VERSION = (
+  JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
+    version: string;
+  }
+).version;
 
 export interface RunningServer {
   app: FastifyInstance;
@@ -16,33 +33,78 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-/** JSON lines on stdout; secrets are redacted even if a header is ever logged. */
-export function createLogger(config: Config): Logger {
-  return pino({
+/**
+ * JSON lines on stdout; secrets are redacted even if a header is ever logged. Pretty-printed
+ * only in development on a terminal, and only where pino-pretty (a dev dependency) is installed.
+ */
+export function createLogger(config: Config, options: { stdoutIsTty?: boolean } = {}): Logger {
+  const base: LoggerOptions = {
     level: config.logLevel,
     base: { server: config.serverName },
-    redact: ['req.headers.authorization', 'headers.authorization'],
-  });
+    redact: [
+      'req.headers.authorization',
+      'headers.authorization',
+      'req.headers.cookie',
+      'headers.cookie',
+    ],
+  };
+  if (config.nodeEnv === 'development' && options.stdoutIsTty === true && canLoad('pino-pretty')) {
+    return pino({ ...base, transport: { target: 'pino-pretty', options: { colorize: true } } });
+  }
+  return pino(base);
+}
+
+function canLoad(specifier: string): boolean {
+  try {
+    import.meta.resolve(specifier);
+    return true;
+  } catch {
+    // Not installed (a production install has no dev dependencies): plain JSON it is.
+    return false;
+  }
 }
 
 /**
  * Opens and migrates the database, runs the start-up import (IMPORT_ON_START), and listens.
  * A bad data file stops the start: serving an empty directory would hide the problem.
  */
-export async function startServer(config: Config, logger: Logger): Promise<RunningServer> {
-  const db = openDatabase(config.database, logger);
+export async function startServer(
+  config: Config,
+  logger: Logger,
+  clock: { now: () => number } = Date,
+): Promise<RunningServer> {
+  const startedAt = clock.now();
+  // The metrics observe the database and the row gauge reads it: `countRows` is defined
+  // below and called only on a scrape, after this function returned.
+  const metrics = createMetrics({ countUsersRows: () => countRows() });
+  const db = openDatabase(config.database, { observer: metrics.db, logger });
+  const countRows = cacheReader(() => db.read(countUsers), {
+    maxAgeMs: USERS_ROWS_MAX_AGE_MS,
+    now: clock.now,
+  });
   try {
     if (config.migrateOnStart) {
       const applied = await migrateToLatest(db);
       if (applied.length > 0) logger.info({ migrations: applied }, 'database migrated');
     }
-    if (config.importOnStart === 'if-empty') await importDataFileIfEmpty(config, db, logger);
+    if (config.importOnStart === 'if-empty') {
+      await importDataFileIfEmpty(config, db, logger, metrics);
+    }
   } catch (error) {
     await db.close();
     throw error;
   }
 
-  const app = buildApp({ config, db, logger });
+  const app = buildApp({
+    config,
+    db,
+    logger,
+    metrics,
+    countUsersRows: countRows,
+    version: PACKAGE_VERSION,
+    now: clock.now,
+    startedAt,
+  });
   app.addHook('onClose', async () => {
     await db.close();
   });
@@ -66,11 +128,12 @@ async function importDataFileIfEmpty(
   config: Config,
   db: Parameters<typeof importUsers>[0],
   logger: Logger,
+  metrics: Metrics,
 ): Promise<void> {
   const format = formatOfFileName(config.dataFile) ?? 'csv';
   const source = fileImportSource(config.dataFile, format, 'ERR_IMPORT_DATA_FILE_MISSING');
   try {
-    const result = await importUsers(db, source, 'if-empty');
+    const result = await importUsers(db, source, 'if-empty', metrics.importFinished);
     if (result.status === 'imported') {
       logger.info({ rows: result.rows, file: config.dataFile }, 'imported the data file');
     } else {

@@ -14,6 +14,7 @@ import {
 } from '../importer/import-source.js';
 import { IMPORT_MODES, importUsers, type ImportMode } from '../importer/import-users.js';
 import { createLogger, startServer } from '../server.js';
+import { runMonitorCommand, type MonitorCommandOptions } from './monitor-command.js';
 
 /** Exit codes: 0 ok, 1 runtime failure (database, I/O, bad configuration), 2 usage or bad input. */
 export const EXIT_OK = 0;
@@ -26,6 +27,8 @@ export interface CliIo {
   env: RawEnv;
   stdout: (line: string) => void;
   stderr: (line: string) => void;
+  /** Whether stdout is a terminal (pretty logs in development). */
+  stdoutIsTty?: boolean;
   /** Resolves when the process is asked to stop (SIGTERM/SIGINT). */
   stopSignal: () => Promise<string>;
 }
@@ -50,7 +53,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     .description('Run the HTTP server (configured by environment variables) until SIGTERM/SIGINT.')
     .action(async () => {
       const config = loadConfig(io.env);
-      const logger = createLogger(config);
+      const logger = createLogger(config, { stdoutIsTty: io.stdoutIsTty ?? false });
       const server = await startServer(config, logger);
       logger.info({ url: server.url }, 'listening');
       const signal = await io.stopSignal();
@@ -119,6 +122,32 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       await withDatabase(loadConfig(io.env), async (db) => {
         io.stdout(String(await db.read(countUsers)));
       });
+    });
+
+  program
+    .command('monitor')
+    .description(
+      'Check URLs on an interval and POST an alert to a webhook when one goes down or comes back (a self-hosted uptime check). Runs until SIGINT/SIGTERM, then prints a summary.',
+    )
+    .option(
+      '--url <url>',
+      'URL to check; repeat for more',
+      (url, urls: string[]) => [...urls, url],
+      [],
+    )
+    .option('--interval <duration>', 'time between checks (500ms, 30s, 5m)', '30s')
+    .option('--timeout <duration>', 'a check slower than this fails', '5s')
+    .option('--expect <text>', 'the body must contain this text (e.g. "all good")')
+    .option('--max-latency <duration>', 'a 2xx answer slower than this fails (default: no limit)')
+    .option('--down-after <checks>', 'consecutive failures before a URL counts as down', '2')
+    .option('--webhook <url>', 'POST a JSON alert here on every change of state')
+    .option('--webhook-timeout <duration>', 'limit for each webhook attempt', '5s')
+    .option('--webhook-retries <count>', 'attempts after the first failed one', '3')
+    .option('--state <file>', 'keep state and history in this JSON file across restarts')
+    .option('--port <port>', 'serve probe_success/probe_duration_seconds at /metrics (0: any)')
+    .option('--host <address>', 'address for --port', '127.0.0.1')
+    .action(async (options: MonitorCommandOptions) => {
+      await runMonitorCommand(options, io);
     });
 
   try {

@@ -112,6 +112,19 @@ export const CONFIG_SCHEMA = {
     allowed: 'fatal, error, warn, info, debug, trace or silent',
     description: 'Least severe log level written (JSON lines on stdout).',
   },
+  NODE_ENV: {
+    default: 'production',
+    allowed: 'production, development or test',
+    description:
+      '`development` with stdout on a terminal: logs are pretty-printed (pino-pretty, a dev dependency). Anything else: JSON lines.',
+  },
+  METRICS_TOKEN: {
+    default: undefined,
+    allowed: 'at least 16 characters',
+    description:
+      'Bearer token `GET /metrics` requires. Unset: `/metrics` is open (keep it off the public frontend).',
+    redact: 'all',
+  },
 } as const satisfies Record<string, ConfigVariable>;
 
 export type ConfigVariableName = keyof typeof CONFIG_SCHEMA;

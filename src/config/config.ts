@@ -6,6 +6,9 @@ import type { RawEnv } from './env.js';
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
+export const NODE_ENVS = ['production', 'development', 'test'] as const;
+export type NodeEnv = (typeof NODE_ENVS)[number];
+
 export const IMPORT_ON_START_VALUES = ['if-empty', 'never'] as const;
 export type ImportOnStart = (typeof IMPORT_ON_START_VALUES)[number];
 
@@ -51,6 +54,9 @@ export interface Config {
   adminToken: string | undefined;
   maxUploadBytes: number;
   logLevel: LogLevel;
+  nodeEnv: NodeEnv;
+  /** Bearer token `/metrics` requires; undefined: open. */
+  metricsToken: string | undefined;
 }
 
 /** A bad configuration value. Its message is one line naming the variable and what is allowed. */
@@ -60,7 +66,7 @@ export class ConfigError extends Error {
 
 const DEFAULT_SQLITE_PATH = 'data/users.db';
 const SERVER_NAME_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
-const MIN_ADMIN_TOKEN_LENGTH = 16;
+const MIN_TOKEN_LENGTH = 16;
 
 /**
  * Applies defaults, parses and checks every variable, and returns one frozen Config.
@@ -96,7 +102,9 @@ export function loadConfig(raw: RawEnv, cwd: string = process.cwd()): Config {
   if (!SERVER_NAME_PATTERN.test(serverName)) fail('SERVER_NAME');
 
   const adminToken = value('ADMIN_TOKEN');
-  if (adminToken !== undefined && adminToken.length < MIN_ADMIN_TOKEN_LENGTH) fail('ADMIN_TOKEN');
+  if (adminToken !== undefined && adminToken.length < MIN_TOKEN_LENGTH) fail('ADMIN_TOKEN');
+  const metricsToken = value('METRICS_TOKEN');
+  if (metricsToken !== undefined && metricsToken.length < MIN_TOKEN_LENGTH) fail('METRICS_TOKEN');
 
   const dataFile = value('DATA_FILE') ?? fail('DATA_FILE');
   if (!/\.(csv|json|ndjson|jsonl)$/i.test(dataFile)) fail('DATA_FILE');
@@ -138,6 +146,8 @@ export function loadConfig(raw: RawEnv, cwd: string = process.cwd()): Config {
     adminToken,
     maxUploadBytes: integer('MAX_UPLOAD_BYTES', 1, Number.MAX_SAFE_INTEGER),
     logLevel: oneOf('LOG_LEVEL', LOG_LEVELS),
+    nodeEnv: oneOf('NODE_ENV', NODE_ENVS),
+    metricsToken,
   });
 }
 

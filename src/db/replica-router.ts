@@ -1,4 +1,5 @@
 import type { DatabaseExecutor, ReadQuery, ReplicaState, TargetState } from './database.js';
+import { IGNORE_DATABASE_EVENTS, type DatabaseObserver } from './database-observer.js';
 
 /** The replication questions a router asks, answered in each server flavor's SQL. */
 export interface ReplicationSql {
@@ -33,6 +34,9 @@ export interface ReplicaRouterOptions {
   probeIntervalMs: number;
   waitMs: number;
   logger?: RouterLogger | undefined;
+  observer?: DatabaseObserver;
+  /** Called after every round of probes (e.g. to report pool use). */
+  afterProbe?: () => void;
   now?: () => number;
 }
 
@@ -63,6 +67,7 @@ const WAIT_STEP_SECONDS = 1;
  */
 export function createReplicaRouter(options: ReplicaRouterOptions): ReplicaRouter {
   const { primary, replication, logger } = options;
+  const observer = options.observer ?? IGNORE_DATABASE_EVENTS;
   const now = options.now ?? Date.now;
   const replicas: Replica[] = options.replicas.map(({ name, executor }) => ({
     name,
@@ -88,6 +93,7 @@ export function createReplicaRouter(options: ReplicaRouterOptions): ReplicaRoute
     replica.healthy = healthy;
     replica.reason = reason;
     replica.lagSeconds = lagSeconds;
+    observer.replicaChecked(replica.name, healthy, lagSeconds ?? undefined);
   };
 
   const probe = async (replica: Replica): Promise<void> => {
@@ -143,13 +149,15 @@ export function createReplicaRouter(options: ReplicaRouterOptions): ReplicaRoute
   const probeAll = async () => {
     await probePrimary();
     await Promise.all(replicas.map(probe));
+    options.afterProbe?.();
   };
   const loop = () => {
     probing = probeAll().finally(() => {
       if (!stopped) timer = setTimeout(loop, options.probeIntervalMs).unref();
     });
   };
-  if (replicas.length > 0) loop();
+  // Always: with no replicas the loop still keeps the primary's state (and pool use) current.
+  loop();
 
   return {
     async read(query) {
@@ -165,6 +173,7 @@ export function createReplicaRouter(options: ReplicaRouterOptions): ReplicaRoute
           }
         }
       }
+      if (replicas.length > 0) observer.readRoutedToPrimary();
       return query(primary);
     },
 

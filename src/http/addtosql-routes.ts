@@ -11,7 +11,12 @@ import {
   formatOfFileName,
   type ImportFormat,
 } from '../importer/import-source.js';
-import { IMPORT_MODES, importUsers, type ImportMode } from '../importer/import-users.js';
+import {
+  IMPORT_MODES,
+  importUsers,
+  type ImportMode,
+  type ImportObserver,
+} from '../importer/import-users.js';
 import { authorizeAdmin } from './authorize-admin.js';
 import { ProblemSchema, registerMethodNotAllowed } from './problem.js';
 import { spoolUpload, uploadTooLarge } from './spool-upload.js';
@@ -38,9 +43,10 @@ const FORMAT_BY_MEDIA_TYPE: Record<string, ImportFormat> = {
  */
 export function registerAddToSqlRoutes(
   app: FastifyInstance,
-  deps: { config: Config; db: Database },
+  deps: { config: Config; db: Database; metrics: { importFinished: ImportObserver } },
 ): void {
   const { config, db } = deps;
+  const observe = deps.metrics.importFinished;
   const dataFileFormat = formatOfFileName(config.dataFile) ?? 'csv';
 
   void app.register((scope, _options, done) => {
@@ -85,7 +91,7 @@ export function registerAddToSqlRoutes(
             dataFileFormat,
             'ERR_IMPORT_DATA_FILE_MISSING',
           );
-          return importUsers(db, source, mode);
+          return importUsers(db, source, mode, observe);
         }
         if (format === undefined) {
           throw new AppError(
@@ -98,7 +104,7 @@ export function registerAddToSqlRoutes(
 
         const spooled = await spoolUpload(request.body as Readable, config.maxUploadBytes);
         try {
-          return await importUsers(db, fileImportSource(spooled.path, format), mode);
+          return await importUsers(db, fileImportSource(spooled.path, format), mode, observe);
         } finally {
           await spooled.remove();
         }

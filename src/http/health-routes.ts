@@ -1,38 +1,244 @@
-import { Type } from '@sinclair/typebox';
-import type { FastifyInstance } from 'fastify';
+import { Type, type Static } from '@sinclair/typebox';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Database } from '../db/database.js';
 import { probeUsersTable } from '../db/users-repository.js';
-import { registerMethodNotAllowed } from './problem.js';
+import { ProblemSchema, registerMethodNotAllowed } from './problem.js';
 
 const TextSchema = Type.String();
+
+const HealthStatusSchema = Type.Unsafe<'pass' | 'warn' | 'fail'>({
+  type: 'string',
+  enum: ['pass', 'warn', 'fail'],
+});
+
+/** One measurement of one component (draft-inadarei-api-health-check, "checks" values). */
+const HealthCheckSchema = Type.Object({
+  componentId: Type.Optional(Type.String()),
+  componentType: Type.String(),
+  observedValue: Type.Optional(Type.Number()),
+  observedUnit: Type.Optional(Type.String()),
+  status: HealthStatusSchema,
+  time: Type.String(),
+  output: Type.Optional(Type.String()),
+});
+type HealthCheck = Static<typeof HealthCheckSchema>;
+
+/**
+ * The IETF health-check response (draft-inadarei-api-health-check), `application/health+json`.
+ * `checks` keys are `component:measurement`, each an array with one entry per instance:
+ * `database:responseTime` times the read path, and on MySQL `database:primary` and
+ * `database:replicationLag` (one entry per replica, componentId = host:port) join it.
+ */
+export const HealthSchema = Type.Object({
+  status: HealthStatusSchema,
+  version: Type.String(),
+  serviceId: Type.String(),
+  description: Type.String(),
+  checks: Type.Record(Type.String(), Type.Array(HealthCheckSchema)),
+});
+export type Health = Static<typeof HealthSchema>;
+
+const HEALTH_JSON = 'application/health+json';
+const TEXT = 'text/plain; charset=utf-8';
+const HealthResponseSchema = {
+  content: {
+    'text/plain': { schema: TextSchema },
+    [HEALTH_JSON]: { schema: HealthSchema },
+  },
+};
+
+export interface HealthDependencies {
+  db: Database;
+  serverName: string;
+  /** The package version. */
+  version: string;
+  /** Milliseconds since the epoch, now; injected so tests control uptime. */
+  now: () => number;
+  /** When the process started, in the same clock. */
+  startedAt: number;
+  /** Users row count; cached by the caller (it may cost a table scan). */
+  countUsersRows: () => Promise<number>;
+}
 
 /**
  * `/healthcheck` is the readiness check the load balancer polls (the seed's contract): 200
  * `all good from <name>` when this instance can read users, else 503 with a one-line reason.
- * `/livez` says only that the process answers; it does no I/O, for container health checks.
+ * With `Accept: application/health+json` or `?format=json` it answers the IETF health JSON
+ * (200 for pass/warn, 503 for fail). `/livez` says only that the process answers; it does no
+ * I/O, for container health checks.
  */
-export function registerHealthRoutes(
-  app: FastifyInstance,
-  deps: { db: Database; serverName: string },
-): void {
+export function registerHealthRoutes(app: FastifyInstance, deps: HealthDependencies): void {
   app.get(
     '/healthcheck',
-    { schema: { response: { 200: TextSchema, 503: TextSchema } } },
+    {
+      schema: {
+        querystring: Type.Object(
+          {
+            format: Type.Optional(
+              Type.Unsafe<'json' | 'text'>({ type: 'string', enum: ['json', 'text'] }),
+            ),
+          },
+          { additionalProperties: false },
+        ),
+        response: { 200: HealthResponseSchema, 503: HealthResponseSchema, 400: ProblemSchema },
+      },
+    },
     async (request, reply) => {
-      reply.type('text/plain; charset=utf-8').header('cache-control', 'no-store');
-      try {
-        await deps.db.read(probeUsersTable);
-      } catch (error) {
-        request.log.warn({ err: error }, 'healthcheck: users table unreadable');
-        return reply.code(503).send('database unavailable: cannot read the users table');
+      reply.header('cache-control', 'no-store');
+      const primary = await checkPrimary(deps, request);
+      if (!wantsJson(request)) {
+        reply.type(TEXT);
+        if (primary.status === 'fail') {
+          return reply.code(503).send('database unavailable: cannot read the users table');
+        }
+        return `all good from ${deps.serverName}`;
       }
-      return `all good from ${deps.serverName}`;
+      const health = await describeHealth(deps, primary);
+      return reply
+        .code(health.status === 'fail' ? 503 : 200)
+        .type(HEALTH_JSON)
+        .send(health);
     },
   );
   app.get('/livez', { schema: { response: { 200: TextSchema } } }, async (_request, reply) => {
-    reply.type('text/plain; charset=utf-8').header('cache-control', 'no-store');
+    reply.type(TEXT).header('cache-control', 'no-store');
     return 'ok';
   });
   registerMethodNotAllowed(app, '/healthcheck', ['GET']);
   registerMethodNotAllowed(app, '/livez', ['GET']);
+}
+
+function wantsJson(request: FastifyRequest): boolean {
+  const { format } = request.query as { format?: 'json' | 'text' };
+  if (format !== undefined) return format === 'json';
+  // Any accepted range naming health+json with a non-zero quality; the plain text stays the
+  // default for everything else (HAProxy, curl, the seed's uptime check).
+  return (request.headers.accept ?? '').split(',').some((range) => {
+    const [type = '', ...params] = range.split(';').map((part) => part.trim().toLowerCase());
+    const quality = params.find((param) => param.startsWith('q='));
+    return (
+      (type === HEALTH_JSON || type === 'application/json') &&
+      (quality === undefined || Number(quality.slice(2)) > 0)
+    );
+  });
+}
+
+async function checkPrimary(deps: HealthDependencies, request: FastifyRequest) {
+  const started = performance.now();
+  try {
+    await deps.db.read(probeUsersTable);
+  } catch (error) {
+    request.log.warn({ err: error }, 'healthcheck: users table unreadable');
+    return {
+      componentId: 'reads',
+      componentType: 'datastore',
+      status: 'fail',
+      time: new Date(deps.now()).toISOString(),
+      output: 'cannot read the users table',
+    } satisfies HealthCheck;
+  }
+  return {
+    componentId: 'reads',
+    componentType: 'datastore',
+    observedValue: Math.round((performance.now() - started) * 1000) / 1000,
+    observedUnit: 'ms',
+    status: 'pass',
+    time: new Date(deps.now()).toISOString(),
+  } satisfies HealthCheck;
+}
+
+async function describeHealth(deps: HealthDependencies, primary: HealthCheck): Promise<Health> {
+  const time = new Date(deps.now()).toISOString();
+  const rows = await readRows(deps, primary, time);
+  const uptime: HealthCheck = {
+    componentType: 'system',
+    observedValue: Math.max(0, Math.round(deps.now() - deps.startedAt) / 1000),
+    observedUnit: 's',
+    status: 'pass',
+    time,
+  };
+  const replication = describeReplication(deps.db, time);
+  const statuses = [
+    primary.status,
+    rows.status,
+    ...Object.values(replication)
+      .flat()
+      .map((c) => c.status),
+  ];
+  return {
+    status: statuses.includes('fail') ? 'fail' : statuses.includes('warn') ? 'warn' : 'pass',
+    version: deps.version,
+    serviceId: deps.serverName,
+    description: 'users-api: users directory',
+    checks: {
+      'database:responseTime': [primary],
+      ...replication,
+      'users:rows': [rows],
+      uptime: [uptime],
+    },
+  };
+}
+
+/**
+ * MySQL only: the primary as the background probe sees it, and each replica's lag. Either one
+ * down is a warning, not a failure: reads go on (the `database:responseTime` check decides).
+ */
+function describeReplication(db: Database, time: string): Record<string, HealthCheck[]> {
+  if (db.dialect !== 'mysql') return {};
+  const primary = db.primaryState();
+  const replicas = db.replicaStates();
+  return {
+    'database:primary': [
+      {
+        componentId: 'primary',
+        componentType: 'datastore',
+        status: primary.healthy ? 'pass' : 'warn',
+        time,
+        ...(primary.reason !== undefined && { output: `${primary.reason}; writes answer 503` }),
+      },
+    ],
+    ...(replicas.length > 0 && {
+      'database:replicationLag': replicas.map((replica) => ({
+        componentId: replica.name,
+        componentType: 'datastore',
+        ...(replica.lagSeconds !== null && {
+          observedValue: replica.lagSeconds,
+          observedUnit: 's',
+        }),
+        status: replica.healthy ? ('pass' as const) : ('warn' as const),
+        time,
+        ...(replica.reason !== undefined && {
+          output: `out of the read rotation: ${replica.reason}`,
+        }),
+      })),
+    }),
+  };
+}
+
+/** An empty table still serves reads (`[]`), so it warns; it does not fail the instance. */
+async function readRows(
+  deps: HealthDependencies,
+  primary: HealthCheck,
+  time: string,
+): Promise<HealthCheck> {
+  const base = { componentType: 'datastore', time } as const;
+  if (primary.status === 'fail') {
+    return { ...base, status: 'fail', output: 'the database cannot be read' };
+  }
+  try {
+    const count = await deps.countUsersRows();
+    return count > 0
+      ? { ...base, observedValue: count, observedUnit: 'rows', status: 'pass' }
+      : {
+          ...base,
+          observedValue: 0,
+          observedUnit: 'rows',
+          status: 'warn',
+          output: 'the users table is empty: POST /addtosql or users-api import loads it',
+        };
+  } catch {
+    // The probe just passed, so this is transient: reported as a warning here and counted in
+    // users_db_errors_total by the database observer.
+    return { ...base, status: 'warn', output: 'cannot count the users' };
+  }
 }

@@ -123,7 +123,7 @@ function problemOf(code: ErrorCode, detail: string): Problem {
 }
 
 function sendProblem(request: FastifyRequest, reply: FastifyReply, problem: Problem) {
-  if (problem.code === 'ERR_AUTH_REQUIRED') reply.header('www-authenticate', 'Bearer');
+  if (problem.status === 401) reply.header('www-authenticate', 'Bearer');
   // A refused upload's body is still arriving: closing beats reading gigabytes to discard them.
   if (!request.raw.complete) reply.header('connection', 'close');
   return reply.code(problem.status).type('application/problem+json').send(problem);

@@ -19,6 +19,15 @@ export type ImportResult =
   | { status: 'imported'; rows: number }
   | { status: 'skipped'; reason: 'table not empty'; rows: number };
 
+/**
+ * How an import ended, for metrics. `rejected`: the input was bad (bad rows, unreadable file, no
+ * rows); `failed`: anything else (the database, the disk).
+ */
+export type ImportOutcome = 'imported' | 'skipped' | 'rejected' | 'failed';
+
+/** Hears how each import ended; metrics implement it. */
+export type ImportObserver = (outcome: ImportOutcome, rows: number) => void;
+
 /** The report stops after this many bad rows: a file that bad needs fixing at the source. */
 export const MAX_REPORTED_BAD_ROWS = 100;
 
@@ -36,9 +45,25 @@ const READERS: Record<
  * batches inside one write transaction, which commits only when every row is good. Any bad row
  * rolls everything back and throws ERR_IMPORT_BAD_ROWS listing each one (up to 100 rows).
  * With `if-empty`, the emptiness check runs under the write lock, so concurrent calls from any
- * number of instances leave exactly one copy.
+ * number of instances leave exactly one copy. `observe` hears the outcome and the rows imported.
  */
 export async function importUsers(
+  db: Database,
+  source: ImportSource,
+  mode: ImportMode,
+  observe: ImportObserver = () => undefined,
+): Promise<ImportResult> {
+  try {
+    const result = await importUsersOnce(db, source, mode);
+    observe(result.status, result.status === 'imported' ? result.rows : 0);
+    return result;
+  } catch (error) {
+    observe(error instanceof AppError && error.status < 500 ? 'rejected' : 'failed', 0);
+    throw error;
+  }
+}
+
+async function importUsersOnce(
   db: Database,
   source: ImportSource,
   mode: ImportMode,

@@ -1,18 +1,20 @@
 import type { TestContext } from 'node:test';
 import type { FastifyInstance } from 'fastify';
-import { pino } from 'pino';
 import { buildApp } from '../../src/app.js';
 import { loadConfig } from '../../src/config/config.js';
 import type { RawEnv } from '../../src/config/env.js';
 import type { Database } from '../../src/db/database.js';
 import { migrateToLatest } from '../../src/db/migrate-to-latest.js';
 import { openDatabase } from '../../src/db/open-database.js';
+import { countUsers } from '../../src/db/users-repository.js';
+import { createMetrics } from '../../src/metrics/create-metrics.js';
 import {
   missingMariadbBinaries,
   startMariadbPair,
   type MariadbPair,
 } from '../../scripts/mariadb-pair.js';
 import { REPO_ROOT } from './paths.js';
+import { testAppDependencies } from './test-app.js';
 
 /**
  * Starts the real MariaDB pair for a test file, or explains why it cannot: locally a missing
@@ -59,9 +61,14 @@ export async function startMysqlApp(
     LOG_LEVEL: 'silent',
     ...env,
   });
-  const db = openDatabase(config.database);
+  // The metrics observe the database, and the database feeds the metrics' row count.
+  const metrics = createMetrics({
+    countUsersRows: () => db.read(countUsers),
+    processMetrics: false,
+  });
+  const db = openDatabase(config.database, { observer: metrics.db });
   await migrateToLatest(db);
-  const app = buildApp({ config, db, logger: pino({ level: 'silent' }) });
+  const app = buildApp(testAppDependencies(config, db, Date.now, metrics));
   t.after(async () => {
     await app.close();
     await db.close();

@@ -97,7 +97,7 @@ describe('users-api CLI (built binary)', () => {
     const { run } = await createCli(t);
     assert.equal((await run(['frobnicate'])).code, 2);
     assert.equal((await run(['import'])).code, 2);
-    for (const command of ['serve', 'import', 'migrate', 'count']) {
+    for (const command of ['serve', 'import', 'migrate', 'count', 'monitor']) {
       const help = await run([command, '--help']);
       assert.equal(help.code, 0, command);
       assert.match(help.stdout, new RegExp(`^Usage: users-api ${command}`), command);

@@ -39,6 +39,26 @@ describe('the server process', () => {
       await (await fetch(`${server.url}/healthcheck`)).text(),
       'all good from webserver1',
     );
+    await fetch(`${server.url}/api?token=secret-in-query`, {
+      headers: { authorization: 'Bearer secret-in-header', 'x-request-id': 'trace-1' },
+    });
+    // One JSON line per request, with its id, route template, status and server; no secrets.
+    // The line is written after the response is sent: wait for it (bounded).
+    const isRequestLine = (text: string) =>
+      text.includes('"reqId":"trace-1"') && text.includes('"msg":"request"');
+    for (let tries = 0; tries < 50 && !server.lines.some(isRequestLine); tries += 1) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    const line = server.lines.find(isRequestLine);
+    assert.ok(line, server.lines.join('\n'));
+    assert.equal((line.match(/"server":/g) ?? []).length, 1, line);
+    assert.doesNotMatch(line, /secret-in/);
+    const entry = JSON.parse(line) as Record<string, unknown>;
+    assert.deepEqual(
+      [entry.msg, entry.method, entry.route, entry.status, entry.server],
+      ['request', 'GET', '/api', 400, 'webserver1'],
+    );
+    assert.equal(typeof entry.durationMs, 'number');
     // npm re-raises the signal its child got, so the server's own clean exit shows in its log.
     await server.stop();
     assert.ok(

@@ -137,6 +137,31 @@ describe('MariaDB primary + replica (real replication)', { timeout: 600_000 }, (
     );
     assert.match(db.replicaStates()[0]?.reason ?? '', /thread not running/);
     assert.equal((await getUsers(url)).status, 200);
+    // The plain text stays "all good"; the JSON view and the metrics show the degraded state.
+    assert.equal(await (await fetch(`${url}/healthcheck`)).text(), 'all good from mysql-test');
+    const health = (await (
+      await fetch(`${url}/healthcheck`, { headers: { accept: 'application/json' } })
+    ).json()) as {
+      status: string;
+      checks: Record<string, { componentId?: string; status: string; output?: string }[]>;
+    };
+    assert.equal(health.status, 'warn');
+    const [lag] = health.checks['database:replicationLag'] ?? [];
+    assert.equal(lag?.componentId, `127.0.0.1:${current.replica.port}`);
+    assert.equal(lag?.status, 'warn');
+    assert.match(
+      lag?.output ?? '',
+      /^out of the read rotation: replication (SQL|I\/O) thread not running$/,
+    );
+    const metrics = await (await fetch(`${url}/metrics`)).text();
+    assert.match(
+      metrics,
+      new RegExp(
+        `^users_db_replica_healthy\\{replica="127.0.0.1:${current.replica.port}"\\} 0$`,
+        'm',
+      ),
+    );
+    assert.match(metrics, /^users_db_reads_routed_to_primary_total [1-9]\d*$/m);
     current.replica.sql('START SLAVE');
     await eventually(
       () => db.replicaStates()[0]?.healthy === true,
@@ -195,6 +220,16 @@ describe('MariaDB primary + replica (real replication)', { timeout: 600_000 }, (
     assert.equal(reads.names.at(-1), MARKER_NAME, 'served by the replica');
     const health = await fetch(`${url}/healthcheck`);
     assert.equal(health.status, 200);
+    const view = (await (await fetch(`${url}/healthcheck?format=json`)).json()) as {
+      status: string;
+      checks: Record<string, { status: string; output?: string }[]>;
+    };
+    assert.equal(view.status, 'warn');
+    assert.equal(view.checks['database:primary']?.[0]?.status, 'warn');
+    assert.match(
+      view.checks['database:primary']?.[0]?.output ?? '',
+      /^unreachable: .*; writes answer 503$/,
+    );
 
     const write = await post(url, '/addtosql?mode=append', {
       headers: { 'content-type': 'text/csv' },

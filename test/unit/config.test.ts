@@ -23,6 +23,8 @@ describe('loadConfig', () => {
       adminToken: undefined,
       maxUploadBytes: 52_428_800,
       logLevel: 'info',
+      nodeEnv: 'production',
+      metricsToken: undefined,
     });
   });
 
@@ -137,6 +139,11 @@ describe('loadConfig', () => {
     ],
     ['SERVER_NAME', { SERVER_NAME: 'web server 1' }, 'SERVER_NAME="web server 1" is invalid'],
     ['DATA_FILE', { DATA_FILE: 'users.xlsx' }, 'DATA_FILE="users.xlsx" is invalid'],
+    [
+      'NODE_ENV',
+      { NODE_ENV: 'staging' },
+      'NODE_ENV="staging" is invalid: expected production, development or test',
+    ],
   ];
   for (const [name, env, message] of bad) {
     it(`stops on a bad ${name} with one line naming it`, () => {
@@ -153,6 +160,9 @@ describe('loadConfig', () => {
   it('never echoes a secret in the error', () => {
     assert.throws(() => loadConfig({ ADMIN_TOKEN: 'short' }, CWD), {
       message: 'ADMIN_TOKEN=(hidden) is invalid: expected at least 16 characters',
+    });
+    assert.throws(() => loadConfig({ METRICS_TOKEN: 'short' }, CWD), {
+      message: 'METRICS_TOKEN=(hidden) is invalid: expected at least 16 characters',
     });
   });
 

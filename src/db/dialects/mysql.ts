@@ -1,7 +1,8 @@
-import { Kysely, MysqlDialect, sql, type MysqlPool } from 'kysely';
+import { Kysely, MysqlDialect, sql, type LogEvent, type MysqlPool } from 'kysely';
 import { createPool, type Pool, type PoolConnection } from 'mysql2';
 import type { MysqlConnection, MysqlTarget } from '../../config/config.js';
 import type { Database, DatabaseExecutor, DatabaseSchema } from '../database.js';
+import { IGNORE_DATABASE_EVENTS, type DatabaseObserver } from '../database-observer.js';
 import { insertUsers } from '../users-repository.js';
 import { createReplicaRouter, type ReplicationSql, type RouterLogger } from '../replica-router.js';
 
@@ -13,21 +14,35 @@ export type DatabaseLogger = RouterLogger;
  */
 const MAX_INSERT_ROWS = 2000;
 
-/** Opens pools to the primary and each replica and starts the replica router. */
-export function openMysqlDatabase(connection: MysqlConnection, logger?: DatabaseLogger): Database {
-  const primary = createExecutor(connection.primary, connection);
-  const replicas = connection.replicas.map((target) => ({
-    name: target.name,
-    executor: createExecutor(target, connection),
-  }));
+/**
+ * Opens pools to the primary and each replica and starts the replica router. The observer hears
+ * every query (target `primary` or the replica's host:port), every replica check, and pool use.
+ */
+export function openMysqlDatabase(
+  connection: MysqlConnection,
+  options: { observer?: DatabaseObserver | undefined; logger?: DatabaseLogger | undefined } = {},
+): Database {
+  const observer = options.observer ?? IGNORE_DATABASE_EVENTS;
+  const targets = [
+    { name: 'primary', target: connection.primary },
+    ...connection.replicas.map((target) => ({ name: target.name, target })),
+  ].map(({ name, target }) => ({ name, ...createExecutor(target, connection, name, observer) }));
+  const [primaryTarget, ...replicaTargets] = targets as [(typeof targets)[0], ...typeof targets];
+  const primary = primaryTarget.executor;
+  const replicas = replicaTargets.map(({ name, executor }) => ({ name, executor }));
   const router = createReplicaRouter({
+    observer,
+    afterProbe: () => {
+      for (const { name, connectionsInUse } of targets)
+        observer.poolConnectionsInUse(name, connectionsInUse());
+    },
     primary,
     replicas,
     replication: mysqlReplicationSql(),
     maxLagSeconds: connection.maxReplicaLagSeconds,
     probeIntervalMs: connection.replicaProbeIntervalMs,
     waitMs: connection.replicaWaitMs,
-    logger,
+    logger: options.logger,
   });
   return {
     dialect: 'mysql',
@@ -47,7 +62,12 @@ export function openMysqlDatabase(connection: MysqlConnection, logger?: Database
   };
 }
 
-function createExecutor(target: MysqlTarget, connection: MysqlConnection): DatabaseExecutor {
+function createExecutor(
+  target: MysqlTarget,
+  connection: MysqlConnection,
+  name: string,
+  observer: DatabaseObserver,
+): { executor: DatabaseExecutor; connectionsInUse: () => number } {
   const pool = createPool({
     host: target.host,
     port: target.port,
@@ -61,9 +81,22 @@ function createExecutor(target: MysqlTarget, connection: MysqlConnection): Datab
     dateStrings: true,
     supportBigNumbers: true,
   });
-  return new Kysely<DatabaseSchema>({
+  const executor = new Kysely<DatabaseSchema>({
     dialect: new MysqlDialect({ pool: withQueryTimeout(pool, connection.queryTimeoutMs) }),
+    log: (event: LogEvent) => {
+      const operation = /^\s*(select|show)\b/i.test(event.query.sql) ? 'read' : 'write';
+      observer.queryFinished(name, operation, event.queryDurationMillis / 1000);
+      if (event.level === 'error') observer.queryFailed(name);
+    },
   });
+  // mysql2 keeps no public count of borrowed connections; these arrays are its pool's own.
+  const internals = pool as unknown as {
+    _allConnections?: { length: number };
+    _freeConnections?: { length: number };
+  };
+  const connectionsInUse = () =>
+    (internals._allConnections?.length ?? 0) - (internals._freeConnections?.length ?? 0);
+  return { executor, connectionsInUse };
 }
 
 /**

@@ -1,8 +1,9 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import SqliteDatabase from 'better-sqlite3';
-import { Kysely, SqliteDialect } from 'kysely';
+import { Kysely, SqliteDialect, type LogEvent } from 'kysely';
 import type { Database, DatabaseSchema } from '../database.js';
+import { IGNORE_DATABASE_EVENTS, type DatabaseObserver } from '../database-observer.js';
 
 /** How long a connection waits for another process's write lock before failing with SQLITE_BUSY. */
 const BUSY_TIMEOUT_MS = 5000;
@@ -12,9 +13,13 @@ const MAX_INSERT_ROWS = 5000;
 
 /**
  * Opens the SQLite file with one connection for writes and one for reads. WAL mode lets the
- * reader see the last committed data while a write transaction is open.
+ * reader see the last committed data while a write transaction is open. Both connections are
+ * the `primary` target for the observer (SQLite has no replicas).
  */
-export function openSqliteDatabase(path: string): Database {
+export function openSqliteDatabase(
+  path: string,
+  observer: DatabaseObserver = IGNORE_DATABASE_EVENTS,
+): Database {
   mkdirSync(dirname(path), { recursive: true });
   const writer = new SqliteDatabase(path, { timeout: BUSY_TIMEOUT_MS });
   writer.pragma('journal_mode = WAL');
@@ -24,12 +29,22 @@ export function openSqliteDatabase(path: string): Database {
   const reader = new SqliteDatabase(path, { timeout: BUSY_TIMEOUT_MS });
   reader.pragma('query_only = ON');
 
-  const write = new Kysely<DatabaseSchema>({ dialect: new SqliteDialect({ database: writer }) });
+  const observe = (operation: 'read' | 'write') => (event: LogEvent) => {
+    observer.queryFinished('primary', operation, event.queryDurationMillis / 1000);
+    if (event.level === 'error') observer.queryFailed('primary');
+  };
+  const write = new Kysely<DatabaseSchema>({
+    dialect: new SqliteDialect({ database: writer }),
+    log: observe('write'),
+  });
+  const read = new Kysely<DatabaseSchema>({
+    dialect: new SqliteDialect({ database: reader }),
+    log: observe('read'),
+  });
   // One prepared single-row INSERT, reused for every row: better-sqlite3 runs it synchronously
   // on the write connection, inside the transaction Kysely holds open there. Prepared on first
   // use, because the table exists only once migrations have run.
   let insert: SqliteDatabase.Statement<[string, string, string, string, string]> | undefined;
-  const read = new Kysely<DatabaseSchema>({ dialect: new SqliteDialect({ database: reader }) });
   return {
     dialect: 'sqlite',
     read: (query) => query(read),

@@ -1,0 +1,28 @@
+/**
+ * What the database layer reports while it works; metrics implement it. The db module calls
+ * these and never knows about Prometheus. `target` is `primary` or a replica's name.
+ */
+export interface DatabaseObserver {
+  /** A query finished (or failed) after `seconds`. */
+  queryFinished(target: string, operation: 'read' | 'write', seconds: number): void;
+  /** A query on `target` failed (the driver or the server reported an error). */
+  queryFailed(target: string): void;
+  /**
+   * A replica health check ran. `lagSeconds` is undefined when the replica cannot tell
+   * (replication stopped or the replica is unreachable).
+   */
+  replicaChecked(replica: string, healthy: boolean, lagSeconds: number | undefined): void;
+  /** A read went to the primary because no replica was healthy. */
+  readRoutedToPrimary(): void;
+  /** Connections of `target`'s pool currently checked out. */
+  poolConnectionsInUse(target: string, count: number): void;
+}
+
+/** An observer that does nothing: the CLI's one-shot commands and tests that do not look. */
+export const IGNORE_DATABASE_EVENTS: DatabaseObserver = {
+  queryFinished: () => undefined,
+  queryFailed: () => undefined,
+  replicaChecked: () => undefined,
+  readRoutedToPrimary: () => undefined,
+  poolConnectionsInUse: () => undefined,
+};

@@ -1,0 +1,41 @@
+import { Type } from '@sinclair/typebox';
+import type { FastifyInstance } from 'fastify';
+import { AppError } from '../errors.js';
+import type { Metrics } from '../metrics/create-metrics.js';
+import { ProblemSchema, registerMethodNotAllowed } from './problem.js';
+import { sameSecret } from './same-secret.js';
+
+/**
+ * `GET /metrics`: Prometheus text format. With METRICS_TOKEN set, the scraper must send
+ * `Authorization: Bearer <token>` (Prometheus: `authorization: { credentials_file: … }`);
+ * without one it is open, and should stay off the public HAProxy frontend.
+ */
+export function registerMetricsRoutes(
+  app: FastifyInstance,
+  deps: { metrics: Metrics; metricsToken: string | undefined },
+): void {
+  const { metrics, metricsToken } = deps;
+  app.get(
+    '/metrics',
+    {
+      schema: {
+        querystring: Type.Object({}, { additionalProperties: false }),
+        response: { 200: Type.String(), 400: ProblemSchema, 401: ProblemSchema },
+      },
+    },
+    async (request, reply) => {
+      if (metricsToken !== undefined) {
+        const given = /^Bearer +(\S+) *$/i.exec(request.headers.authorization ?? '')?.[1];
+        if (given === undefined || !sameSecret(given, metricsToken)) {
+          throw new AppError(
+            'ERR_AUTH_METRICS_TOKEN_REQUIRED',
+            'send the header Authorization: Bearer <METRICS_TOKEN>',
+          );
+        }
+      }
+      reply.type(metrics.contentType).header('cache-control', 'no-store');
+      return metrics.render();
+    },
+  );
+  registerMethodNotAllowed(app, '/metrics', ['GET']);
+}

@@ -1,0 +1,169 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { DatabaseObserver } from '../db/database-observer.js';
+import type { ImportObserver, ImportOutcome } from '../importer/import-users.js';
+
+/** Labels of one finished HTTP request. `route` is the route template, never the raw URL. */
+export interface HttpRequestLabels {
+  method: string;
+  route: string;
+  status: number;
+}
+
+/**
+ * The service's metrics as a small typed object: modules are given the part they report to
+ * (`db`, `importFinished`, …) and never import prom-client. Every name and label is listed in
+ * the README; alert rules in deploy/prometheus/alerts.yml depend on them, so renaming one is a
+ * breaking change.
+ */
+export interface Metrics {
+  /** Content-Type of `render()`'s text (Prometheus exposition format 0.0.4). */
+  readonly contentType: string;
+  /** The exposition text of every metric; collects the users row count first. */
+  render(): Promise<string>;
+  requestStarted(): void;
+  /** Pairs with `requestStarted`; `labels` is undefined when the client went away first. */
+  requestFinished(labels: HttpRequestLabels | undefined, seconds: number): void;
+  readonly db: DatabaseObserver;
+  readonly importFinished: ImportObserver;
+  /** A backup finished and was verified (set by the backup job when it exists). */
+  backupSucceeded(at: Date): void;
+}
+
+export interface MetricsOptions {
+  /**
+   * Reads the users row count when `/metrics` is scraped. Pass a cached reader: a scrape must
+   * not cost a table scan each time. A failed read keeps the last value (the failure shows
+   * in `users_db_errors_total`).
+   */
+  countUsersRows?: () => Promise<number>;
+  /** Node.js process metrics (CPU, memory, event loop, GC). Default true. */
+  processMetrics?: boolean;
+}
+
+/** Latency buckets in seconds: 1 ms … 10 s, dense around the 500 ms p99 alert threshold. */
+const HTTP_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 10];
+const DB_BUCKETS = [0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
+
+/** Builds a fresh registry with every metric the service exports (one per app instance). */
+export function createMetrics(options: MetricsOptions = {}): Metrics {
+  const registry = new Registry();
+  if (options.processMetrics ?? true) collectDefaultMetrics({ register: registry });
+  const registers = [registry];
+
+  const requestDuration = new Histogram({
+    name: 'http_request_duration_seconds',
+    help: 'Time from request received to response sent, by method, route template and status.',
+    labelNames: ['method', 'route', 'status'] as const,
+    buckets: HTTP_BUCKETS,
+    registers,
+  });
+  const requestsInFlight = new Gauge({
+    name: 'http_requests_in_flight',
+    help: 'Requests received and not yet answered.',
+    registers,
+  });
+
+  const replicaHealthy = new Gauge({
+    name: 'users_db_replica_healthy',
+    help: '1 when the replica answers and replicates with lag under the limit, else 0.',
+    labelNames: ['replica'] as const,
+    registers,
+  });
+  const replicaLag = new Gauge({
+    name: 'users_db_replica_lag_seconds',
+    help: 'Replication lag of the replica as it last reported (Seconds_Behind_Master).',
+    labelNames: ['replica'] as const,
+    registers,
+  });
+  const readsRoutedToPrimary = new Counter({
+    name: 'users_db_reads_routed_to_primary_total',
+    help: 'Reads sent to the primary because no replica was healthy.',
+    registers,
+  });
+  const queryDuration = new Histogram({
+    name: 'users_db_query_duration_seconds',
+    help: 'Database query time, by target (primary or replica name) and operation (read|write).',
+    labelNames: ['target', 'operation'] as const,
+    buckets: DB_BUCKETS,
+    registers,
+  });
+  const dbErrors = new Counter({
+    name: 'users_db_errors_total',
+    help: 'Queries that failed, by target (primary or replica name).',
+    labelNames: ['target'] as const,
+    registers,
+  });
+  const poolInUse = new Gauge({
+    name: 'users_db_pool_connections_in_use',
+    help: 'Connections checked out of the pool, by target.',
+    labelNames: ['target'] as const,
+    registers,
+  });
+
+  const countUsersRows = options.countUsersRows;
+  new Gauge({
+    name: 'users_rows',
+    help: 'Rows in the users table (read on scrape, cached for a few seconds).',
+    registers,
+    async collect() {
+      if (countUsersRows === undefined) return;
+      try {
+        this.set(await countUsersRows());
+      } catch {
+        // Keep the last value: the failure is counted by the database observer, and a
+        // scrape must not fail because one collector did.
+      }
+    },
+  });
+
+  const imports = new Counter({
+    name: 'users_imports_total',
+    help: 'Imports by result: imported, skipped (table not empty), rejected (bad input), failed.',
+    labelNames: ['result'] as const,
+    registers,
+  });
+  const importedRows = new Counter({
+    name: 'users_imported_rows_total',
+    help: 'Rows written by successful imports.',
+    registers,
+  });
+  const OUTCOMES: readonly ImportOutcome[] = ['imported', 'skipped', 'rejected', 'failed'];
+  for (const result of OUTCOMES) imports.inc({ result }, 0);
+
+  const backupLastSuccess = new Gauge({
+    name: 'users_backup_last_success_timestamp_seconds',
+    help: 'Unix time of the last verified backup; 0 until one succeeds in this process.',
+    registers,
+  });
+
+  return {
+    contentType: registry.contentType,
+    render: () => registry.metrics(),
+    requestStarted: () => requestsInFlight.inc(),
+    requestFinished(labels, seconds) {
+      requestsInFlight.dec();
+      if (labels === undefined) return;
+      requestDuration.observe(
+        { method: labels.method, route: labels.route, status: String(labels.status) },
+        seconds,
+      );
+    },
+    db: {
+      queryFinished: (target, operation, seconds) =>
+        queryDuration.observe({ target, operation }, seconds),
+      queryFailed: (target) => dbErrors.inc({ target }),
+      replicaChecked(replica, healthy, lagSeconds) {
+        replicaHealthy.set({ replica }, healthy ? 1 : 0);
+        if (lagSeconds === undefined) replicaLag.remove({ replica });
+        else replicaLag.set({ replica }, lagSeconds);
+      },
+      readRoutedToPrimary: () => readsRoutedToPrimary.inc(),
+      poolConnectionsInUse: (target, count) => poolInUse.set({ target }, count),
+    },
+    importFinished(outcome, rows) {
+      imports.inc({ result: outcome });
+      if (rows > 0) importedRows.inc(rows);
+    },
+    backupSucceeded: (at) => backupLastSuccess.set(at.getTime() / 1000),
+  };
+}
