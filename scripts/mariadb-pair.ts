@@ -46,6 +46,7 @@ export interface MariadbServer {
   /** Start again on the same data folder and port; resolves when it accepts connections. */
   start(): Promise<void>;
   isRunning(): boolean;
+  pid(): number | undefined;
 }
 
 export interface MariadbPair {
@@ -218,6 +219,7 @@ async function createServerInstance(
       const child = instance.child;
       if (child === undefined || child.exitCode !== null || child.signalCode !== null) return;
       const exited = once(child, 'exit');
+      child.ref(); // keep the event loop alive until the exit is seen
       child.kill('SIGKILL');
       await exited;
     },
@@ -229,8 +231,11 @@ async function createServerInstance(
         stdio: ['ignore', log, log],
       });
       closeSync(log);
+      // Not holding the event loop: `npm run cluster` returns and leaves the server running.
+      instance.child.unref();
       await waitUntilReady(server, instance);
     },
+    pid: () => instance.child?.pid,
     isRunning() {
       const child = instance.child;
       return child !== undefined && child.exitCode === null && child.signalCode === null;

@@ -28,6 +28,8 @@ export interface AppDependencies {
   now: () => number;
   /** When the process started, in `now`'s clock. */
   startedAt: number;
+  /** Set `draining` when shutdown begins: readiness fails while requests are still served. */
+  lifecycle?: { draining: boolean };
 }
 
 const REQUEST_ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -99,6 +101,7 @@ export function buildApp(deps: AppDependencies): FastifyInstance {
     now: deps.now,
     startedAt: deps.startedAt,
     countUsersRows: deps.countUsersRows,
+    isDraining: () => deps.lifecycle?.draining ?? false,
   });
   registerAddToSqlRoutes(app, deps);
   registerMetricsRoutes(app, { metrics: deps.metrics, metricsToken: deps.config.metricsToken });

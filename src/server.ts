@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { FastifyInstance } from 'fastify';
 import { pino, type Logger, type LoggerOptions } from 'pino';
 import { buildApp } from './app.js';
@@ -29,8 +30,13 @@ export interface RunningServer {
   app: FastifyInstance;
   /** e.g. http://127.0.0.1:8888 */
   url: string;
-  /** Stops accepting, lets in-flight requests finish, closes idle connections and the database. */
-  close(): Promise<void>;
+  /**
+   * Graceful shutdown: readiness turns 503 `draining` for SHUTDOWN_DRAIN_MS while requests are
+   * still served (the balancer moves traffic away), then the server stops accepting, closes
+   * idle keep-alive connections, lets in-flight requests finish and closes the database. What
+   * is still running when SHUTDOWN_TIMEOUT_MS is up is cut. Resolves once everything is closed.
+   */
+  shutdown(): Promise<void>;
 }
 
 /**
@@ -95,6 +101,7 @@ export async function startServer(
     throw error;
   }
 
+  const lifecycle = { draining: false };
   const app = buildApp({
     config,
     db,
@@ -104,6 +111,7 @@ export async function startServer(
     version: PACKAGE_VERSION,
     now: clock.now,
     startedAt,
+    lifecycle,
   });
   app.addHook('onClose', async () => {
     await db.close();
@@ -120,7 +128,18 @@ export async function startServer(
   return {
     app,
     url: `http://${host.includes(':') ? `[${host}]` : host}:${port}`,
-    close: () => app.close(),
+    async shutdown() {
+      lifecycle.draining = true;
+      logger.info({ drainMs: config.shutdownDrainMs }, 'draining: healthcheck answers 503');
+      const cutStragglers = setTimeout(() => {
+        logger.warn('shutdown timeout: cutting the requests still running');
+        app.server.closeAllConnections();
+      }, config.shutdownTimeoutMs);
+      await sleep(config.shutdownDrainMs);
+      logger.info('closing: no new connections; finishing in-flight requests');
+      await app.close();
+      clearTimeout(cutStragglers);
+    },
   };
 }
 

@@ -21,8 +21,6 @@ export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
 export const EXIT_BAD_INPUT = 2;
 
-const SHUTDOWN_GRACE_MS = 20_000;
-
 export interface CliIo {
   env: RawEnv;
   stdout: (line: string) => void;
@@ -57,14 +55,8 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       const server = await startServer(config, logger);
       logger.info({ url: server.url }, 'listening');
       const signal = await io.stopSignal();
-      logger.info({ signal }, 'shutting down: finishing in-flight requests');
-      // A request still running after the grace period (a stalled upload) is cut, not waited on.
-      const cutStragglers = setTimeout(
-        () => server.app.server.closeAllConnections(),
-        SHUTDOWN_GRACE_MS,
-      );
-      await server.close();
-      clearTimeout(cutStragglers);
+      logger.info({ signal }, 'shutting down');
+      await server.shutdown();
       logger.info('stopped');
     });
 

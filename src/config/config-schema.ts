@@ -125,6 +125,18 @@ export const CONFIG_SCHEMA = {
       'Bearer token `GET /metrics` requires. Unset: `/metrics` is open (keep it off the public frontend).',
     redact: 'all',
   },
+  SHUTDOWN_DRAIN_MS: {
+    default: '3000',
+    allowed: 'an integer from 0 to 600000',
+    description:
+      'On SIGTERM/SIGINT, how long `/healthcheck` answers 503 `draining` while requests are still served, so the load balancer moves traffic away first (HAProxy here needs about 1 s).',
+  },
+  SHUTDOWN_TIMEOUT_MS: {
+    default: '25000',
+    allowed: 'an integer from 1000 to 3600000, more than SHUTDOWN_DRAIN_MS',
+    description:
+      'Longest a shutdown may take in all: after it, requests still running are cut and the process exits.',
+  },
 } as const satisfies Record<string, ConfigVariable>;
 
 export type ConfigVariableName = keyof typeof CONFIG_SCHEMA;

@@ -54,6 +54,8 @@ export interface Config {
   adminToken: string | undefined;
   maxUploadBytes: number;
   logLevel: LogLevel;
+  shutdownDrainMs: number;
+  shutdownTimeoutMs: number;
   nodeEnv: NodeEnv;
   /** Bearer token `/metrics` requires; undefined: open. */
   metricsToken: string | undefined;
@@ -135,7 +137,13 @@ export function loadConfig(raw: RawEnv, cwd: string = process.cwd()): Config {
     database = parseSqliteUrl(databaseUrl, cwd) ?? fail('DATABASE_URL');
   }
 
+  const shutdownDrainMs = integer('SHUTDOWN_DRAIN_MS', 0, 600_000);
+  const shutdownTimeoutMs = integer('SHUTDOWN_TIMEOUT_MS', 1000, 3_600_000);
+  if (shutdownTimeoutMs <= shutdownDrainMs) fail('SHUTDOWN_TIMEOUT_MS');
+
   return Object.freeze({
+    shutdownDrainMs,
+    shutdownTimeoutMs,
     port: integer('PORT', 0, 65535),
     host,
     serverName,

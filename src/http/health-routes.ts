@@ -58,6 +58,8 @@ export interface HealthDependencies {
   startedAt: number;
   /** Users row count; cached by the caller (it may cost a table scan). */
   countUsersRows: () => Promise<number>;
+  /** True once the process is shutting down: readiness fails so the balancer moves away. */
+  isDraining: () => boolean;
 }
 
 /**
@@ -85,6 +87,11 @@ export function registerHealthRoutes(app: FastifyInstance, deps: HealthDependenc
     },
     async (request, reply) => {
       reply.header('cache-control', 'no-store');
+      if (deps.isDraining()) {
+        // Still serving, but no longer ready: no database probe needed to say so.
+        if (!wantsJson(request)) return reply.code(503).type(TEXT).send(DRAINING);
+        return reply.code(503).type(HEALTH_JSON).send(drainingHealth(deps));
+      }
       const primary = await checkPrimary(deps, request);
       if (!wantsJson(request)) {
         reply.type(TEXT);
@@ -106,6 +113,21 @@ export function registerHealthRoutes(app: FastifyInstance, deps: HealthDependenc
   });
   registerMethodNotAllowed(app, '/healthcheck', ['GET']);
   registerMethodNotAllowed(app, '/livez', ['GET']);
+}
+
+const DRAINING = 'draining: this instance is shutting down';
+
+function drainingHealth(deps: HealthDependencies): Health {
+  const time = new Date(deps.now()).toISOString();
+  return {
+    status: 'fail',
+    version: deps.version,
+    serviceId: deps.serverName,
+    description: 'users-api: users directory',
+    checks: {
+      'process:lifecycle': [{ componentType: 'system', status: 'fail', time, output: DRAINING }],
+    },
+  };
 }
 
 function wantsJson(request: FastifyRequest): boolean {

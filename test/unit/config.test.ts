@@ -25,6 +25,8 @@ describe('loadConfig', () => {
       logLevel: 'info',
       nodeEnv: 'production',
       metricsToken: undefined,
+      shutdownDrainMs: 3000,
+      shutdownTimeoutMs: 25_000,
     });
   });
 
@@ -108,6 +110,11 @@ describe('loadConfig', () => {
   });
 
   const bad: [string, Record<string, string>, string][] = [
+    [
+      'SHUTDOWN_TIMEOUT_MS',
+      { SHUTDOWN_DRAIN_MS: '5000', SHUTDOWN_TIMEOUT_MS: '4000' },
+      'SHUTDOWN_TIMEOUT_MS="4000" is invalid: expected an integer from 1000 to 3600000, more than SHUTDOWN_DRAIN_MS',
+    ],
     [
       'MIGRATE_ON_START',
       { MIGRATE_ON_START: 'yes' },

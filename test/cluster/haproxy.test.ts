@@ -1,0 +1,233 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { promisify } from 'node:util';
+import autocannon from 'autocannon';
+import {
+  findBinary,
+  missingClusterBinaries,
+  startLocalCluster,
+  type LocalCluster,
+} from '../../scripts/local-cluster.js';
+import { REPO_ROOT } from '../helpers/paths.js';
+
+/** Under CI=true a missing server binary fails the run; locally it skips loudly. */
+function skipReason(missing: string[]): string | undefined {
+  if (missing.length === 0) return undefined;
+  const message = `HA tests need ${missing.join(', ')} (apt-get install -y haproxy mariadb-server mariadb-client)`;
+  if (process.env.CI === 'true') throw new Error(`${message}: required under CI=true`);
+  process.stderr.write(`\n!!! SKIPPING HA tests: ${message}\n\n`);
+  return message;
+}
+
+async function servedBy(cluster: LocalCluster): Promise<string> {
+  const response = await fetch(`${cluster.lbUrl}/healthcheck`);
+  return `${response.status} ${await response.text()}`;
+}
+
+async function waitFor(
+  condition: () => Promise<boolean>,
+  what: string,
+  limitMs: number,
+): Promise<number> {
+  const start = Date.now();
+  while (Date.now() - start < limitMs) {
+    if (await condition().catch(() => false)) return Date.now() - start;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error(`not within ${limitMs} ms: ${what}`);
+}
+
+/** The server's status column in HAProxy's stats CSV (UP, DOWN, MAINT, "UP 1/3"…). */
+async function serverStatus(cluster: LocalCluster, name: string): Promise<string | undefined> {
+  const credentials = Buffer.from(`${cluster.statsUser}:${cluster.statsPassword}`).toString(
+    'base64',
+  );
+  const csv = await (
+    await fetch(`${cluster.statsUrl}/;csv`, { headers: { authorization: `Basic ${credentials}` } })
+  ).text();
+  const header = csv.split('\n')[0]!.replace(/^# /, '').split(',');
+  const row = csv.split('\n').find((line) => line.startsWith(`webservers,${name},`));
+  return row?.split(',')[header.indexOf('status')];
+}
+
+/** A bounded load on GET /api through HAProxy while `during` runs; every failure counted. */
+async function loadWhile(cluster: LocalCluster, seconds: number, during: () => Promise<void>) {
+  const load = autocannon({ url: `${cluster.lbUrl}/api`, connections: 16, duration: seconds });
+  const [result] = await Promise.all([load, during()]);
+  return {
+    requests: result.requests.total,
+    non2xx: result.non2xx,
+    errors: result.errors,
+    timeouts: result.timeouts,
+    resets: result.resets,
+  };
+}
+
+describe('deploy/haproxy/haproxy.cfg', () => {
+  it('passes haproxy -c with test values, and refuses to run without a stats password', async (t) => {
+    const haproxy = findBinary('haproxy');
+    const reason = skipReason(haproxy === undefined ? ['haproxy'] : []);
+    if (reason !== undefined || haproxy === undefined)
+      return (t as { skip(message?: string): void }).skip(reason);
+    const config = join(REPO_ROOT, 'deploy/haproxy/haproxy.cfg');
+    const env = {
+      APP1_ADDR: '127.0.0.1:9001',
+      APP2_ADDR: '127.0.0.1:9002',
+      STATS_PASSWORD: 'test-only',
+    };
+    const { stdout } = await promisify(execFile)(haproxy, ['-c', '-f', config], { env });
+    assert.match(stdout, /Configuration file is valid/);
+    await assert.rejects(
+      promisify(execFile)(haproxy, ['-c', '-f', config], { env: { ...env, STATS_PASSWORD: '' } }),
+      /STATS_PASSWORD must be set/,
+    );
+  });
+});
+
+describe(
+  'HA edge: HAProxy + webserver1/webserver2 + MariaDB pair (real processes)',
+  { timeout: 600_000 },
+  () => {
+    let cluster: LocalCluster | undefined;
+    let dir = '';
+    let reason: string | undefined;
+    const requireCluster = () => {
+      assert.ok(cluster, 'the cluster did not start');
+      return cluster;
+    };
+    const measured: Record<string, unknown> = {};
+
+    before(async () => {
+      reason = skipReason(missingClusterBinaries());
+      if (reason !== undefined) return;
+      dir = await mkdtemp(join(tmpdir(), 'users-api-cluster-'));
+      cluster = await startLocalCluster({ dir, env: { SHUTDOWN_DRAIN_MS: '2500' } });
+    });
+    after(async () => {
+      await cluster?.stop();
+      if (dir !== '') await rm(dir, { recursive: true, force: true });
+      // The figures the issue asks for, in the test output for the record (not asserted on time).
+      if (Object.keys(measured).length > 0)
+        process.stdout.write(`# measured ${JSON.stringify(measured)}\n`);
+    });
+
+    it('fails over to webserver2 when webserver1 is killed, and back when it returns', async (t) => {
+      if (reason !== undefined) return (t as { skip(message?: string): void }).skip(reason);
+      const current = requireCluster();
+      assert.equal(await servedBy(current), '200 all good from webserver1');
+      const response = await fetch(`${current.lbUrl}/api`);
+      assert.equal(response.headers.get('x-served-by'), 'webserver1');
+      assert.match(response.headers.get('x-request-id') ?? '', /^[0-9a-f-]{36}$/);
+      const given = await fetch(`${current.lbUrl}/livez`, {
+        headers: { 'x-request-id': 'trace-me-123' },
+      });
+      assert.equal(given.headers.get('x-request-id'), 'trace-me-123');
+
+      await current.webservers[0].stop('SIGKILL');
+      measured.failoverMs = await waitFor(
+        async () => (await servedBy(current)) === '200 all good from webserver2',
+        'the load balancer answers from webserver2',
+        3000,
+      );
+      await current.webservers[0].start();
+      measured.failbackMs = await waitFor(
+        async () => (await servedBy(current)) === '200 all good from webserver1',
+        'traffic returns to webserver1',
+        20_000,
+      );
+    });
+
+    it('a SIGKILL of webserver1 under load costs clients nothing', async (t) => {
+      if (reason !== undefined) return (t as { skip(message?: string): void }).skip(reason);
+      const current = requireCluster();
+      const result = await loadWhile(current, 20, async () => {
+        await new Promise((resolve) => setTimeout(resolve, 6000));
+        await current.webservers[0].stop('SIGKILL');
+      });
+      measured.killUnderLoad = result;
+      assert.ok(result.requests > 100, `only ${result.requests} requests ran`);
+      assert.deepEqual(
+        { ...result, requests: 0 },
+        { requests: 0, non2xx: 0, errors: 0, timeouts: 0, resets: 0 },
+      );
+      assert.equal(await servedBy(current), '200 all good from webserver2');
+      await current.webservers[0].start();
+      await waitFor(
+        async () => (await servedBy(current)).endsWith('webserver1'),
+        'webserver1 is back',
+        20_000,
+      );
+    });
+
+    it('a rolling restart (SIGTERM, start, for each server) under load costs clients nothing', async (t) => {
+      if (reason !== undefined) return (t as { skip(message?: string): void }).skip(reason);
+      const current = requireCluster();
+      const result = await loadWhile(current, 30, async () => {
+        await new Promise((resolve) => setTimeout(resolve, 3000));
+        for (const server of current.webservers) {
+          await server.stop('SIGTERM');
+          await server.start();
+          await waitFor(
+            async () => (await serverStatus(current, server.name)) === 'UP',
+            `${server.name} is back UP in HAProxy`,
+            20_000,
+          );
+        }
+      });
+      measured.rollingRestartUnderLoad = result;
+      assert.ok(result.requests > 100, `only ${result.requests} requests ran`);
+      assert.deepEqual(
+        { ...result, requests: 0 },
+        { requests: 0, non2xx: 0, errors: 0, timeouts: 0, resets: 0 },
+      );
+    });
+
+    it('a draining instance answers 503 draining on /healthcheck while it still serves', async (t) => {
+      if (reason !== undefined) return (t as { skip(message?: string): void }).skip(reason);
+      const current = requireCluster();
+      const [webserver1] = current.webservers;
+      const stopped = webserver1.stop('SIGTERM');
+      await waitFor(
+        async () => (await fetch(`${webserver1.url}/healthcheck`)).status === 503,
+        'webserver1 reports draining',
+        2000,
+      );
+      const health = await fetch(`${webserver1.url}/healthcheck`);
+      assert.equal(await health.text(), 'draining: this instance is shutting down');
+      assert.equal((await fetch(`${webserver1.url}/api`)).status, 200);
+      await stopped;
+      assert.equal(await servedBy(current), '200 all good from webserver2');
+      await webserver1.start();
+      await waitFor(
+        async () => (await serverStatus(current, 'webserver1')) === 'UP',
+        'webserver1 is UP',
+        20_000,
+      );
+    });
+
+    it('the stats page needs its password; /metrics exports haproxy_ metrics', async (t) => {
+      if (reason !== undefined) return (t as { skip(message?: string): void }).skip(reason);
+      const current = requireCluster();
+      assert.equal((await fetch(`${current.statsUrl}/`)).status, 401);
+      const wrong = `Basic ${Buffer.from(`${current.statsUser}:wrong`).toString('base64')}`;
+      assert.equal(
+        (await fetch(`${current.statsUrl}/`, { headers: { authorization: wrong } })).status,
+        401,
+      );
+      const right = `Basic ${Buffer.from(`${current.statsUser}:${current.statsPassword}`).toString('base64')}`;
+      const page = await fetch(`${current.statsUrl}/`, { headers: { authorization: right } });
+      assert.equal(page.status, 200);
+      assert.match(await page.text(), /webserver2/);
+      const metrics = await fetch(`${current.statsUrl}/metrics`);
+      assert.equal(metrics.status, 200);
+      assert.match(
+        await metrics.text(),
+        /^haproxy_backend_active_servers\{proxy="webservers"\} 1$/m,
+      );
+    });
+  },
+);
