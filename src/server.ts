@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import type { FastifyInstance } from 'fastify';
 import { pino, type Logger, type LoggerOptions } from 'pino';
 import { buildApp } from './app.js';
+import { readBackupStatus } from './backup/backup-status.js';
 import type { Config } from './config/config.js';
 import { migrateToLatest } from './db/migrate-to-latest.js';
 import { openDatabase } from './db/open-database.js';
@@ -76,7 +77,10 @@ export async function startServer(
   const startedAt = clock.now();
   // The metrics observe the database and the row gauge reads it: `countRows` is defined
   // below and called only on a scrape, after this function returned.
-  const metrics = createMetrics({ countUsersRows: () => countRows() });
+  const metrics = createMetrics({
+    countUsersRows: () => countRows(),
+    lastBackupSuccess: () => readBackupStatus(config.backupDir),
+  });
   const db = openDatabase(config.database, { observer: metrics.db, logger });
   const countRows = cacheReader(() => db.read(countUsers), {
     maxAgeMs: USERS_ROWS_MAX_AGE_MS,
