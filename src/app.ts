@@ -9,6 +9,7 @@ import Fastify, {
 import type { Config } from './config/config.js';
 import type { Database } from './db/database.js';
 import { registerAddToSqlRoutes } from './http/addtosql-routes.js';
+import { registerBackupsRoutes } from './http/backups-routes.js';
 import { registerHealthRoutes } from './http/health-routes.js';
 import { registerMetricsRoutes } from './http/metrics-routes.js';
 import { registerProblemHandlers } from './http/problem.js';
@@ -104,6 +105,7 @@ export function buildApp(deps: AppDependencies): FastifyInstance {
     isDraining: () => deps.lifecycle?.draining ?? false,
   });
   registerAddToSqlRoutes(app, deps);
+  registerBackupsRoutes(app, deps);
   registerMetricsRoutes(app, { metrics: deps.metrics, metricsToken: deps.config.metricsToken });
   return app;
 }

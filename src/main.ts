@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { once } from 'node:events';
+import { createInterface } from 'node:readline/promises';
 import { readEnv } from './config/env.js';
 import { runCli } from './cli/run-cli.js';
 
@@ -9,6 +10,17 @@ const exitCode = await runCli(process.argv.slice(2), {
   stdout: (line) => console.log(line),
   stderr: (line) => console.error(line),
   stdoutIsTty: process.stdout.isTTY === true,
+  confirm:
+    process.stdin.isTTY === true && process.stderr.isTTY === true
+      ? async (question) => {
+          const terminal = createInterface({ input: process.stdin, output: process.stderr });
+          try {
+            return /^y(es)?$/i.test((await terminal.question(question)).trim());
+          } finally {
+            terminal.close();
+          }
+        }
+      : undefined,
   stopSignal: () =>
     Promise.race(
       [once(process, 'SIGTERM'), once(process, 'SIGINT')].map((p, i) =>

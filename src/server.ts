@@ -3,6 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { FastifyInstance } from 'fastify';
 import { pino, type Logger, type LoggerOptions } from 'pino';
 import { buildApp } from './app.js';
+import { readBackupStatus } from './backup/backup-status.js';
 import type { Config } from './config/config.js';
 import { migrateToLatest } from './db/migrate-to-latest.js';
 import { openDatabase } from './db/open-database.js';
@@ -82,7 +83,10 @@ export async function startServer(
   const startedAt = clock.now();
   // The metrics observe the database and the row gauge reads it: `countRows` is defined
   // below and called only on a scrape, after this function returned.
-  const metrics = createMetrics({ countUsersRows: () => countRows() });
+  const metrics = createMetrics({
+    countUsersRows: () => countRows(),
+    lastBackupSuccess: () => readBackupStatus(config.backupDir),
+  });
   const db = openDatabase(config.database, { observer: metrics.db, logger });
   const countRows = cacheReader(() => db.read(countUsers), {
     maxAgeMs: USERS_ROWS_MAX_AGE_MS,

@@ -14,6 +14,7 @@ import {
 } from '../importer/import-source.js';
 import { IMPORT_MODES, importUsers, type ImportMode } from '../importer/import-users.js';
 import { createLogger, startServer } from '../server.js';
+import { registerBackupCommands } from './backup-commands.js';
 import { runMonitorCommand, type MonitorCommandOptions } from './monitor-command.js';
 
 /** Exit codes: 0 ok, 1 runtime failure (database, I/O, bad configuration), 2 usage or bad input. */
@@ -29,6 +30,8 @@ export interface CliIo {
   stdoutIsTty?: boolean;
   /** Resolves when the process is asked to stop (SIGTERM/SIGINT). */
   stopSignal: () => Promise<string>;
+  /** Asks a yes/no question on the terminal; undefined when there is no terminal to ask on. */
+  confirm?: (question: string) => Promise<boolean>;
 }
 
 /**
@@ -115,6 +118,8 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
         io.stdout(String(await db.read(countUsers)));
       });
     });
+
+  registerBackupCommands(program, io, withDatabase);
 
   program
     .command('monitor')

@@ -95,6 +95,12 @@ export const CONFIG_SCHEMA = {
     description:
       '`if-empty`: on start, import DATA_FILE when the users table is empty. `never`: do not.',
   },
+  BACKUP_DIR: {
+    default: 'data/backups',
+    allowed: 'a folder path (created when missing)',
+    description:
+      'Where `users-api backup` (without `--out`) and `POST /admin/backups` write backups, and what `GET /admin/backups` lists.',
+  },
   ADMIN_TOKEN: {
     default: undefined,
     allowed: 'at least 16 characters',

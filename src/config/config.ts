@@ -51,6 +51,8 @@ export interface Config {
   /** Absolute path. */
   dataFile: string;
   importOnStart: ImportOnStart;
+  /** Absolute path of the backups folder. */
+  backupDir: string;
   adminToken: string | undefined;
   maxUploadBytes: number;
   logLevel: LogLevel;
@@ -151,6 +153,7 @@ export function loadConfig(raw: RawEnv, cwd: string = process.cwd()): Config {
     migrateOnStart: oneOf('MIGRATE_ON_START', ['true', 'false']) === 'true',
     dataFile: resolve(cwd, dataFile),
     importOnStart: oneOf('IMPORT_ON_START', IMPORT_ON_START_VALUES),
+    backupDir: resolve(cwd, value('BACKUP_DIR') ?? fail('BACKUP_DIR')),
     adminToken,
     maxUploadBytes: integer('MAX_UPLOAD_BYTES', 1, Number.MAX_SAFE_INTEGER),
     logLevel: oneOf('LOG_LEVEL', LOG_LEVELS),

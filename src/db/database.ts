@@ -23,8 +23,15 @@ export interface DataStateTable {
 
 export interface DatabaseSchema {
   users: UsersTable;
+  /** A restore's rows while they load; renamed to `users` by the swap. */
+  users_staging: UsersTable;
+  /** The table a restore replaced, kept until the next restore. */
+  users_prev: UsersTable;
   data_state: DataStateTable;
 }
+
+/** The tables that hold users rows. */
+export type UsersTableName = 'users' | 'users_staging' | 'users_prev';
 
 export type DatabaseExecutor = Kysely<DatabaseSchema>;
 export type DatabaseTransaction = Transaction<DatabaseSchema>;
@@ -68,6 +75,26 @@ export interface Database {
   readonly maxInsertRows: number;
   /** Appends users, in order, inside a write transaction; the fastest way the dialect has. */
   insertUsers(trx: DatabaseTransaction, users: readonly User[]): Promise<void>;
+  /**
+   * Runs `read` inside one consistent read snapshot on a connection of its own, held for the
+   * whole call: SQLite a read transaction on a separate connection (WAL); MySQL
+   * `START TRANSACTION WITH CONSISTENT SNAPSHOT` on a healthy replica, else the primary. Writes
+   * committed meanwhile are not seen. `source` names where it reads (`primary` or host:port).
+   * @NOTE The executor is the snapshot's own: use it only inside `read`, and never stream
+   * from it while issuing another query on it (one connection answers one query at a time).
+   */
+  readSnapshot<T>(read: (executor: DatabaseExecutor, source: string) => Promise<T>): Promise<T>;
+  /**
+   * Replaces every user with the rows `load` hands to `insert`, atomically: the rows go into
+   * `users_staging` on the primary, then one swap (SQLite: one transaction; MySQL: one
+   * `RENAME TABLE`) makes it `users` and keeps the old table as `users_prev` (the one before
+   * is dropped). Readers see the old or the new table, never a partial one; if `load` or the
+   * load fails, the live table is untouched. The data version is bumped and, on MySQL, the
+   * call waits for the replicas like an import does.
+   */
+  replaceUsersTable(
+    load: (insert: (users: readonly User[]) => Promise<void>) => Promise<void>,
+  ): Promise<void>;
   /**
    * Call after a commit: waits (bounded) until every healthy replica has applied it, so the next
    * read anywhere sees it. A replica that does not catch up in time leaves the rotation.

@@ -9,6 +9,9 @@ const MIGRATIONS: Record<string, Migration> = {
   '0002-mysql-utf8mb4': mysqlUtf8mb4,
 };
 
+/** The newest migration: the schema version a backup records. */
+export const LATEST_MIGRATION = Object.keys(MIGRATIONS).at(-1)!;
+
 const staticProvider: MigrationProvider = {
   getMigrations: () => Promise.resolve(MIGRATIONS),
 };

@@ -25,7 +25,7 @@ export interface Metrics {
   requestFinished(labels: HttpRequestLabels | undefined, seconds: number): void;
   readonly db: DatabaseObserver;
   readonly importFinished: ImportObserver;
-  /** A backup finished and was verified (set by the backup job when it exists). */
+  /** A backup taken by this process finished and was verified. */
   backupSucceeded(at: Date): void;
 }
 
@@ -38,6 +38,12 @@ export interface MetricsOptions {
   countUsersRows?: () => Promise<number>;
   /** Node.js process metrics (CPU, memory, event loop, GC). Default true. */
   processMetrics?: boolean;
+  /**
+   * Unix seconds of the last verified backup another process recorded (the backup scheduler's
+   * status file in BACKUP_DIR), read on scrape; the gauge shows the later of it and this
+   * process's own backups. A failed read keeps the last value.
+   */
+  lastBackupSuccess?: () => Promise<number | undefined>;
 }
 
 /** Latency buckets in seconds: 1 ms … 10 s, dense around the 500 ms p99 alert threshold. */
@@ -130,10 +136,25 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
   const OUTCOMES: readonly ImportOutcome[] = ['imported', 'skipped', 'rejected', 'failed'];
   for (const result of OUTCOMES) imports.inc({ result }, 0);
 
+  const lastBackupSuccess = options.lastBackupSuccess;
+  let backupSeconds = 0;
   const backupLastSuccess = new Gauge({
     name: 'users_backup_last_success_timestamp_seconds',
-    help: 'Unix time of the last verified backup; 0 until one succeeds in this process.',
+    help: 'Unix time of the last verified backup (this process or the BACKUP_DIR status file); 0 until one.',
     registers,
+    async collect() {
+      if (lastBackupSuccess === undefined) return;
+      try {
+        const recorded = await lastBackupSuccess();
+        if (recorded !== undefined && recorded > backupSeconds) {
+          backupSeconds = recorded;
+          this.set(recorded);
+        }
+      } catch {
+        // Keep the last value: an unreadable status file must not fail the scrape, and the
+        // BackupTooOld alert fires on the stale value anyway.
+      }
+    },
   });
 
   return {
@@ -164,6 +185,9 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       imports.inc({ result: outcome });
       if (rows > 0) importedRows.inc(rows);
     },
-    backupSucceeded: (at) => backupLastSuccess.set(at.getTime() / 1000),
+    backupSucceeded(at) {
+      backupSeconds = Math.max(backupSeconds, at.getTime() / 1000);
+      backupLastSuccess.set(backupSeconds);
+    },
   };
 }

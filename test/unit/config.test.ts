@@ -20,6 +20,7 @@ describe('loadConfig', () => {
       migrateOnStart: true,
       dataFile: '/srv/users-api/data/users.csv',
       importOnStart: 'if-empty',
+      backupDir: '/srv/users-api/data/backups',
       adminToken: undefined,
       maxUploadBytes: 52_428_800,
       logLevel: 'info',

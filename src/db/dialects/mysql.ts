@@ -1,9 +1,15 @@
 import { Kysely, MysqlDialect, sql, type LogEvent, type MysqlPool } from 'kysely';
 import { createPool, type Pool, type PoolConnection } from 'mysql2';
 import type { MysqlConnection, MysqlTarget } from '../../config/config.js';
+import { beginWriteTransaction } from '../begin-write-transaction.js';
 import type { Database, DatabaseExecutor, DatabaseSchema } from '../database.js';
 import { IGNORE_DATABASE_EVENTS, type DatabaseObserver } from '../database-observer.js';
 import { insertUsers } from '../users-repository.js';
+import {
+  createUsersTable,
+  dropUsersTableIfExists,
+  usersTableExists,
+} from '../users-staging-repository.js';
 import { createReplicaRouter, type ReplicationSql, type RouterLogger } from '../replica-router.js';
 
 export type DatabaseLogger = RouterLogger;
@@ -44,12 +50,68 @@ export function openMysqlDatabase(
     waitMs: connection.replicaWaitMs,
     logger: options.logger,
   });
-  return {
+  const database: Database = {
     dialect: 'mysql',
     read: (query) => router.read(query),
     write: primary,
     maxInsertRows: MAX_INSERT_ROWS,
     insertUsers,
+    async readSnapshot(readInSnapshot) {
+      const healthy = new Set(
+        router
+          .states()
+          .filter((state) => state.healthy)
+          .map((state) => state.name),
+      );
+      const source = replicas.find((replica) => healthy.has(replica.name)) ?? {
+        name: 'primary',
+        executor: primary,
+      };
+      // One pooled connection for the whole read: the snapshot belongs to its session.
+      return source.executor.connection().execute(async (connection) => {
+        await sql`SET TRANSACTION ISOLATION LEVEL REPEATABLE READ`.execute(connection);
+        await sql`START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY`.execute(connection);
+        try {
+          return await readInSnapshot(connection, source.name);
+        } finally {
+          // A read-only transaction has nothing to keep; a dead connection has nothing to end.
+          await sql`ROLLBACK`.execute(connection).catch(() => undefined);
+        }
+      });
+    },
+    async replaceUsersTable(load) {
+      await dropUsersTableIfExists(primary, 'users_staging');
+      const hasUsers = await usersTableExists(primary, 'users');
+      // LIKE copies the live table's definition, character set included, and not its
+      // AUTO_INCREMENT counter: the restored rows get ids 1…n in the file's order.
+      if (hasUsers) await sql`CREATE TABLE users_staging LIKE users`.execute(primary);
+      else await createUsersTable(primary, 'users_staging', UTF8MB4_TABLE_OPTIONS);
+      try {
+        // Staged rows are invisible to readers, so each batch commits on its own: no giant
+        // transaction for the binlog or the replicas to apply in one go.
+        await load((users) =>
+          primary.transaction().execute((trx) => insertUsers(trx, users, 'users_staging')),
+        );
+      } catch (error) {
+        // Best effort: the next restore drops a leftover staging table anyway.
+        await dropUsersTableIfExists(primary, 'users_staging').catch(() => undefined);
+        throw error;
+      }
+      await dropUsersTableIfExists(primary, 'users_prev');
+      // One statement renames both tables atomically: every reader finds `users` old or new.
+      await sql
+        .raw(
+          hasUsers
+            ? 'RENAME TABLE users TO users_prev, users_staging TO users'
+            : 'RENAME TABLE users_staging TO users',
+        )
+        .execute(primary);
+      // RENAME commits implicitly, so the version is bumped just after it: a cache that read
+      // the old version with the new rows in between still sees the version change.
+      const trx = await beginWriteTransaction(database);
+      await trx.commit().execute();
+      await router.waitForReplicas();
+    },
     waitForReplicas: () => router.waitForReplicas(),
     replicaStates: () => router.states(),
     primaryState: () => router.primaryState(),
@@ -60,7 +122,11 @@ export function openMysqlDatabase(
       );
     },
   };
+  return database;
 }
+
+/** Migration 0002's character set, for a users table the restore has to create itself. */
+const UTF8MB4_TABLE_OPTIONS = sql`CHARACTER SET utf8mb4 COLLATE utf8mb4_bin`;
 
 function createExecutor(
   target: MysqlTarget,

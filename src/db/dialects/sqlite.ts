@@ -2,8 +2,15 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import SqliteDatabase from 'better-sqlite3';
 import { Kysely, SqliteDialect, type LogEvent } from 'kysely';
+import { beginWriteTransaction } from '../begin-write-transaction.js';
 import type { Database, DatabaseSchema } from '../database.js';
 import { IGNORE_DATABASE_EVENTS, type DatabaseObserver } from '../database-observer.js';
+import {
+  createUsersTable,
+  dropUsersTableIfExists,
+  renameUsersTable,
+  usersTableExists,
+} from '../users-staging-repository.js';
 
 /** How long a connection waits for another process's write lock before failing with SQLITE_BUSY. */
 const BUSY_TIMEOUT_MS = 5000;
@@ -45,7 +52,7 @@ export function openSqliteDatabase(
   // on the write connection, inside the transaction Kysely holds open there. Prepared on first
   // use, because the table exists only once migrations have run.
   let insert: SqliteDatabase.Statement<[string, string, string, string, string]> | undefined;
-  return {
+  const database: Database = {
     dialect: 'sqlite',
     read: (query) => query(read),
     write,
@@ -59,6 +66,53 @@ export function openSqliteDatabase(
         insert.run(user.name, user.street, user.city, user.state, user.userDate);
       return Promise.resolve();
     },
+    async readSnapshot(readInSnapshot) {
+      // Its own connection: a transaction held on the shared read connection would make every
+      // `/api` read queue behind the backup. WAL gives this one a fixed snapshot from its first
+      // read until the transaction ends, while the writer goes on committing.
+      const connection = new SqliteDatabase(path, {
+        readonly: true,
+        fileMustExist: true,
+        timeout: BUSY_TIMEOUT_MS,
+      });
+      const snapshot = new Kysely<DatabaseSchema>({
+        dialect: new SqliteDialect({ database: connection }),
+        log: observe('read'),
+      });
+      try {
+        return await snapshot.transaction().execute((trx) => readInSnapshot(trx, 'primary'));
+      } finally {
+        await snapshot.destroy();
+      }
+    },
+    async replaceUsersTable(load) {
+      // One write transaction from the first staged row to the swap: readers (WAL) keep seeing
+      // the old table until the commit, and any failure rolls back the staging table with it.
+      const trx = await beginWriteTransaction(database);
+      try {
+        await dropUsersTableIfExists(trx, 'users_staging');
+        await createUsersTable(trx, 'users_staging');
+        const stage = writer.prepare<[string, string, string, string, string]>(
+          'INSERT INTO users_staging (name, street, city, state, user_date) VALUES (?, ?, ?, ?, ?)',
+        );
+        await load((users) => {
+          for (const user of users)
+            stage.run(user.name, user.street, user.city, user.state, user.userDate);
+          return Promise.resolve();
+        });
+        await dropUsersTableIfExists(trx, 'users_prev');
+        if (await usersTableExists(trx, 'users'))
+          await renameUsersTable(trx, 'users', 'users_prev');
+        await renameUsersTable(trx, 'users_staging', 'users');
+        await trx.commit().execute();
+      } catch (error) {
+        await trx
+          .rollback()
+          .execute()
+          .catch(() => undefined); // the error that stopped the restore is the one to report
+        throw error;
+      }
+    },
     waitForReplicas: () => Promise.resolve(),
     replicaStates: () => [],
     primaryState: () => ({ healthy: true, reason: undefined, probedAt: null }),
@@ -66,4 +120,5 @@ export function openSqliteDatabase(
       await Promise.all([read.destroy(), write.destroy()]);
     },
   };
+  return database;
 }

@@ -1,0 +1,38 @@
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { AppError } from '../errors.js';
+import { isBackupFileName, type BackupManifest } from './backup-format.js';
+import { readBackup } from './read-backup.js';
+
+export type BackupListing =
+  { file: string; bytes: number; manifest: BackupManifest } | { file: string; problem: string };
+
+/**
+ * The backups in `dir`, newest first, each with its manifest (read from the first line only:
+ * listing stays cheap however large the files are; `users-api verify` checks a whole file).
+ * A file whose manifest cannot be read is listed with the problem. A missing folder is empty.
+ */
+export async function listBackups(dir: string): Promise<BackupListing[]> {
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw error;
+  }
+  const files = names
+    .filter((name) => isBackupFileName(name))
+    .sort()
+    .reverse();
+  const listings: BackupListing[] = [];
+  for (const file of files) {
+    try {
+      const { manifest, bytes } = await readBackup(join(dir, file), { manifestOnly: true });
+      listings.push({ file, bytes, manifest });
+    } catch (error) {
+      if (!(error instanceof AppError)) throw error;
+      listings.push({ file, problem: error.message });
+    }
+  }
+  return listings;
+}

@@ -1,0 +1,233 @@
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { open } from 'node:fs/promises';
+import { createGunzip } from 'node:zlib';
+import { AppError } from '../errors.js';
+import type { User } from '../users/user.js';
+import {
+  BACKUP_FORMAT,
+  BACKUP_FORMAT_VERSION,
+  type BackupEndMarker,
+  type BackupManifest,
+} from './backup-format.js';
+
+export interface BackupSummary {
+  manifest: BackupManifest;
+  rows: number;
+  sha256: string;
+  bytes: number;
+}
+
+export interface ReadBackupOptions {
+  /** Rows per `onRows` call. */
+  batchRows?: number;
+  /** Hears the rows in order; awaited before more is read. Omitted: rows are only checked. */
+  onRows?: (users: User[]) => Promise<void>;
+  /** Stop after the manifest (listing): no rows are read, nothing is checked past line 1. */
+  manifestOnly?: boolean;
+}
+
+/** Longer than any manifest or row can be (5 × 255 characters); a longer line is not ours. */
+const MAX_LINE_CHARS = 64 * 1024;
+const GZIP_MAGIC = [0x1f, 0x8b];
+
+/**
+ * Reads a backup file and checks all of it: the manifest, every row's shape, the row count and
+ * the SHA-256 against the end marker. Throws ERR_BACKUP_INVALID (not a backup, truncated,
+ * corrupted), ERR_BACKUP_UNSUPPORTED_VERSION (written by a newer users-api) or
+ * ERR_BACKUP_NOT_FOUND, each naming the file and what is wrong with it. Streams: memory stays
+ * flat whatever the size. `onRows` may see rows before a later problem is found: a caller that
+ * writes them somewhere must discard them when this throws.
+ */
+export async function readBackup(
+  path: string,
+  options: ReadBackupOptions = {},
+): Promise<BackupSummary> {
+  const invalid = (reason: string, cause?: unknown) =>
+    new AppError('ERR_BACKUP_INVALID', `${path} is not a valid users-api backup: ${reason}`, {
+      cause,
+    });
+  const bytes = await checkGzipMagic(path, invalid);
+
+  const batchRows = options.batchRows ?? 2000;
+  const hash = createHash('sha256');
+  let manifest: BackupManifest | undefined;
+  let end: BackupEndMarker | undefined;
+  let rows = 0;
+  let lineNumber = 0;
+  let batch: User[] = [];
+
+  const takeLine = async (line: string) => {
+    lineNumber += 1;
+    if (manifest === undefined) {
+      manifest = parseManifest(line, path, invalid);
+      return;
+    }
+    if (end !== undefined) {
+      if (line !== '') throw invalid(`corrupted: data after the end marker (line ${lineNumber})`);
+      return;
+    }
+    if (line.startsWith('{')) {
+      end = parseEndMarker(line, invalid);
+      return;
+    }
+    batch.push(parseRow(line, lineNumber, invalid));
+    hash.update(line);
+    hash.update('\n');
+    rows += 1;
+    if (batch.length >= batchRows) {
+      const full = batch;
+      batch = [];
+      await options.onRows?.(full);
+    }
+  };
+
+  const decoder = new TextDecoder('utf-8', { fatal: true });
+  let pending = '';
+  const stream = createReadStream(path, { highWaterMark: 256 * 1024 }).pipe(createGunzip());
+  try {
+    reading: for await (const chunk of stream) {
+      let text: string;
+      try {
+        text = decoder.decode(chunk as Buffer, { stream: true });
+      } catch (error) {
+        throw invalid('corrupted: the data is not UTF-8 text', error);
+      }
+      const lines = (pending + text).split('\n');
+      pending = lines.pop()!;
+      if (pending.length > MAX_LINE_CHARS) throw invalid('a line is longer than any backup line');
+      for (const line of lines) {
+        await takeLine(line);
+        if (options.manifestOnly === true && manifest !== undefined) break reading;
+      }
+    }
+    if (options.manifestOnly !== true && pending !== '') await takeLine(pending);
+  } catch (error) {
+    if (error instanceof AppError) throw error;
+    throw describeReadError(error, invalid);
+  } finally {
+    stream.destroy();
+  }
+
+  if (manifest === undefined) throw invalid('the file holds no manifest');
+  if (options.manifestOnly === true) {
+    return { manifest, rows: manifest.rowCount, sha256: '', bytes };
+  }
+  if (end === undefined) {
+    throw invalid(`truncated: it ends after ${rows} rows without the end marker`);
+  }
+  const sha256 = hash.digest('hex');
+  if (end.rowCount !== rows || manifest.rowCount !== rows) {
+    throw invalid(
+      `corrupted: it holds ${rows} rows but its manifest says ${manifest.rowCount} and its end marker ${end.rowCount}`,
+    );
+  }
+  if (end.sha256 !== sha256) {
+    throw invalid(`corrupted: the rows' SHA-256 is ${sha256}, the end marker says ${end.sha256}`);
+  }
+  if (batch.length > 0) await options.onRows?.(batch);
+  return { manifest, rows, sha256, bytes };
+}
+
+type Invalid = (reason: string, cause?: unknown) => AppError;
+
+async function checkGzipMagic(path: string, invalid: Invalid): Promise<number> {
+  let handle;
+  try {
+    handle = await open(path, 'r');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new AppError('ERR_BACKUP_NOT_FOUND', `file not found: ${path}`);
+    if (code === 'EISDIR') throw invalid('it is a directory');
+    throw error;
+  }
+  try {
+    const { size } = await handle.stat();
+    if (size === 0) throw invalid('the file is empty');
+    const head = Buffer.alloc(2);
+    const { bytesRead } = await handle.read(head, 0, 2, 0);
+    if (bytesRead < 2 || head[0] !== GZIP_MAGIC[0] || head[1] !== GZIP_MAGIC[1]) {
+      throw invalid(
+        'it is not gzip-compressed (a backup is the .ndjson.gz file `users-api backup` writes; CSV, JSON and NDJSON files are loaded with `users-api import`)',
+      );
+    }
+    return size;
+  } finally {
+    await handle.close();
+  }
+}
+
+function describeReadError(error: unknown, invalid: Invalid): unknown {
+  const code = (error as { code?: unknown }).code;
+  const message = error instanceof Error ? error.message : String(error);
+  if (code === 'Z_BUF_ERROR') {
+    return invalid('truncated: the compressed data ends early (the file was cut short)', error);
+  }
+  if (typeof code === 'string' && code.startsWith('Z_')) {
+    return invalid(`corrupted: the compressed data is damaged (${message})`, error);
+  }
+  return error;
+}
+
+function parseJsonLine(line: string): unknown {
+  try {
+    return JSON.parse(line) as unknown;
+  } catch {
+    return undefined;
+  }
+}
+
+function parseManifest(line: string, path: string, invalid: Invalid): BackupManifest {
+  const value = parseJsonLine(line) as Partial<BackupManifest> | undefined;
+  if (typeof value !== 'object' || value === null || value.format !== BACKUP_FORMAT) {
+    throw invalid('its first line is not a users-api backup manifest');
+  }
+  const version = value.formatVersion;
+  if (typeof version !== 'number' || !Number.isInteger(version) || version < 1) {
+    throw invalid('the manifest has no valid formatVersion');
+  }
+  if (version > BACKUP_FORMAT_VERSION) {
+    throw new AppError(
+      'ERR_BACKUP_UNSUPPORTED_VERSION',
+      `${path} is a backup in format version ${version}, newer than this users-api reads (${BACKUP_FORMAT_VERSION}): restore it with a newer users-api`,
+    );
+  }
+  const rowCount = value.rowCount;
+  if (
+    typeof rowCount !== 'number' ||
+    !Number.isSafeInteger(rowCount) ||
+    rowCount < 0 ||
+    typeof value.createdAt !== 'string' ||
+    (value.sourceDialect !== 'sqlite' && value.sourceDialect !== 'mysql')
+  ) {
+    throw invalid('the manifest lacks rowCount, createdAt or sourceDialect');
+  }
+  return value as BackupManifest;
+}
+
+function parseEndMarker(line: string, invalid: Invalid): BackupEndMarker {
+  const value = parseJsonLine(line) as Partial<BackupEndMarker> | undefined;
+  if (
+    typeof value !== 'object' ||
+    value === null ||
+    value.end !== BACKUP_FORMAT ||
+    typeof value.rowCount !== 'number' ||
+    typeof value.sha256 !== 'string'
+  ) {
+    throw invalid('corrupted: the end marker is unreadable');
+  }
+  return value as BackupEndMarker;
+}
+
+function parseRow(line: string, lineNumber: number, invalid: Invalid): User {
+  const value = parseJsonLine(line);
+  if (
+    !Array.isArray(value) ||
+    value.length !== 5 ||
+    !value.every((field): field is string => typeof field === 'string')
+  ) {
+    throw invalid(`corrupted: line ${lineNumber} is not a user row`);
+  }
+  const [name, street, city, state, userDate] = value as [string, string, string, string, string];
+  return { name, street, city, state, userDate };
+}

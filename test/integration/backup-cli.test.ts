@@ -1,0 +1,105 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it, type TestContext } from 'node:test';
+import { promisify } from 'node:util';
+import { REPO_ROOT } from '../helpers/paths.js';
+
+const BIN = join(REPO_ROOT, 'dist/main.js');
+
+/** The built binary in a temp folder with its own SQLite database; stdin is not a terminal. */
+async function createCli(t: TestContext) {
+  const dir = await mkdtemp(join(tmpdir(), 'users-api-backup-cli-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const env = {
+    PATH: process.env.PATH,
+    DATABASE_URL: `sqlite:${join(dir, 'users.db')}`,
+    BACKUP_DIR: join(dir, 'backups'),
+    SERVER_NAME: 'cli-test',
+  };
+  const run = async (args: string[]) => {
+    try {
+      const { stdout, stderr } = await promisify(execFile)(process.execPath, [BIN, ...args], {
+        cwd: dir,
+        env,
+      });
+      return { code: 0, stdout, stderr };
+    } catch (error) {
+      const failed = error as { code: number; stdout: string; stderr: string };
+      return { code: failed.code, stdout: failed.stdout, stderr: failed.stderr };
+    }
+  };
+  return { dir, run };
+}
+
+describe('users-api backup / verify / restore (built binary)', () => {
+  it('backs up, verifies, refuses to restore without --yes, restores with it', async (t) => {
+    const { dir, run } = await createCli(t);
+    await run(['import', join(REPO_ROOT, 'data/users.csv')]);
+    const backup = await run(['backup']);
+    assert.equal(backup.code, 0, backup.stderr);
+    assert.match(
+      backup.stdout,
+      /^backup written: .*\/backups\/users-\d{8}T\d{6}\.\d{3}Z\.ndjson\.gz \(1000 users, taken .* from sqlite \(primary\) on cli-test, format 1, schema 0002-mysql-utf8mb4, sha256 [0-9a-f]{64}\)\n$/,
+    );
+    const [file] = (await readdir(join(dir, 'backups'))).filter((name) => name.endsWith('.gz'));
+    const path = join(dir, 'backups', file!);
+
+    const verified = await run(['verify', path]);
+    assert.equal(verified.code, 0);
+    assert.match(verified.stdout, /^ok: .*: 1000 users, taken /);
+
+    await run(['import', join(REPO_ROOT, 'test/fixtures/json/users.json'), '--mode', 'replace']);
+    const unconfirmed = await run(['restore', path]);
+    assert.deepEqual(unconfirmed, {
+      code: 2,
+      stdout: '',
+      stderr:
+        'users-api: restore replaces every user in the database: pass --yes to confirm (there is no terminal to ask on)\n',
+    });
+    assert.equal((await run(['count'])).stdout, '2\n');
+
+    const restored = await run(['restore', path, '--yes']);
+    assert.equal(restored.code, 0, restored.stderr);
+    assert.match(restored.stdout, /^restored 1000 users from /);
+    assert.equal((await run(['count'])).stdout, '1000\n');
+  });
+
+  it('exits 2 with a clear message for bad files, and changes nothing', async (t) => {
+    const { dir, run } = await createCli(t);
+    await run(['import', join(REPO_ROOT, 'data/users.csv')]);
+    await run(['backup', '--out', join(dir, 'out')]);
+    const [file] = (await readdir(join(dir, 'out'))).filter((name) => name.endsWith('.gz'));
+    const bytes = await readFile(join(dir, 'out', file!));
+    const truncated = join(dir, 'truncated.ndjson.gz');
+    await writeFile(truncated, bytes.subarray(0, bytes.length - 100));
+    for (const command of ['verify', 'restore']) {
+      const args = command === 'restore' ? ['--yes'] : [];
+      const cut = await run([command, truncated, ...args]);
+      assert.deepEqual(cut, {
+        code: 2,
+        stdout: '',
+        stderr: `users-api: ${truncated} is not a valid users-api backup: truncated: the compressed data ends early (the file was cut short)\n`,
+      });
+      const csv = await run([command, join(REPO_ROOT, 'data/users.csv'), ...args]);
+      assert.equal(csv.code, 2);
+      assert.match(csv.stderr, /is not a valid users-api backup: it is not gzip-compressed/);
+      const missing = await run([command, join(dir, 'nope.ndjson.gz'), ...args]);
+      assert.equal(missing.code, 2);
+      assert.match(missing.stderr, /file not found/);
+    }
+    assert.equal((await run(['count'])).stdout, '1000\n');
+  });
+
+  it('exits 2 for bad --every and --keep', async (t) => {
+    const { run } = await createCli(t);
+    const every = await run(['backup', '--every', '6']);
+    assert.equal(every.code, 2);
+    assert.match(every.stderr, /--every 6 is not a duration/);
+    const keep = await run(['backup', '--keep', '0']);
+    assert.equal(keep.code, 2);
+    assert.match(keep.stderr, /--keep 0 must be a whole number of backups, at least 1/);
+  });
+});

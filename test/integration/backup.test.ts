@@ -1,0 +1,249 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it, type TestContext } from 'node:test';
+import { readBackupStatus } from '../../src/backup/backup-status.js';
+import { backupFileName } from '../../src/backup/backup-format.js';
+import { runBackupSchedule } from '../../src/backup/run-backup-schedule.js';
+import { takeBackup } from '../../src/backup/take-backup.js';
+import type { Database } from '../../src/db/database.js';
+import { countUsers } from '../../src/db/users-repository.js';
+import {
+  drillBackupDuringImport,
+  drillBadFiles,
+  drillReadsDuringRestore,
+  drillTableDropped,
+  drillWipedOut,
+  importSample,
+  type DrillContext,
+} from '../helpers/backup-drills.js';
+import { createTestApp } from '../helpers/test-app.js';
+import { createTestDatabase } from '../helpers/test-database.js';
+
+async function sqliteDrill(t: TestContext): Promise<DrillContext> {
+  const { db, dir } = await createTestDatabase(t);
+  return { db, dir: join(dir, 'backups') };
+}
+
+describe('restore drills on SQLite', () => {
+  it('1: data wiped out → restore → identical rows, order and checksum', async (t) => {
+    await drillWipedOut(await sqliteDrill(t));
+  });
+
+  it('2: users table dropped → restore recreates it', async (t) => {
+    await drillTableDropped(await sqliteDrill(t));
+  });
+
+  it('3: truncated, flipped, foreign and newer files are refused; the table is untouched', async (t) => {
+    await drillBadFiles(await sqliteDrill(t));
+  });
+
+  it('4: /api during a restore answers the old or the new full list, never a partial one', async (t) => {
+    const { app, db, dir } = await createTestApp(t);
+    await drillReadsDuringRestore({ db, dir: join(dir, 'backups') }, async () => {
+      const response = await app.inject({ method: 'GET', url: '/api' });
+      return { status: response.statusCode, body: response.body };
+    });
+  });
+
+  it('5: a backup taken during an import holds the rows before it or after it, never a mix', async (t) => {
+    await drillBackupDuringImport(await sqliteDrill(t));
+  });
+
+  it('keeps the replaced table as users_prev until the next restore', async (t) => {
+    const ctx = await sqliteDrill(t);
+    await drillWipedOut(ctx);
+    const tables = async () =>
+      (await ctx.db.write.introspection.getTables()).map((table) => table.name).sort();
+    assert.ok((await tables()).includes('users_prev'));
+    assert.ok(!(await tables()).includes('users_staging'));
+  });
+});
+
+describe('backup retention and scheduling', () => {
+  async function filesIn(dir: string): Promise<string[]> {
+    return (await readdir(dir)).filter((name) => name.startsWith('users-')).sort();
+  }
+
+  it('6: --keep 3 keeps exactly the 3 newest backups; other files are left alone', async (t) => {
+    const { db, dir } = await sqliteDrill(t);
+    await importSample(db);
+    const clock = { at: Date.UTC(2025, 0, 1) };
+    const taken: string[] = [];
+    for (let run = 0; run < 5; run += 1) {
+      clock.at += 6 * 3_600_000;
+      const backup = await takeBackup(db, {
+        dir,
+        serverName: 'drill',
+        keep: 3,
+        now: () => new Date(clock.at),
+      });
+      taken.push(backup.file);
+      assert.equal(backup.deleted.length, run < 3 ? 0 : 1);
+    }
+    await writeFile(join(dir, 'notes.txt'), 'not a backup');
+    assert.deepEqual(await filesIn(dir), taken.slice(2));
+    assert.ok((await readdir(dir)).includes('notes.txt'));
+    assert.equal(await readBackupStatus(dir), clock.at / 1000);
+  });
+
+  it('a failed run deletes nothing: the newest good backup survives', async (t) => {
+    const { db, dir } = await sqliteDrill(t);
+    await importSample(db);
+    const good = await takeBackup(db, { dir, serverName: 'drill', keep: 1 });
+    const broken: Database = {
+      ...db,
+      readSnapshot: () => Promise.reject(new Error('disk on fire')),
+    };
+    await assert.rejects(
+      takeBackup(broken, {
+        dir,
+        serverName: 'drill',
+        keep: 1,
+        now: () => new Date(Date.now() + 60_000),
+      }),
+      /disk on fire/,
+    );
+    assert.deepEqual(await readdir(dir), [good.file, 'last-success.json'].sort());
+  });
+
+  it('the scheduler runs on its interval, logs one JSON-able line per run, and stops', async (t) => {
+    const { db, dir } = await sqliteDrill(t);
+    await importSample(db);
+    const lines: { level: string; details: Record<string, unknown> }[] = [];
+    let stop!: () => void;
+    const stopped = new Promise<void>((resolve) => (stop = resolve));
+    let at = Date.UTC(2025, 0, 1);
+    let runs = 0;
+    const result = await runBackupSchedule({
+      everyMs: 10,
+      stopped,
+      logger: {
+        info: (details) => lines.push({ level: 'info', details: details as never }),
+        error: (details) => lines.push({ level: 'error', details: details as never }),
+      },
+      run: async () => {
+        runs += 1;
+        if (runs === 4) stop();
+        if (runs === 2) throw new Error('replica gone');
+        at += 1000;
+        return takeBackup(db, { dir, serverName: 'drill', keep: 2, now: () => new Date(at) });
+      },
+    });
+    assert.deepEqual(result, { runs: 4, failures: 1 });
+    assert.deepEqual(
+      lines.map((line) => [line.level, line.details.result]),
+      [
+        ['info', 'ok'],
+        ['error', 'failed'],
+        ['info', 'ok'],
+        ['info', 'ok'],
+      ],
+    );
+    assert.equal(lines[1]!.details.error, 'replica gone');
+    assert.deepEqual(lines[3]!.details.deleted, [backupFileName(new Date(at - 2000))]);
+    assert.equal((await readdir(dir)).filter((name) => name.startsWith('users-')).length, 2);
+    assert.equal(await countUsers(db.write), 1000);
+  });
+});
+
+describe('/admin/backups', () => {
+  it('takes, lists and restores backups; admin only; metric set', async (t) => {
+    const { app, db, config } = await createTestApp(t);
+    await importSample(db);
+    const taken = await app.inject({ method: 'POST', url: '/admin/backups' });
+    assert.equal(taken.statusCode, 201, taken.body);
+    const body = taken.json<{ file: string; rows: number; sha256: string; deleted: string[] }>();
+    assert.equal(body.rows, 1000);
+    assert.match(body.sha256, /^[0-9a-f]{64}$/);
+
+    const listed = await app.inject({ method: 'GET', url: '/admin/backups' });
+    assert.equal(listed.statusCode, 200);
+    const { backups } = listed.json<{
+      backups: { file: string; bytes: number; manifest: Record<string, unknown> }[];
+    }>();
+    assert.equal(backups.length, 1);
+    assert.equal(backups[0]!.file, body.file);
+    assert.equal(backups[0]!.manifest.rows, 1000);
+    assert.equal(backups[0]!.manifest.sourceDialect, 'sqlite');
+    assert.equal(backups[0]!.manifest.serverName, 'test-server');
+
+    const metrics = await app.inject({ method: 'GET', url: '/metrics' });
+    assert.match(metrics.body, /^users_backup_last_success_timestamp_seconds [1-9]\d*/m);
+
+    await db.write.deleteFrom('users').execute();
+    const restored = await app.inject({
+      method: 'POST',
+      url: `/admin/backups/${body.file}/restore`,
+    });
+    assert.equal(restored.statusCode, 200, restored.body);
+    assert.equal(await countUsers(db.write), 1000);
+
+    await writeFile(join(config.backupDir, 'users-20200101T000000.000Z.ndjson.gz'), 'junk');
+    const bad = await app.inject({
+      method: 'POST',
+      url: '/admin/backups/users-20200101T000000.000Z.ndjson.gz/restore',
+    });
+    assert.equal(bad.statusCode, 422);
+    assert.equal(bad.headers['content-type'], 'application/problem+json; charset=utf-8');
+    assert.equal(bad.json<{ code: string }>().code, 'ERR_BACKUP_INVALID');
+    assert.match(bad.json<{ detail: string }>().detail, /not gzip-compressed/);
+    const traversal = await app.inject({
+      method: 'POST',
+      url: `/admin/backups/${encodeURIComponent('../users.db')}/restore`,
+    });
+    assert.equal(traversal.statusCode, 404);
+    assert.equal(await countUsers(db.write), 1000);
+
+    const listedAgain = await app.inject({ method: 'GET', url: '/admin/backups' });
+    const entries = listedAgain.json<{ backups: { file: string; problem?: string }[] }>().backups;
+    assert.equal(entries.length, 2);
+    assert.match(entries[1]!.problem ?? '', /not gzip-compressed/);
+  });
+
+  it('needs the admin token when one is configured, and loopback otherwise', async (t) => {
+    const { app } = await createTestApp(t, { ADMIN_TOKEN: 'a-very-long-admin-token' });
+    for (const method of ['GET', 'POST'] as const) {
+      const refused = await app.inject({ method, url: '/admin/backups' });
+      assert.equal(refused.statusCode, 401);
+      assert.equal(refused.json<{ code: string }>().code, 'ERR_AUTH_REQUIRED');
+    }
+    const allowed = await app.inject({
+      method: 'GET',
+      url: '/admin/backups',
+      headers: { authorization: 'Bearer a-very-long-admin-token' },
+    });
+    assert.equal(allowed.statusCode, 200);
+    assert.deepEqual(allowed.json(), { backups: [] });
+
+    const open = await createTestApp(t);
+    const remote = await open.app.inject({
+      method: 'POST',
+      url: '/admin/backups',
+      remoteAddress: '203.0.113.9',
+    });
+    assert.equal(remote.statusCode, 403);
+  });
+});
+
+describe('the service reads the scheduler status file for its metric', () => {
+  it('users_backup_last_success_timestamp_seconds follows last-success.json', async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), 'users-api-status-'));
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    const { createMetrics } = await import('../../src/metrics/create-metrics.js');
+    const metrics = createMetrics({
+      processMetrics: false,
+      lastBackupSuccess: () => readBackupStatus(dir),
+    });
+    assert.match(await metrics.render(), /^users_backup_last_success_timestamp_seconds 0$/m);
+    await writeFile(
+      join(dir, 'last-success.json'),
+      JSON.stringify({ at: '2025-01-01T06:00:00.000Z', file: 'x', rows: 1 }),
+    );
+    assert.match(
+      await metrics.render(),
+      /^users_backup_last_success_timestamp_seconds 1735711200$/m,
+    );
+  });
+});
