@@ -178,28 +178,46 @@ export function createReplicaRouter(options: ReplicaRouterOptions): ReplicaRoute
     },
 
     async waitForReplicas() {
-      const targets = replicas.filter((replica) => replica.healthy);
-      if (targets.length === 0) return;
-      const position = await replication.primaryPosition(primary);
+      if (replicas.length === 0) return;
+      let position: string;
+      try {
+        position = await replication.primaryPosition(primary);
+      } catch (error) {
+        // The write has committed: failing the caller now would invite a duplicating retry.
+        // Without the position no replica can be confirmed, so none serves reads until the
+        // probes see the primary and replicas again.
+        logger?.warn({ err: error }, 'cannot read the primary position after a write');
+        for (const replica of replicas) {
+          setState(replica, 'the last write could not be confirmed on it', replica.lagSeconds);
+        }
+        return;
+      }
+      // Every replica must show it has this write before it serves reads again: the ones out
+      // of rotation (or not probed yet) too, or they would rejoin on their lag alone.
+      for (const replica of replicas) replica.requiredPosition = position;
       const deadline = now() + options.waitMs;
       await Promise.all(
-        targets.map(async (replica) => {
-          try {
-            for (;;) {
-              const seconds = Math.max(0, Math.min(WAIT_STEP_SECONDS, (deadline - now()) / 1000));
-              if (await replication.waitForPosition(replica.executor, position, seconds)) return;
-              if (now() >= deadline) break;
+        replicas
+          .filter((replica) => replica.healthy)
+          .map(async (replica) => {
+            try {
+              for (;;) {
+                const seconds = Math.max(0, Math.min(WAIT_STEP_SECONDS, (deadline - now()) / 1000));
+                if (await replication.waitForPosition(replica.executor, position, seconds)) {
+                  if (replica.requiredPosition === position) replica.requiredPosition = undefined;
+                  return;
+                }
+                if (now() >= deadline) break;
+              }
+            } catch (error) {
+              logger?.warn({ replica: replica.name, err: error }, 'waiting for replication failed');
             }
-          } catch (error) {
-            logger?.warn({ replica: replica.name, err: error }, 'waiting for replication failed');
-          }
-          replica.requiredPosition = position;
-          setState(
-            replica,
-            `did not apply the last write within ${options.waitMs} ms`,
-            replica.lagSeconds,
-          );
-        }),
+            setState(
+              replica,
+              `did not apply the last write within ${options.waitMs} ms`,
+              replica.lagSeconds,
+            );
+          }),
       );
     },
 

@@ -80,7 +80,9 @@ export function registerHealthRoutes(app: FastifyInstance, deps: HealthDependenc
               Type.Unsafe<'json' | 'text'>({ type: 'string', enum: ['json', 'text'] }),
             ),
           },
-          { additionalProperties: false },
+          // Unknown parameters are ignored here, unlike on /api: uptime checkers add
+          // cache-busters, and a readiness check must not fail on them.
+          { additionalProperties: true },
         ),
         response: { 200: HealthResponseSchema, 503: HealthResponseSchema, 400: ProblemSchema },
       },

@@ -40,7 +40,14 @@ export function fileImportSource(
         handle = await open(path, 'r');
       } catch (error) {
         const code = (error as NodeJS.ErrnoException).code;
-        if (code === 'ENOENT') throw new AppError(notFoundCode, `file not found: ${path}`);
+        if (code === 'ENOENT') {
+          // The operator's DATA_FILE is a server detail: its path is not for clients.
+          const detail =
+            notFoundCode === 'ERR_IMPORT_DATA_FILE_MISSING'
+              ? 'the configured DATA_FILE does not exist on this server'
+              : `file not found: ${path}`;
+          throw new AppError(notFoundCode, detail);
+        }
         throw new AppError('ERR_IMPORT_BAD_FILE', `cannot read ${path}: ${code ?? 'error'}`, {
           cause: error,
         });

@@ -167,7 +167,10 @@ function createExecutor(
 
 /**
  * Kysely calls `query(sql, parameters)`; mysql2 takes a per-query timeout only in its options
- * form, after which it drops the connection. Without it a hung server would hang requests.
+ * form. Without it a hung server would hang requests. mysql2's timeout only fails the caller:
+ * the statement would go on running on the server and the busy connection would go back to
+ * the pool, so a timed-out connection is destroyed (the server then drops its statement and
+ * any open transaction with it) and leaves the pool.
  */
 function withQueryTimeout(pool: Pool, timeoutMs: number): MysqlPool {
   const wrap = (connection: PoolConnection) =>
@@ -177,7 +180,12 @@ function withQueryTimeout(pool: Pool, timeoutMs: number): MysqlPool {
           return (statement: string, values: unknown[], callback?: (...args: unknown[]) => void) =>
             callback === undefined
               ? target.query({ sql: statement, timeout: timeoutMs }, values)
-              : target.query({ sql: statement, timeout: timeoutMs }, values, callback);
+              : target.query({ sql: statement, timeout: timeoutMs }, values, (error, ...rest) => {
+                  if ((error as { code?: unknown } | null)?.code === 'PROTOCOL_SEQUENCE_TIMEOUT') {
+                    target.destroy();
+                  }
+                  callback(error, ...rest);
+                });
         }
         // Bound to the real connection: release() hands `this` back to the pool, which must
         // get the connection itself, not this wrapper (or the next borrower wraps a wrapper).
@@ -254,9 +262,19 @@ function mysqlReplicationSql(): ReplicationSql {
         }>`SELECT MASTER_GTID_WAIT(${position}, ${seconds}) AS result`.execute(replica);
         return Number(rows[0]?.result) === 0;
       }
+      if (seconds <= 0) {
+        // WAIT_FOR_EXECUTED_GTID_SET(set, 0) waits forever on MySQL: ask without waiting.
+        const { rows } = await sql<{
+          applied: number | string;
+        }>`SELECT GTID_SUBSET(${position}, @@GLOBAL.gtid_executed) AS applied`.execute(replica);
+        return Number(rows[0]?.applied) === 1;
+      }
+      // MySQL takes whole seconds here.
       const { rows } = await sql<{
         result: number | string;
-      }>`SELECT WAIT_FOR_EXECUTED_GTID_SET(${position}, ${seconds}) AS result`.execute(replica);
+      }>`SELECT WAIT_FOR_EXECUTED_GTID_SET(${position}, ${Math.ceil(seconds)}) AS result`.execute(
+        replica,
+      );
       return Number(rows[0]?.result) === 0;
     },
   };
