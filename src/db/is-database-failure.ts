@@ -11,9 +11,14 @@ const MYSQL_CONNECTION_CODES =
 export function isDatabaseFailure(error: unknown): boolean {
   if (error instanceof SqliteDatabase.SqliteError) return true;
   if (!(error instanceof Error)) return false;
-  const { code, sqlState } = error as { code?: unknown; sqlState?: unknown };
-  // mysql2: server-side errors carry an SQLSTATE; client-side ones a connection error code.
-  if (typeof sqlState === 'string') return true;
+  const { code, sqlState, fatal } = error as {
+    code?: unknown;
+    sqlState?: unknown;
+    fatal?: unknown;
+  };
+  // mysql2: server-side errors carry an SQLSTATE; client-side ones a connection error code, or
+  // only `fatal` ("Can't add new command when connection is in closed state" after a crash).
+  if (typeof sqlState === 'string' || fatal === true) return true;
   if (typeof code === 'string' && MYSQL_CONNECTION_CODES.test(code)) return true;
   // Kysely's message once the connection pool has been closed (shutdown in progress).
   return /driver has already been destroyed/.test(error.message);
