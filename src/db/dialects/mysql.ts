@@ -44,9 +44,26 @@ export function openMysqlDatabase(
     waitMs: connection.replicaWaitMs,
     logger: options.logger,
   });
+  let snapshots = 0;
   return {
     dialect: 'mysql',
     read: (query) => router.read(query),
+    async readSnapshot(query) {
+      snapshots += 1;
+      try {
+        // REPEATABLE READ: the snapshot is taken at the first read and kept to the end.
+        return await router.read((executor) =>
+          executor
+            .transaction()
+            .setIsolationLevel('repeatable read')
+            .setAccessMode('read only')
+            .execute((trx) => query(trx)),
+        );
+      } finally {
+        snapshots -= 1;
+      }
+    },
+    activeSnapshots: () => snapshots,
     write: primary,
     maxInsertRows: MAX_INSERT_ROWS,
     insertUsers,

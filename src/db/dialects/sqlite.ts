@@ -45,9 +45,28 @@ export function openSqliteDatabase(
   // on the write connection, inside the transaction Kysely holds open there. Prepared on first
   // use, because the table exists only once migrations have run.
   let insert: SqliteDatabase.Statement<[string, string, string, string, string]> | undefined;
+  let snapshots = 0;
   return {
     dialect: 'sqlite',
     read: (query) => query(read),
+    // A SQLite connection runs one statement at a time: a stream on the shared read connection
+    // would hold every other read (health checks included) until it ends. Opening a connection
+    // costs well under a millisecond; it is closed however the query ends.
+    async readSnapshot(query) {
+      const connection = new SqliteDatabase(path, { readonly: true, timeout: BUSY_TIMEOUT_MS });
+      const snapshot = new Kysely<DatabaseSchema>({
+        dialect: new SqliteDialect({ database: connection }),
+        log: observe('read'),
+      });
+      snapshots += 1;
+      try {
+        return await snapshot.transaction().execute((trx) => query(trx));
+      } finally {
+        snapshots -= 1;
+        await snapshot.destroy();
+      }
+    },
+    activeSnapshots: () => snapshots,
     write,
     maxInsertRows: MAX_INSERT_ROWS,
     insertUsers(trx, users) {
