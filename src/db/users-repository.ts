@@ -155,6 +155,7 @@ export async function findUsers(
   const column = SORT_COLUMNS[query.sort];
   const direction = query.descending ? 'desc' : 'asc';
   const beyond = query.descending ? '<' : '>';
+  // user_date_key is computed per row: read it only when it is the sort (and cursor) value.
   let select = filteredUsers(executor, query).select([
     'id',
     'name',
@@ -162,7 +163,7 @@ export async function findUsers(
     'city',
     'state',
     'user_date',
-    'user_date_key',
+    ...(column === 'user_date_key' ? (['user_date_key'] as const) : []),
   ]);
   const { after } = query;
   if (after !== undefined) {
@@ -193,7 +194,10 @@ export async function findUsers(
     lastRow === undefined
       ? undefined
       : {
-          key: column === 'id' ? Number(lastRow.id) : String(lastRow[column]),
+          key:
+            column === 'id'
+              ? Number(lastRow.id)
+              : String((lastRow as Record<string, unknown>)[column]),
           id: Number(lastRow.id),
         };
   return { users, last };

@@ -83,15 +83,18 @@ export function createApiCache(options: ApiCacheOptions): ApiCache {
     const built = await db.readSnapshot(async (executor) => {
       const version = await readDataVersion(executor);
       if ((await countUsers(executor)) * MIN_ROW_BYTES > maxBytes) return { version };
-      const parts: string[] = [];
+      // Each page becomes UTF-8 bytes at once: the build peaks near twice the body (the pages
+      // and their concatenation), never at the UTF-16 strings of the whole table.
+      const parts: Buffer[] = [];
       let bytes = 0;
       const writer = createUsersWriter('json');
       for await (const text of renderUsers(executor, BARE_QUERY, writer)) {
-        bytes += Buffer.byteLength(text);
+        const part = Buffer.from(text);
+        bytes += part.length;
         if (bytes > maxBytes) return { version };
-        parts.push(text);
+        parts.push(part);
       }
-      return { version, body: Buffer.from(parts.join('')) };
+      return { version, body: Buffer.concat(parts, bytes) };
     });
     if (built.body === undefined) {
       tooLargeVersion = built.version;

@@ -62,30 +62,29 @@ export function createUsersWriter(
     return {
       head: `${columns.join(',')}\r\n`,
       rows(users) {
-        let text = '';
-        for (const user of users)
-          text += `${getters.map((get) => csvField(get(user))).join(',')}\r\n`;
-        return text;
+        return users
+          .map((user) => `${getters.map((get) => csvField(get(user))).join(',')}\r\n`)
+          .join('');
       },
       tail: '',
     };
   }
-  // The object text with each key written once: `{"NAME":` … `,"STREET":` … `}`.
-  const keys = columns.map((column, index) => `${index === 0 ? '{' : ','}"${column}":`);
-  const object = (user: Row): string => {
-    let text = '';
-    for (let index = 0; index < getters.length; index++) {
-      text += keys[index]! + JSON.stringify(getters[index]!(user));
+  // Plain objects with the keys in order, written by JSON.stringify a page at a time: V8's
+  // serialiser builds one flat string, which encodes to UTF-8 several times faster than a
+  // string concatenated from thousands of pieces.
+  const toObject = (user: Row): Record<string, string | number> => {
+    const object: Record<string, string | number> = {};
+    for (let index = 0; index < columns.length; index++) {
+      object[columns[index]!] = getters[index]!(user);
     }
-    return `${text}}`;
+    return object;
   };
+  const toPublic = columns === DEFAULT_COLUMNS ? toDefaultObject : toObject;
   if (format === 'ndjson') {
     return {
       head: '',
       rows(users) {
-        let text = '';
-        for (const user of users) text += `${object(user)}\n`;
-        return text;
+        return users.map((user) => `${JSON.stringify(toPublic(user))}\n`).join('');
       },
       tail: '',
     };
@@ -93,12 +92,21 @@ export function createUsersWriter(
   return {
     head: '[',
     rows(users, first) {
-      let text = '';
-      for (let index = 0; index < users.length; index++) {
-        text += (index === 0 && first ? '' : ',') + object(users[index]!);
-      }
-      return text;
+      if (users.length === 0) return '';
+      const objects = JSON.stringify(users.map(toPublic));
+      return (first ? '' : ',') + objects.slice(1, -1);
     },
     tail: ']',
+  };
+}
+
+/** The bare contract's object, as a literal: one hidden class, the fastest to serialise. */
+function toDefaultObject(user: Row) {
+  return {
+    NAME: user.name,
+    STREET: user.street,
+    CITY: user.city,
+    STATE: user.state,
+    USER_DATE: user.userDate,
   };
 }
