@@ -1,6 +1,7 @@
 import { CompiledQuery, sql } from 'kysely';
 import type { User } from '../users/user.js';
 import type { DatabaseExecutor, DatabaseTransaction } from './database.js';
+import { deleteAllUsersRows } from './dialects/delete-all-users.js';
 import { containsIgnoringCase, startsWithIgnoringCase } from './dialects/text-match.js';
 
 /** Every user, in load order. */
@@ -70,7 +71,7 @@ export async function insertUsers(trx: DatabaseTransaction, users: readonly User
 }
 
 export async function deleteAllUsers(trx: DatabaseTransaction): Promise<void> {
-  await trx.deleteFrom('users').execute();
+  await deleteAllUsersRows(trx);
 }
 
 /** The data version: bumped by every write transaction (see beginWriteTransaction). */

@@ -119,4 +119,18 @@ describe('/api on MariaDB primary + replica', { timeout: 600_000 }, () => {
       );
     }
   });
+
+  it('replace empties a table larger than one delete batch, all in the one transaction', async (t) => {
+    const app = await startMysqlApp(t, requirePair());
+    await append(app.url, [...generateUsers(120_000)].join(''));
+    const response = await fetch(`${app.url}/addtosql?mode=replace`, {
+      method: 'POST',
+      headers: { 'content-type': 'text/csv' },
+      body: 'NAME,STREET,CITY,STATE,USER_DATE\nOnly One,S,C,NY,01/01/01\n',
+    });
+    assert.deepEqual(await response.json(), { status: 'imported', rows: 1 });
+    assert.deepEqual((await getUsers(app.url)).users, [
+      { NAME: 'Only One', STREET: 'S', CITY: 'C', STATE: 'NY', USER_DATE: '01/01/01' },
+    ]);
+  });
 });
