@@ -81,6 +81,14 @@ export interface Database {
   /** Appends users, in order, inside a write transaction; the fastest way the dialect has. */
   insertUsers(trx: DatabaseTransaction, users: readonly User[]): Promise<void>;
   /**
+   * Called in a write transaction about to load rows into an empty users table. Returns what to
+   * call before commit. SQLite sets the table's secondary indexes aside and builds them again
+   * after the load (one sort per index instead of a B-tree insert per row: about 3× faster for
+   * large imports); its DDL is transactional, so a rollback restores them. MySQL does nothing
+   * (DDL would commit the transaction).
+   */
+  prepareBulkLoad(trx: DatabaseTransaction): Promise<() => Promise<void>>;
+  /**
    * Call after a commit: waits (bounded) until every healthy replica has applied it, so the next
    * read anywhere sees it. A replica that does not catch up in time leaves the rotation.
    */

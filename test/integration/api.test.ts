@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { request } from 'node:http';
 import { Readable } from 'node:stream';
+import { sql } from 'kysely';
 import { describe, it } from 'node:test';
 import { brotliDecompressSync, gunzipSync } from 'node:zlib';
 import { importUsers } from '../../src/importer/import-users.js';
@@ -157,6 +158,37 @@ describe('GET /api cache', () => {
     // And the database still answers.
     const after = await fetch(`${url}/api/count`);
     assert.deepEqual(await after.json(), { count: 100_000 });
+  });
+});
+
+describe('bulk loads on SQLite', () => {
+  it('set the users indexes aside during a load into an empty table and always put them back', async (t) => {
+    const { db } = await createTestApp(t);
+    const indexes = async () =>
+      (
+        await sql<{
+          name: string;
+        }>`select name from sqlite_master where type = 'index' and tbl_name = 'users' order by name`.execute(
+          db.write,
+        )
+      ).rows.map((row) => row.name);
+    const all = ['users_city_idx', 'users_name_idx', 'users_state_idx', 'users_user_date_key_idx'];
+    assert.deepEqual(await indexes(), all);
+    await importUsers(db, csvSource(sampleCsv(3000)), 'replace');
+    assert.deepEqual(await indexes(), all);
+    await assert.rejects(
+      importUsers(
+        db,
+        csvSource('NAME,STREET,CITY,STATE,USER_DATE\nA,B,C,XX,01/01/01\n'),
+        'replace',
+      ),
+      { code: 'ERR_IMPORT_BAD_ROWS' },
+    );
+    assert.deepEqual(await indexes(), all, 'a rolled-back load restores them');
+    const plan = await sql<{
+      detail: string;
+    }>`explain query plan select id from users where state = 'NY' order by id`.execute(db.write);
+    assert.match(plan.rows.map((row) => row.detail).join(' '), /users_state_idx/);
   });
 });
 
