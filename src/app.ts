@@ -10,8 +10,10 @@ import type { Config } from './config/config.js';
 import type { Database } from './db/database.js';
 import { registerAddToSqlRoutes } from './http/addtosql-routes.js';
 import { registerBackupsRoutes } from './http/backups-routes.js';
+import { createApiCache } from './http/api-cache.js';
 import { registerHealthRoutes } from './http/health-routes.js';
 import { registerMetricsRoutes } from './http/metrics-routes.js';
+import { registerOpenApi } from './http/openapi.js';
 import { registerProblemHandlers } from './http/problem.js';
 import { registerUsersRoutes } from './http/users-routes.js';
 import type { Metrics } from './metrics/create-metrics.js';
@@ -93,19 +95,45 @@ export function buildApp(deps: AppDependencies): FastifyInstance {
     );
   });
 
-  registerProblemHandlers(app);
-  registerUsersRoutes(app, deps);
-  registerHealthRoutes(app, {
+  // The bare /api body, cached per data version; a write through this instance is seen at once,
+  // one through another instance within API_CACHE_CHECK_MS.
+  const apiCache = createApiCache({
     db: deps.db,
-    serverName: deps.config.serverName,
-    version: deps.version,
-    now: deps.now,
-    startedAt: deps.startedAt,
-    countUsersRows: deps.countUsersRows,
-    isDraining: () => deps.lifecycle?.draining ?? false,
+    maxBytes: deps.config.apiCacheMaxBytes,
+    checkMs: deps.config.apiCacheCheckMs,
   });
-  registerAddToSqlRoutes(app, deps);
-  registerBackupsRoutes(app, deps);
-  registerMetricsRoutes(app, { metrics: deps.metrics, metricsToken: deps.config.metricsToken });
+
+  registerProblemHandlers(app);
+  // The OpenAPI document is built from the routes registered after it (in the plugin below, so
+  // that its route hook is in place first): /openapi.json and the docs page at /docs.
+  registerOpenApi(app, { version: deps.version });
+  void app.register((routes, _options, done) => {
+    registerUsersRoutes(routes, { db: deps.db, apiCache });
+    registerHealthRoutes(routes, {
+      db: deps.db,
+      serverName: deps.config.serverName,
+      version: deps.version,
+      now: deps.now,
+      startedAt: deps.startedAt,
+      countUsersRows: deps.countUsersRows,
+      isDraining: () => deps.lifecycle?.draining ?? false,
+    });
+    registerAddToSqlRoutes(routes, {
+      config: deps.config,
+      db: deps.db,
+      metrics: {
+        importFinished: (outcome, rows) => {
+          deps.metrics.importFinished(outcome, rows);
+          apiCache.invalidate();
+        },
+      },
+    });
+    registerBackupsRoutes(routes, deps);
+    registerMetricsRoutes(routes, {
+      metrics: deps.metrics,
+      metricsToken: deps.config.metricsToken,
+    });
+    done();
+  });
   return app;
 }

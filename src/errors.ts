@@ -5,6 +5,7 @@
 export const ERROR_CODES = {
   ERR_HTTP_BAD_REQUEST: { status: 400, title: 'Bad request' },
   ERR_HTTP_NOT_FOUND: { status: 404, title: 'Not found' },
+  ERR_USER_NOT_FOUND: { status: 404, title: 'User not found' },
   ERR_HTTP_METHOD_NOT_ALLOWED: { status: 405, title: 'Method not allowed' },
   ERR_HTTP_UNSUPPORTED_MEDIA_TYPE: { status: 415, title: 'Unsupported media type' },
   ERR_AUTH_REQUIRED: { status: 401, title: 'Admin token required' },

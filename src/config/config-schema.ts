@@ -124,6 +124,18 @@ export const CONFIG_SCHEMA = {
     description:
       '`development` with stdout on a terminal: logs are pretty-printed (pino-pretty, a dev dependency). Anything else: JSON lines.',
   },
+  API_CACHE_MAX_BYTES: {
+    default: '67108864',
+    allowed: 'an integer number of bytes from 0 (no cache: every bare /api streams)',
+    description:
+      'Largest bare `/api` body kept in memory (64 MB); a larger table is streamed from the database on every request.',
+  },
+  API_CACHE_CHECK_MS: {
+    default: '250',
+    allowed: 'an integer from 0 to 60000 (0: check on every request)',
+    description:
+      'How often, at most, an instance reads the data version to see whether its cached `/api` body is still current: a write on another instance shows within this time.',
+  },
   METRICS_TOKEN: {
     default: undefined,
     allowed: 'at least 16 characters',

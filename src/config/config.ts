@@ -61,6 +61,10 @@ export interface Config {
   nodeEnv: NodeEnv;
   /** Bearer token `/metrics` requires; undefined: open. */
   metricsToken: string | undefined;
+  /** Largest bare /api body cached in memory; 0 disables the cache. */
+  apiCacheMaxBytes: number;
+  /** Least time between two reads of the data version by the /api cache. */
+  apiCacheCheckMs: number;
 }
 
 /** A bad configuration value. Its message is one line naming the variable and what is allowed. */
@@ -159,6 +163,8 @@ export function loadConfig(raw: RawEnv, cwd: string = process.cwd()): Config {
     logLevel: oneOf('LOG_LEVEL', LOG_LEVELS),
     nodeEnv: oneOf('NODE_ENV', NODE_ENVS),
     metricsToken,
+    apiCacheMaxBytes: integer('API_CACHE_MAX_BYTES', 0, Number.MAX_SAFE_INTEGER),
+    apiCacheCheckMs: integer('API_CACHE_CHECK_MS', 0, 60_000),
   });
 }
 

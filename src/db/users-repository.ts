@@ -1,6 +1,8 @@
 import { CompiledQuery, sql } from 'kysely';
 import type { User } from '../users/user.js';
 import type { DatabaseExecutor, DatabaseTransaction, UsersTableName } from './database.js';
+import { deleteAllUsersRows } from './dialects/delete-all-users.js';
+import { containsIgnoringCase, startsWithIgnoringCase } from './dialects/text-match.js';
 
 /** Every user, in load order. */
 export async function listUsers(executor: DatabaseExecutor): Promise<User[]> {
@@ -77,7 +79,170 @@ export async function insertUsers(
 }
 
 export async function deleteAllUsers(trx: DatabaseTransaction): Promise<void> {
-  await trx.deleteFrom('users').execute();
+  await deleteAllUsersRows(trx);
+}
+
+/** The data version: bumped by every write transaction (see beginWriteTransaction). */
+export async function readDataVersion(executor: DatabaseExecutor): Promise<number> {
+  const row = await executor
+    .selectFrom('data_state')
+    .select('data_version')
+    .where('id', '=', 1)
+    .executeTakeFirst();
+  return Number(row?.data_version ?? 0);
+}
+
+/** A stored user with its row id (load order). */
+export interface UserRecord extends User {
+  id: number;
+}
+
+/** What a users query may sort by; `id` is load order. */
+export type UsersSortKey = 'id' | 'name' | 'city' | 'state' | 'userDate';
+
+const SORT_COLUMNS = {
+  id: 'id',
+  name: 'name',
+  city: 'city',
+  state: 'state',
+  userDate: 'user_date_key',
+} as const;
+
+export interface UsersFilter {
+  /** Exact state code (upper case, as stored). */
+  state?: string | undefined;
+  /** Exact city, as stored. */
+  city?: string | undefined;
+  /** NAME starts with this, ignoring case. */
+  namePrefix?: string | undefined;
+  /** NAME, STREET, CITY or STATE contains this, ignoring case. */
+  contains?: string | undefined;
+}
+
+/** Where a page ends: the sort value and id of its last row (a keyset cursor). */
+export interface UsersPosition {
+  key: string | number;
+  id: number;
+}
+
+export interface UsersQuery extends UsersFilter {
+  sort: UsersSortKey;
+  descending: boolean;
+  /** Only rows after this position in the sort order (stable under inserts). */
+  after?: UsersPosition | undefined;
+}
+
+function filteredUsers(executor: DatabaseExecutor, filter: UsersFilter) {
+  let query = executor.selectFrom('users');
+  if (filter.state !== undefined) query = query.where('state', '=', filter.state);
+  if (filter.city !== undefined) query = query.where('city', '=', filter.city);
+  const { namePrefix, contains } = filter;
+  if (namePrefix !== undefined) {
+    query = query.where(startsWithIgnoringCase(executor, 'name', namePrefix));
+  }
+  if (contains !== undefined) {
+    query = query.where((eb) =>
+      eb.or(
+        (['name', 'street', 'city', 'state'] as const).map((column) =>
+          containsIgnoringCase(executor, column, contains),
+        ),
+      ),
+    );
+  }
+  return query;
+}
+
+/**
+ * Up to `limit` users matching `query`, in its order, from `query.after` on. Sorted by a column,
+ * ties are broken by id, so a (value, id) position is a total order a cursor can resume from.
+ */
+export async function findUsers(
+  executor: DatabaseExecutor,
+  query: UsersQuery,
+  limit: number,
+): Promise<{ users: UserRecord[]; last: UsersPosition | undefined }> {
+  const column = SORT_COLUMNS[query.sort];
+  const direction = query.descending ? 'desc' : 'asc';
+  const beyond = query.descending ? '<' : '>';
+  // user_date_key is computed per row: read it only when it is the sort (and cursor) value.
+  let select = filteredUsers(executor, query).select([
+    'id',
+    'name',
+    'street',
+    'city',
+    'state',
+    'user_date',
+    ...(column === 'user_date_key' ? (['user_date_key'] as const) : []),
+  ]);
+  const { after } = query;
+  if (after !== undefined) {
+    select =
+      column === 'id'
+        ? select.where('id', beyond, after.id)
+        : // `column >= key` first: the part an index range can use on both dialects.
+          select.where((eb) =>
+            eb.and([
+              eb(column, query.descending ? '<=' : '>=', String(after.key)),
+              eb.or([eb(column, beyond, String(after.key)), eb('id', beyond, after.id)]),
+            ]),
+          );
+  }
+  select = column === 'id' ? select.orderBy('id', direction) : select.orderBy(column, direction);
+  if (column !== 'id') select = select.orderBy('id', direction);
+  const rows = await select.limit(limit).execute();
+  const users = rows.map((row) => ({
+    id: Number(row.id),
+    name: row.name,
+    street: row.street,
+    city: row.city,
+    state: row.state,
+    userDate: row.user_date,
+  }));
+  const lastRow = rows.at(-1);
+  const last =
+    lastRow === undefined
+      ? undefined
+      : {
+          key:
+            column === 'id'
+              ? Number(lastRow.id)
+              : String((lastRow as Record<string, unknown>)[column]),
+          id: Number(lastRow.id),
+        };
+  return { users, last };
+}
+
+/** How many users match `filter`. */
+export async function countMatchingUsers(
+  executor: DatabaseExecutor,
+  filter: UsersFilter,
+): Promise<number> {
+  const { count } = await filteredUsers(executor, filter)
+    .select((eb) => eb.fn.countAll<number | bigint | string>().as('count'))
+    .executeTakeFirstOrThrow();
+  return Number(count);
+}
+
+/** One user by id, or undefined. */
+export async function findUserById(
+  executor: DatabaseExecutor,
+  id: number,
+): Promise<UserRecord | undefined> {
+  const row = await executor
+    .selectFrom('users')
+    .select(['id', 'name', 'street', 'city', 'state', 'user_date'])
+    .where('id', '=', id)
+    .executeTakeFirst();
+  return row === undefined
+    ? undefined
+    : {
+        id: Number(row.id),
+        name: row.name,
+        street: row.street,
+        city: row.city,
+        state: row.state,
+        userDate: row.user_date,
+      };
 }
 
 /** One page of users in load order, after `afterId` (0 for the first page). */

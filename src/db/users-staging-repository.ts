@@ -1,9 +1,11 @@
-import { sql, type Expression } from 'kysely';
+import { randomBytes } from 'node:crypto';
+import { MysqlAdapter, sql, type Expression } from 'kysely';
 import type { DatabaseExecutor, UsersTableName } from './database.js';
 
 /**
- * Creates an empty users table under `table` with the columns of migration 0001 (a restore's
- * staging table, or `users` itself when the restore recreates a dropped table). `tableOptions`
+ * Creates an empty users table under `table` with the shape migrations 0001 and 0003 give
+ * `users` (a restore's staging table, or `users` itself when the restore recreates a dropped
+ * table). `tableOptions`
  * is appended to the statement (MySQL: the character set of migration 0002).
  */
 export async function createUsersTable(
@@ -18,9 +20,31 @@ export async function createUsersTable(
     .addColumn('street', 'varchar(255)', (col) => col.notNull())
     .addColumn('city', 'varchar(255)', (col) => col.notNull())
     .addColumn('state', 'varchar(2)', (col) => col.notNull())
-    .addColumn('user_date', 'varchar(8)', (col) => col.notNull());
+    .addColumn('user_date', 'varchar(8)', (col) => col.notNull())
+    // The shape migration 0003 gives `users`: the sortable date key and the indexes /api's
+    // filters and sorts use. A restored table must serve the same queries as the one it replaces.
+    .addColumn('user_date_key', 'varchar(6)', (col) =>
+      col.generatedAlwaysAs(userDateKey(executor)),
+    );
   if (tableOptions !== undefined) builder = builder.modifyEnd(tableOptions);
   await builder.execute();
+  // SQLite index names are unique per database, and a swapped-in table keeps its index names:
+  // a random suffix never collides with the live or previous table's.
+  const suffix = randomBytes(4).toString('hex');
+  for (const column of ['name', 'city', 'state', 'user_date_key'] as const) {
+    await executor.schema
+      .createIndex(`${table}_${column}_${suffix}`)
+      .on(table)
+      .column(column)
+      .execute();
+  }
+}
+
+/** `yymmdd` from the stored `dd/mm/yy`, in the dialect's SQL (as in migration 0003). */
+function userDateKey(executor: DatabaseExecutor) {
+  return executor.getExecutor().adapter instanceof MysqlAdapter
+    ? sql`concat(substring(user_date, 7, 2), substring(user_date, 4, 2), substring(user_date, 1, 2))`
+    : sql`substr(user_date, 7, 2) || substr(user_date, 4, 2) || substr(user_date, 1, 2)`;
 }
 
 export async function dropUsersTableIfExists(

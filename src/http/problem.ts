@@ -59,7 +59,7 @@ export function registerMethodNotAllowed(
     method: [...methods],
     url,
     exposeHeadRoute: false,
-    schema: { response: { 405: ProblemSchema } },
+    schema: { hide: true, response: { 405: ProblemSchema } },
     handler: (request, reply) => {
       reply.header('allow', allow.join(', '));
       throw new AppError(

@@ -1,8 +1,30 @@
-import { Type } from '@sinclair/typebox';
-import type { FastifyInstance } from 'fastify';
+import { pipeline, Readable } from 'node:stream';
+import { createBrotliCompress, createGzip, constants } from 'node:zlib';
+import { Type, type Static } from '@sinclair/typebox';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Database } from '../db/database.js';
-import { listUsers } from '../db/users-repository.js';
+import {
+  countMatchingUsers,
+  findUserById,
+  findUsers,
+  type UsersFilter,
+  type UsersPosition,
+  type UsersQuery,
+  type UsersSortKey,
+} from '../db/users-repository.js';
+import { AppError } from '../errors.js';
+import {
+  createUsersWriter,
+  DEFAULT_COLUMNS,
+  MEDIA_TYPES,
+  PUBLIC_COLUMNS,
+  type PublicColumn,
+} from '../users/format-users.js';
+import type { ApiCache, CachedApiBody, ContentEncoding } from './api-cache.js';
+import { negotiateEncoding, negotiateFormat } from './negotiate.js';
 import { ProblemSchema, registerMethodNotAllowed } from './problem.js';
+import { readUsersBody } from './stream-users.js';
 
 /** The public shape of a user: these keys, in this order, string values (the seed's contract). */
 export const ApiUserSchema = Type.Object(
@@ -16,26 +38,336 @@ export const ApiUserSchema = Type.Object(
   { additionalProperties: false },
 );
 
-/** `GET /api`: every user in load order. */
-export function registerUsersRoutes(app: FastifyInstance, deps: { db: Database }): void {
-  app.get(
+/** A user with its id (`/api/users/:id`, or `/api?fields=ID,…`). */
+const ApiUserWithIdSchema = Type.Object(
+  {
+    ID: Type.Integer({ description: 'row id: load order; stable for the life of the row' }),
+    NAME: Type.String(),
+    STREET: Type.String(),
+    CITY: Type.String(),
+    STATE: Type.String(),
+    USER_DATE: Type.String(),
+  },
+  { additionalProperties: false },
+);
+
+const SORTS = ['NAME', 'CITY', 'STATE', 'USER_DATE'] as const;
+const SORT_PARAMETERS = [...SORTS, ...SORTS.map((sort) => `-${sort}` as const)];
+type SortParameter = (typeof SORT_PARAMETERS)[number];
+const SORT_KEYS: Record<(typeof SORTS)[number], UsersSortKey> = {
+  NAME: 'name',
+  CITY: 'city',
+  STATE: 'state',
+  USER_DATE: 'userDate',
+};
+
+const COLUMN_LIST = PUBLIC_COLUMNS.join('|');
+
+const FilterProperties = {
+  state: Type.Optional(
+    Type.String({
+      pattern: '^[A-Za-z]{2}$',
+      description: 'Users in this state (two-letter code, any case), e.g. `NY`.',
+    }),
+  ),
+  city: Type.Optional(
+    Type.String({ minLength: 1, maxLength: 255, description: 'Users in this city (exact).' }),
+  ),
+  name: Type.Optional(
+    Type.String({
+      minLength: 1,
+      maxLength: 255,
+      description: 'NAME starts with this, ignoring case.',
+    }),
+  ),
+  q: Type.Optional(
+    Type.String({
+      minLength: 1,
+      maxLength: 255,
+      description: 'NAME, STREET, CITY or STATE contains this, ignoring case.',
+    }),
+  ),
+};
+
+const ApiQuerySchema = Type.Object(
+  {
+    ...FilterProperties,
+    sort: Type.Optional(
+      Type.Unsafe<SortParameter>({
+        type: 'string',
+        enum: SORT_PARAMETERS,
+        description:
+          'Sort by this column (`-` for descending; USER_DATE as a date), ties in load order. Default: load order.',
+      }),
+    ),
+    limit: Type.Optional(
+      Type.String({
+        pattern: '^(1000|[1-9][0-9]{0,2})$',
+        description:
+          'At most this many users (1 to 1000). A full page carries `Link: <…>; rel="next"`.',
+      }),
+    ),
+    cursor: Type.Optional(
+      Type.String({
+        pattern: '^[A-Za-z0-9_-]{1,1024}$',
+        description: 'Opaque: from a `rel="next"` link. Continues after that page.',
+      }),
+    ),
+    fields: Type.Optional(
+      Type.String({
+        pattern: `^(${COLUMN_LIST})(,(${COLUMN_LIST}))*$`,
+        description:
+          'Comma-separated columns to include, e.g. `NAME,CITY`; `ID` adds the row id. Keys keep the order ID, NAME, STREET, CITY, STATE, USER_DATE.',
+      }),
+    ),
+  },
+  { additionalProperties: false },
+);
+type ApiQuery = Static<typeof ApiQuerySchema>;
+
+const CountQuerySchema = Type.Object(FilterProperties, { additionalProperties: false });
+
+const ApiResponseSchema = {
+  description:
+    'The users, in load order unless sorted. Bare `/api` is the seed contract: a JSON array of every user with exactly the keys NAME, STREET, CITY, STATE, USER_DATE.',
+  content: {
+    'application/json': { schema: Type.Array(Type.Partial(ApiUserWithIdSchema)) },
+    'application/x-ndjson': { schema: Type.String({ description: 'one JSON object per line' }) },
+    'text/csv': {
+      schema: Type.String({ description: 'header row, then one line per user (import format)' }),
+    },
+  },
+};
+
+export interface UsersRoutesDependencies {
+  db: Database;
+  apiCache: ApiCache;
+}
+
+/** Responses this small go out uncompressed: the header overhead outweighs the saving. */
+const MIN_COMPRESS_BYTES = 1024;
+
+/**
+ * `GET /api`: the seed's contract when bare (every user, load order, JSON), served from the
+ * versioned cache with a strong ETag; filters, sort, keyset paging, fields and formats opt-in.
+ * `GET /api/count` and `GET /api/users/:id`.
+ */
+export function registerUsersRoutes(app: FastifyInstance, deps: UsersRoutesDependencies): void {
+  const { db, apiCache } = deps;
+  const api = app.withTypeProvider<TypeBoxTypeProvider>();
+  api.get(
     '/api',
     {
       schema: {
-        querystring: Type.Object({}, { additionalProperties: false }),
-        response: { 200: Type.Array(ApiUserSchema), 400: ProblemSchema, 503: ProblemSchema },
+        summary: 'List users',
+        querystring: ApiQuerySchema,
+        response: {
+          200: ApiResponseSchema,
+          304: { description: 'Not modified: the ETag in If-None-Match is current', type: 'null' },
+          400: ProblemSchema,
+          503: ProblemSchema,
+        },
       },
     },
-    async () => {
-      const users = await deps.db.read(listUsers);
-      return users.map((user) => ({
+    async (request, reply) => {
+      const parameters = request.query;
+      const format = negotiateFormat(request.headers.accept);
+      const encoding = negotiateEncoding(request.headers['accept-encoding']);
+      reply.header('vary', 'Accept, Accept-Encoding');
+      if (format === 'json' && Object.keys(parameters).length === 0) {
+        const cached = await apiCache.current();
+        if (cached !== undefined) return sendCached(request, reply, cached, encoding);
+      }
+      const query = usersQueryOf(parameters);
+      const writer = createUsersWriter(format, columnsOf(parameters.fields));
+      reply.type(MEDIA_TYPES[format]);
+      if (parameters.limit !== undefined) {
+        const limit = Number(parameters.limit);
+        const page = await db.read((executor) => findUsers(executor, query, limit));
+        if (page.users.length === limit && page.last !== undefined) {
+          reply.header('link', `<${nextPageUrl(request, parameters, page.last)}>; rel="next"`);
+        }
+        const text = writer.head + writer.rows(page.users, true) + writer.tail;
+        return sendBuffer(reply, Buffer.from(text), encoding);
+      }
+      const body = await readUsersBody(db, query, writer);
+      return reply.send(compressStream(body, reply, encoding));
+    },
+  );
+
+  api.get(
+    '/api/count',
+    {
+      schema: {
+        summary: 'Count users (with the same filters as /api)',
+        querystring: CountQuerySchema,
+        response: {
+          200: Type.Object({ count: Type.Integer() }),
+          400: ProblemSchema,
+          503: ProblemSchema,
+        },
+      },
+    },
+    async (request) => {
+      const filter = filterOf(request.query);
+      return { count: await db.read((executor) => countMatchingUsers(executor, filter)) };
+    },
+  );
+
+  api.get(
+    '/api/users/:id',
+    {
+      schema: {
+        summary: 'One user by id',
+        params: Type.Object({
+          id: Type.String({ pattern: '^[1-9][0-9]{0,14}$', description: 'the row id (ID)' }),
+        }),
+        querystring: Type.Object({}, { additionalProperties: false }),
+        response: {
+          200: ApiUserWithIdSchema,
+          400: ProblemSchema,
+          404: ProblemSchema,
+          503: ProblemSchema,
+        },
+      },
+    },
+    async (request) => {
+      const id = Number(request.params.id);
+      const user = await db.read((executor) => findUserById(executor, id));
+      if (user === undefined) throw new AppError('ERR_USER_NOT_FOUND', `no user with id ${id}`);
+      return {
+        ID: user.id,
         NAME: user.name,
         STREET: user.street,
         CITY: user.city,
         STATE: user.state,
         USER_DATE: user.userDate,
-      }));
+      };
     },
   );
   registerMethodNotAllowed(app, '/api', ['GET']);
+  registerMethodNotAllowed(app, '/api/count', ['GET']);
+  registerMethodNotAllowed(app, '/api/users/:id', ['GET']);
+}
+
+async function sendCached(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  cached: CachedApiBody,
+  encoding: ContentEncoding | undefined,
+) {
+  // no-cache: clients and proxies may keep it but revalidate (a cheap 304) every time.
+  reply.header('cache-control', 'no-cache');
+  const ifNoneMatch = request.headers['if-none-match'];
+  if (ifNoneMatch !== undefined && cached.matches(ifNoneMatch)) {
+    return reply.code(304).header('etag', cached.etagOf(undefined)).send();
+  }
+  reply.type(MEDIA_TYPES.json);
+  if (encoding === undefined || cached.body.length < MIN_COMPRESS_BYTES) {
+    return reply.header('etag', cached.etag).send(cached.body);
+  }
+  const body = await cached.encoded(encoding);
+  return reply
+    .header('etag', cached.etagOf(encoding))
+    .header('content-encoding', encoding)
+    .send(body);
+}
+
+async function sendBuffer(
+  reply: FastifyReply,
+  body: Buffer,
+  encoding: ContentEncoding | undefined,
+) {
+  if (encoding === undefined || body.length < MIN_COMPRESS_BYTES) return reply.send(body);
+  return reply.send(compressStream(Readable.from([body]), reply, encoding));
+}
+
+/** The body through br or gzip; a client that leaves tears down the whole chain. */
+function compressStream(
+  body: Readable,
+  reply: FastifyReply,
+  encoding: ContentEncoding | undefined,
+): Readable {
+  if (encoding === undefined) return body;
+  reply.header('content-encoding', encoding);
+  const compressor =
+    encoding === 'br'
+      ? createBrotliCompress({ params: { [constants.BROTLI_PARAM_QUALITY]: 4 } })
+      : createGzip({ level: 6 });
+  // Errors end up destroying the response (Fastify watches the returned stream); the callback
+  // only has to exist for pipeline to clean up both streams.
+  pipeline(body, compressor, () => undefined);
+  return compressor;
+}
+
+function filterOf(parameters: Static<typeof CountQuerySchema>): UsersFilter {
+  return {
+    state: parameters.state?.toUpperCase(),
+    city: parameters.city,
+    namePrefix: parameters.name,
+    contains: parameters.q,
+  };
+}
+
+function usersQueryOf(parameters: ApiQuery): UsersQuery {
+  const sort = parameters.sort ?? '';
+  const descending = sort.startsWith('-');
+  const sortKey: UsersSortKey =
+    sort === '' ? 'id' : SORT_KEYS[sort.replace(/^-/, '') as (typeof SORTS)[number]];
+  return {
+    ...filterOf(parameters),
+    sort: sortKey,
+    descending,
+    after: parameters.cursor === undefined ? undefined : decodeCursor(parameters.cursor, sort),
+  };
+}
+
+function columnsOf(fields: string | undefined): readonly PublicColumn[] {
+  if (fields === undefined) return DEFAULT_COLUMNS;
+  const wanted = new Set(fields.split(','));
+  return PUBLIC_COLUMNS.filter((column) => wanted.has(column));
+}
+
+/** A cursor is base64url JSON: the sort it belongs to and the position of a page's last row. */
+function encodeCursor(sort: string, position: UsersPosition): string {
+  return Buffer.from(JSON.stringify({ s: sort, k: position.key, i: position.id })).toString(
+    'base64url',
+  );
+}
+
+function decodeCursor(cursor: string, sort: string): UsersPosition {
+  let decoded: unknown;
+  try {
+    decoded = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+  } catch {
+    decoded = undefined;
+  }
+  const { s, k, i } = (decoded ?? {}) as { s?: unknown; k?: unknown; i?: unknown };
+  const valid =
+    typeof s === 'string' &&
+    (typeof k === 'string' || typeof k === 'number') &&
+    typeof i === 'number' &&
+    Number.isSafeInteger(i);
+  if (!valid) {
+    throw new AppError(
+      'ERR_HTTP_BAD_REQUEST',
+      'query parameter "cursor" is not a cursor this API made; use the rel="next" link',
+    );
+  }
+  if (s !== sort) {
+    throw new AppError(
+      'ERR_HTTP_BAD_REQUEST',
+      `query parameter "cursor" belongs to sort ${JSON.stringify(s || 'load order')}, not ${JSON.stringify(sort || 'load order')}`,
+    );
+  }
+  return { key: k, id: i };
+}
+
+function nextPageUrl(request: FastifyRequest, parameters: ApiQuery, last: UsersPosition): string {
+  const search = new URLSearchParams();
+  for (const [name, value] of Object.entries(parameters)) {
+    if (name !== 'cursor' && typeof value === 'string') search.set(name, value);
+  }
+  search.set('cursor', encodeCursor(parameters.sort ?? '', last));
+  return `${request.url.split('?')[0]}?${search.toString()}`;
 }

@@ -79,6 +79,8 @@ async function importUsersOnce(
       }
     }
     if (mode === 'replace') await deleteAllUsers(trx);
+    // The table is empty now (if-empty found it so, replace emptied it): load it in bulk.
+    const finishBulkLoad = mode === 'append' ? undefined : await db.prepareBulkLoad(trx);
 
     const batches = READERS[source.format](decodeUtf8(source.open()));
     const errors: string[] = [];
@@ -130,6 +132,7 @@ async function importUsersOnce(
     }
     await send(batch);
     await inFlight;
+    await finishBulkLoad?.();
     await trx.commit().execute();
   } catch (error) {
     if (!trx.isCommitted && !trx.isRolledBack) {

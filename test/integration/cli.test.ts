@@ -109,7 +109,7 @@ describe('users-api CLI (built binary)', () => {
     const { run } = await createCli(t);
     assert.deepEqual(await run(['migrate']), {
       code: 0,
-      stdout: 'applied 0001-create-users, 0002-mysql-utf8mb4\n',
+      stdout: 'applied 0001-create-users, 0002-mysql-utf8mb4, 0003-users-query-indexes\n',
       stderr: '',
     });
     assert.deepEqual(await run(['migrate']), {

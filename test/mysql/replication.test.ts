@@ -10,6 +10,10 @@ import { eventually, resetPair, startMysqlApp, startPairOrSkip } from '../helper
 // A row written on the replica alone (kept out of its binlog): seeing it proves a read came
 // from the replica, not trusting the router's word for it.
 const MARKER_ID = 2_000_000_000;
+// Rows written behind the service's back (the marker, a direct INSERT) do not bump the data
+// version, so the /api cache would rightly keep showing the last version it read. Tests that
+// watch such rows to see where reads go run with the cache off: every /api reads the database.
+const NO_API_CACHE = { API_CACHE_MAX_BYTES: '0' };
 const MARKER_NAME = 'Replica Only';
 
 let pair: MariadbPair | undefined;
@@ -82,7 +86,7 @@ describe('MariaDB primary + replica (real replication)', { timeout: 600_000 }, (
 
   it('a replica killed under load costs no request; it returns to rotation after a restart', async (t) => {
     const current = requirePair();
-    const { url, db } = await startMysqlApp(t, current);
+    const { url, db } = await startMysqlApp(t, current, NO_API_CACHE);
     await post(url, '/addtosql');
     writeMarkerOnReplica();
     await eventually(() => db.replicaStates()[0]?.healthy === true, 'the replica is healthy');
@@ -126,7 +130,10 @@ describe('MariaDB primary + replica (real replication)', { timeout: 600_000 }, (
 
   it('stopped replication or lag over the limit takes the replica out of rotation', async (t) => {
     const current = requirePair();
-    const { url, db } = await startMysqlApp(t, current, { MAX_REPLICA_LAG_SECONDS: '1' });
+    const { url, db } = await startMysqlApp(t, current, {
+      MAX_REPLICA_LAG_SECONDS: '1',
+      ...NO_API_CACHE,
+    });
     await post(url, '/addtosql');
     await eventually(() => db.replicaStates()[0]?.healthy === true, 'the replica is healthy');
 

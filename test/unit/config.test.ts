@@ -28,7 +28,23 @@ describe('loadConfig', () => {
       metricsToken: undefined,
       shutdownDrainMs: 3000,
       shutdownTimeoutMs: 25_000,
+      apiCacheMaxBytes: 67_108_864,
+      apiCacheCheckMs: 250,
     });
+  });
+
+  it('reads the /api cache settings; 0 turns the cache off or checks on every request', () => {
+    const config = loadConfig({ API_CACHE_MAX_BYTES: '0', API_CACHE_CHECK_MS: '0' }, CWD);
+    assert.equal(config.apiCacheMaxBytes, 0);
+    assert.equal(config.apiCacheCheckMs, 0);
+    assert.throws(() => loadConfig({ API_CACHE_CHECK_MS: '60001' }, CWD), {
+      message:
+        'API_CACHE_CHECK_MS="60001" is invalid: expected an integer from 0 to 60000 (0: check on every request)',
+    });
+    assert.throws(
+      () => loadConfig({ API_CACHE_MAX_BYTES: '64MB' }, CWD),
+      /^ConfigError: API_CACHE_MAX_BYTES=/,
+    );
   });
 
   it('returns a frozen object', () => {

@@ -50,9 +50,11 @@ export function openMysqlDatabase(
     waitMs: connection.replicaWaitMs,
     logger: options.logger,
   });
+  let snapshots = 0;
   const database: Database = {
     dialect: 'mysql',
     read: (query) => router.read(query),
+    activeSnapshots: () => snapshots,
     write: primary,
     maxInsertRows: MAX_INSERT_ROWS,
     insertUsers,
@@ -67,17 +69,22 @@ export function openMysqlDatabase(
         name: 'primary',
         executor: primary,
       };
-      // One pooled connection for the whole read: the snapshot belongs to its session.
-      return source.executor.connection().execute(async (connection) => {
-        await sql`SET TRANSACTION ISOLATION LEVEL REPEATABLE READ`.execute(connection);
-        await sql`START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY`.execute(connection);
-        try {
-          return await readInSnapshot(connection, source.name);
-        } finally {
-          // A read-only transaction has nothing to keep; a dead connection has nothing to end.
-          await sql`ROLLBACK`.execute(connection).catch(() => undefined);
-        }
-      });
+      snapshots += 1;
+      try {
+        // One pooled connection for the whole read: the snapshot belongs to its session.
+        return await source.executor.connection().execute(async (connection) => {
+          await sql`SET TRANSACTION ISOLATION LEVEL REPEATABLE READ`.execute(connection);
+          await sql`START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY`.execute(connection);
+          try {
+            return await readInSnapshot(connection, source.name);
+          } finally {
+            // A read-only transaction has nothing to keep; a dead connection has nothing to end.
+            await sql`ROLLBACK`.execute(connection).catch(() => undefined);
+          }
+        });
+      } finally {
+        snapshots -= 1;
+      }
     },
     async replaceUsersTable(load) {
       await dropUsersTableIfExists(primary, 'users_staging');
@@ -112,6 +119,8 @@ export function openMysqlDatabase(
       await trx.commit().execute();
       await router.waitForReplicas();
     },
+    // InnoDB keeps secondary index inserts cheap (change buffer); DDL would commit the load.
+    prepareBulkLoad: () => Promise.resolve(() => Promise.resolve()),
     waitForReplicas: () => router.waitForReplicas(),
     replicaStates: () => router.states(),
     primaryState: () => router.primaryState(),

@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import SqliteDatabase from 'better-sqlite3';
-import { Kysely, SqliteDialect, type LogEvent } from 'kysely';
+import { Kysely, SqliteDialect, sql, type LogEvent } from 'kysely';
 import { beginWriteTransaction } from '../begin-write-transaction.js';
 import type { Database, DatabaseSchema } from '../database.js';
 import { IGNORE_DATABASE_EVENTS, type DatabaseObserver } from '../database-observer.js';
@@ -52,9 +52,11 @@ export function openSqliteDatabase(
   // on the write connection, inside the transaction Kysely holds open there. Prepared on first
   // use, because the table exists only once migrations have run.
   let insert: SqliteDatabase.Statement<[string, string, string, string, string]> | undefined;
+  let snapshots = 0;
   const database: Database = {
     dialect: 'sqlite',
     read: (query) => query(read),
+    activeSnapshots: () => snapshots,
     write,
     maxInsertRows: MAX_INSERT_ROWS,
     insertUsers(trx, users) {
@@ -79,9 +81,11 @@ export function openSqliteDatabase(
         dialect: new SqliteDialect({ database: connection }),
         log: observe('read'),
       });
+      snapshots += 1;
       try {
         return await snapshot.transaction().execute((trx) => readInSnapshot(trx, 'primary'));
       } finally {
+        snapshots -= 1;
         await snapshot.destroy();
       }
     },
@@ -112,6 +116,16 @@ export function openSqliteDatabase(
           .catch(() => undefined); // the error that stopped the restore is the one to report
         throw error;
       }
+    },
+    async prepareBulkLoad(trx) {
+      // Read from the schema, not listed here: an index a later migration adds comes along.
+      const { rows } = await sql<{ name: string; sql: string }>`
+        select name, sql from sqlite_master
+        where type = 'index' and tbl_name = 'users' and sql is not null`.execute(trx);
+      for (const index of rows) await sql`drop index ${sql.id(index.name)}`.execute(trx);
+      return async () => {
+        for (const index of rows) await sql.raw(index.sql).execute(trx);
+      };
     },
     waitForReplicas: () => Promise.resolve(),
     replicaStates: () => [],

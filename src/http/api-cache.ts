@@ -1,0 +1,166 @@
+import { createHash } from 'node:crypto';
+import { promisify } from 'node:util';
+import { brotliCompress, constants, gzip } from 'node:zlib';
+import type { Database } from '../db/database.js';
+import { countUsers, readDataVersion } from '../db/users-repository.js';
+import { createUsersWriter } from '../users/format-users.js';
+import { renderUsers } from './stream-users.js';
+
+const compressBrotli = promisify(brotliCompress);
+const compressGzip = promisify(gzip);
+
+export type ContentEncoding = 'br' | 'gzip';
+
+/**
+ * The fewest bytes one user can take in the bare body:
+ * `{"NAME":"x","STREET":"x","CITY":"x","STATE":"NY","USER_DATE":"01/01/01"},`. A table whose
+ * rows times this is over the cap is streamed without trying to cache it first.
+ */
+const MIN_ROW_BYTES = 71;
+
+/** The bare `/api` body of one data version, and its compressed copies (made on demand). */
+export interface CachedApiBody {
+  version: number;
+  /** Strong ETag of the uncompressed body; each encoding has its own (`…-br"`, `…-gz"`). */
+  etag: string;
+  body: Buffer;
+  encoded(encoding: ContentEncoding): Promise<Buffer>;
+  etagOf(encoding: ContentEncoding | undefined): string;
+  /** True when `If-None-Match` names any representation of this body. */
+  matches(ifNoneMatch: string): boolean;
+}
+
+export interface ApiCache {
+  /** The current bare body; undefined when it is over the cap (stream it instead). */
+  current(): Promise<CachedApiBody | undefined>;
+  /** Forget the known data version: the next request reads it (after a write through here). */
+  invalidate(): void;
+}
+
+export interface ApiCacheOptions {
+  db: Database;
+  /** Largest body kept; 0 disables the cache. */
+  maxBytes: number;
+  /** Least time between two reads of the data version. */
+  checkMs: number;
+  /** A monotonic clock in ms (not the wall clock tests move). */
+  now?: () => number;
+}
+
+/**
+ * Keeps the serialised bare `/api` body in memory, keyed by the data version that every write
+ * transaction bumps (in the database, so every instance sees every write). The version is read
+ * at most once per `checkMs`; concurrent requests share one version read and one rebuild. The
+ * body and its version are read from one snapshot, so a body is never filed under a version
+ * it does not show.
+ */
+export function createApiCache(options: ApiCacheOptions): ApiCache {
+  const { db, maxBytes, checkMs } = options;
+  const now = options.now ?? (() => performance.now());
+  let known: { version: number; checkedAt: number } | undefined;
+  let checking: Promise<number> | undefined;
+  let entry: CachedApiBody | undefined;
+  let tooLargeVersion: number | undefined;
+  let building: Promise<CachedApiBody | undefined> | undefined;
+
+  const currentVersion = (): Promise<number> => {
+    if (known !== undefined && now() - known.checkedAt < checkMs) {
+      return Promise.resolve(known.version);
+    }
+    checking ??= db
+      .read(readDataVersion)
+      .then((version) => {
+        known = { version, checkedAt: now() };
+        return version;
+      })
+      .finally(() => {
+        checking = undefined;
+      });
+    return checking;
+  };
+
+  const build = async (): Promise<CachedApiBody | undefined> => {
+    const built = await db.readSnapshot(async (executor) => {
+      const version = await readDataVersion(executor);
+      if ((await countUsers(executor)) * MIN_ROW_BYTES > maxBytes) return { version };
+      // Each page becomes UTF-8 bytes at once: the build peaks near twice the body (the pages
+      // and their concatenation), never at the UTF-16 strings of the whole table.
+      const parts: Buffer[] = [];
+      let bytes = 0;
+      const writer = createUsersWriter('json');
+      for await (const text of renderUsers(executor, BARE_QUERY, writer)) {
+        const part = Buffer.from(text);
+        bytes += part.length;
+        if (bytes > maxBytes) return { version };
+        parts.push(part);
+      }
+      return { version, body: Buffer.concat(parts, bytes) };
+    });
+    if (built.body === undefined) {
+      tooLargeVersion = built.version;
+      entry = undefined;
+      return undefined;
+    }
+    entry = cachedBody(built.version, built.body);
+    return entry;
+  };
+
+  return {
+    async current() {
+      if (maxBytes === 0) return undefined;
+      const version = await currentVersion();
+      if (entry?.version === version) return entry;
+      if (tooLargeVersion === version) return undefined;
+      building ??= build().finally(() => {
+        building = undefined;
+      });
+      return building;
+    },
+    invalidate() {
+      known = undefined;
+    },
+  };
+}
+
+/** Load order, no filter: the bare `/api`. */
+export const BARE_QUERY = { sort: 'id', descending: false } as const;
+
+function cachedBody(version: number, body: Buffer): CachedApiBody {
+  const base = `v${version}-${createHash('sha256').update(body).digest('base64url').slice(0, 22)}`;
+  const copies = new Map<ContentEncoding, Promise<Buffer>>();
+  return {
+    version,
+    etag: `"${base}"`,
+    body,
+    encoded(encoding) {
+      let copy = copies.get(encoding);
+      if (copy === undefined) {
+        // Quality 5 / level 6: most of the size gain at a small part of the top levels' time
+        // (brotli's default, 11, takes seconds per megabyte). Done once per version, off-thread.
+        copy =
+          encoding === 'br'
+            ? compressBrotli(body, {
+                params: {
+                  [constants.BROTLI_PARAM_QUALITY]: 5,
+                  [constants.BROTLI_PARAM_SIZE_HINT]: body.length,
+                },
+              })
+            : compressGzip(body, { level: 6 });
+        copies.set(encoding, copy);
+        // A failed compression is retried by the next request rather than cached.
+        copy.catch(() => copies.delete(encoding));
+      }
+      return copy;
+    },
+    etagOf: (encoding) =>
+      encoding === undefined ? `"${base}"` : `"${base}-${encoding === 'br' ? 'br' : 'gz'}"`,
+    matches(ifNoneMatch) {
+      return ifNoneMatch.split(',').some((candidate) => {
+        const tag = candidate.trim().replace(/^W\//, '');
+        return (
+          tag === '*' || tag === `"${base}"` || tag === `"${base}-br"` || tag === `"${base}-gz"`
+        );
+      });
+    },
+  };
+}

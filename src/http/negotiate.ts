@@ -1,0 +1,60 @@
+import type { UsersFormat } from '../users/format-users.js';
+import type { ContentEncoding } from './api-cache.js';
+
+interface Range {
+  value: string;
+  quality: number;
+}
+
+function parseRanges(header: string): Range[] {
+  return header.split(',').flatMap((part) => {
+    const [value = '', ...params] = part.split(';').map((piece) => piece.trim().toLowerCase());
+    if (value === '') return [];
+    const q = params.find((param) => param.startsWith('q='));
+    const quality = q === undefined ? 1 : Number(q.slice(2));
+    return [{ value, quality: Number.isFinite(quality) ? quality : 0 }];
+  });
+}
+
+const FORMAT_TYPES: [UsersFormat, string][] = [
+  ['json', 'application/json'],
+  ['ndjson', 'application/x-ndjson'],
+  ['csv', 'text/csv'],
+];
+
+/**
+ * The users format an `Accept` header prefers: JSON, NDJSON or CSV, by quality and then in that
+ * order. JSON when the header names none of them (a browser's `text/html,…`, or no header):
+ * the bare `/api` contract is JSON whatever the client sends.
+ */
+export function negotiateFormat(accept: string | undefined): UsersFormat {
+  if (accept === undefined || accept === '') return 'json';
+  const ranges = parseRanges(accept);
+  let best: UsersFormat = 'json';
+  let bestQuality = 0;
+  for (const [format, type] of FORMAT_TYPES) {
+    const [major] = type.split('/');
+    // The most specific range decides (RFC 9110 §12.5.1).
+    const match =
+      ranges.find((range) => range.value === type) ??
+      ranges.find((range) => range.value === `${major}/*`) ??
+      ranges.find((range) => range.value === '*/*');
+    if (match !== undefined && match.quality > bestQuality) {
+      best = format;
+      bestQuality = match.quality;
+    }
+  }
+  return best;
+}
+
+/** br, then gzip, when `Accept-Encoding` allows them; undefined: send it uncompressed. */
+export function negotiateEncoding(acceptEncoding: string | undefined): ContentEncoding | undefined {
+  if (acceptEncoding === undefined || acceptEncoding === '') return undefined;
+  const ranges = parseRanges(acceptEncoding);
+  const quality = (name: string) =>
+    (ranges.find((range) => range.value === name) ?? ranges.find((range) => range.value === '*'))
+      ?.quality ?? 0;
+  if (quality('br') > 0) return 'br';
+  if (quality('gzip') > 0) return 'gzip';
+  return undefined;
+}

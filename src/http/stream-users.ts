@@ -1,0 +1,104 @@
+import { PassThrough, Readable } from 'node:stream';
+import type { Database, DatabaseExecutor } from '../db/database.js';
+import { findUsers, type UsersQuery } from '../db/users-repository.js';
+import type { UsersWriter } from '../users/format-users.js';
+
+/** Rows read per query while streaming: ~200 KB of JSON, a few ms of work between yields. */
+export const STREAM_PAGE_ROWS = 2000;
+
+/** Bytes buffered ahead of a slow client before the reads pause. */
+const HIGH_WATER_MARK = 256 * 1024;
+
+/**
+ * Every user `query` selects, as text pages: `writer.head`, the rows page by page (a keyset
+ * cursor, so each page is an index range), `writer.tail`.
+ */
+export async function* renderUsers(
+  executor: DatabaseExecutor,
+  query: UsersQuery,
+  writer: UsersWriter,
+  pageRows = STREAM_PAGE_ROWS,
+): AsyncGenerator<string> {
+  let after = query.after;
+  let first = true;
+  let head = writer.head;
+  for (;;) {
+    const page = await findUsers(executor, { ...query, after }, pageRows);
+    if (page.users.length > 0) {
+      yield head + writer.rows(page.users, first);
+      head = '';
+      first = false;
+    }
+    if (page.users.length < pageRows || page.last === undefined) break;
+    after = page.last;
+  }
+  yield head + writer.tail;
+}
+
+/**
+ * Every user `query` selects, written by `writer`, as a body to send. A result that fits in one
+ * page is read with one query (most filtered reads, small tables); a larger one is streamed
+ * from one snapshot, from its first row again, so the body never mixes two versions of the data.
+ */
+export async function readUsersBody(
+  db: Database,
+  query: UsersQuery,
+  writer: UsersWriter,
+): Promise<Readable> {
+  const first = await db.read((executor) => findUsers(executor, query, STREAM_PAGE_ROWS));
+  if (first.users.length < STREAM_PAGE_ROWS) {
+    return Readable.from([Buffer.from(writer.head + writer.rows(first.users, true) + writer.tail)]);
+  }
+  return openUsersStream(db, (executor) => renderUsers(executor, query, writer));
+}
+
+/**
+ * Streams what `render` yields from one database snapshot (`readSnapshot`), with backpressure:
+ * reads pause while the client is behind. Resolves with the body once the first text is ready,
+ * so a database that fails before then is still a clean 503 (and the router may retry the read
+ * elsewhere). Later failures cut the response: nothing can be retried once bytes have left.
+ * A client that goes away destroys the body; the loop stops and the snapshot is released.
+ */
+export function openUsersStream(
+  db: Database,
+  render: (executor: DatabaseExecutor) => AsyncIterable<string>,
+): Promise<Readable> {
+  return new Promise((resolve, reject) => {
+    const body = new PassThrough({ highWaterMark: HIGH_WATER_MARK });
+    let started = false;
+    const start = () => {
+      if (started) return;
+      started = true;
+      resolve(body);
+    };
+    db.readSnapshot(async (executor) => {
+      try {
+        for await (const text of render(executor)) {
+          if (body.destroyed) return;
+          start();
+          if (!body.write(text)) {
+            await drainedOrClosed(body);
+          }
+        }
+        start();
+        body.end();
+      } catch (error) {
+        if (!started) throw error;
+        body.destroy(error instanceof Error ? error : new Error(String(error)));
+      }
+    }).catch(reject);
+  });
+}
+
+/** Resolves when `stream` can take more, or is gone (a client that left never drains). */
+function drainedOrClosed(stream: PassThrough): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      stream.off('drain', done);
+      stream.off('close', done);
+      resolve();
+    };
+    stream.on('drain', done);
+    stream.on('close', done);
+  });
+}

@@ -1,0 +1,136 @@
+import assert from 'node:assert/strict';
+import { after, before, beforeEach, describe, it } from 'node:test';
+import type { MariadbPair } from '../../scripts/mariadb-pair.js';
+import { generateUsers } from '../../scripts/generate-users-lib.js';
+import { eventually, resetPair, startMysqlApp, startPairOrSkip } from '../helpers/mariadb.js';
+
+let pair: MariadbPair | undefined;
+let skipReason: string | undefined;
+
+function requirePair(): MariadbPair {
+  assert.ok(pair, 'the MariaDB pair did not start');
+  return pair;
+}
+
+type ApiUser = Record<string, string | number>;
+
+async function getUsers(url: string, path = '/api'): Promise<{ etag: string; users: ApiUser[] }> {
+  const response = await fetch(`${url}${path}`);
+  assert.equal(response.status, 200);
+  return { etag: response.headers.get('etag') ?? '', users: (await response.json()) as ApiUser[] };
+}
+
+async function append(url: string, csv: string) {
+  const response = await fetch(`${url}/addtosql?mode=append`, {
+    method: 'POST',
+    headers: { 'content-type': 'text/csv' },
+    body: csv,
+  });
+  assert.equal(response.status, 200, await response.text());
+}
+
+describe('/api on MariaDB primary + replica', { timeout: 600_000 }, () => {
+  before(async () => {
+    const started = await startPairOrSkip();
+    if (typeof started === 'string') skipReason = started;
+    else pair = started;
+  });
+  after(async () => {
+    await pair?.stop();
+  });
+  beforeEach((t) => {
+    if (skipReason !== undefined) return (t as { skip(message: string): void }).skip(skipReason);
+    resetPair(requirePair());
+  });
+
+  it('a write through instance A shows on instance B within API_CACHE_CHECK_MS', async (t) => {
+    const a = await startMysqlApp(t, requirePair(), { API_CACHE_CHECK_MS: '250' });
+    const b = await startMysqlApp(t, requirePair(), { API_CACHE_CHECK_MS: '250' });
+    await eventually(
+      () => a.db.replicaStates()[0]?.healthy === true && b.db.replicaStates()[0]?.healthy === true,
+      'both instances see a healthy replica',
+    );
+    await append(a.url, [...generateUsers(1000)].join(''));
+    const before = await getUsers(b.url);
+    assert.equal(before.users.length, 1000);
+    assert.match(before.etag, /^"v\d+-/);
+    // B now serves from its cache; A's next write bumps the data version in the database.
+    await append(a.url, 'NAME,STREET,CITY,STATE,USER_DATE\nZed Written-On-A,S,C,NY,01/01/01\n');
+    // A sees it at once: its own write cleared its knowledge of the version.
+    assert.equal((await getUsers(a.url)).users.at(-1)?.NAME, 'Zed Written-On-A');
+    // B within its check interval (a bounded wait; no assertion on time on a shared machine).
+    await eventually(
+      async () => (await getUsers(b.url)).users.at(-1)?.NAME === 'Zed Written-On-A',
+      'instance B shows the write made through A',
+      10_000,
+    );
+    const afterWrite = await getUsers(b.url);
+    assert.equal(afterWrite.users.length, 1001);
+    assert.notEqual(afterWrite.etag, before.etag);
+    // Both instances, same data version and bytes: the same strong ETag.
+    assert.equal((await getUsers(a.url)).etag, afterWrite.etag);
+    const revalidated = await fetch(`${b.url}/api`, {
+      headers: { 'if-none-match': afterWrite.etag },
+    });
+    assert.equal(revalidated.status, 304);
+  });
+
+  it('streams, filters, sorts and pages the same way as on SQLite', async (t) => {
+    const cached = await startMysqlApp(t, requirePair());
+    const streamed = await startMysqlApp(t, requirePair(), { API_CACHE_MAX_BYTES: '0' });
+    await append(cached.url, [...generateUsers(5000)].join(''));
+    await eventually(
+      () => streamed.db.replicaStates()[0]?.healthy === true,
+      'the replica is healthy',
+    );
+    const fromCache = await (await fetch(`${cached.url}/api`)).text();
+    const fromStream = await (await fetch(`${streamed.url}/api`)).text();
+    assert.equal(fromStream, fromCache);
+    assert.equal(streamed.db.activeSnapshots(), 0);
+    const all = JSON.parse(fromCache) as ApiUser[];
+    assert.equal(all.length, 5000);
+
+    // utf8mb4_bin compares exactly; the name filter still ignores case (and here accents too).
+    const du = all.filter((user) => String(user.NAME).toLowerCase().startsWith('du'));
+    assert.deepEqual((await getUsers(streamed.url, '/api?name=DU')).users, du);
+    const ny = all.filter((user) => user.STATE === 'NY');
+    assert.deepEqual((await getUsers(streamed.url, '/api?state=NY')).users, ny);
+    const count = (await (await fetch(`${streamed.url}/api/count?state=NY`)).json()) as {
+      count: number;
+    };
+    assert.equal(count.count, ny.length);
+
+    let url: string | undefined = `${streamed.url}/api?sort=-NAME&limit=1000&fields=ID,NAME`;
+    const seen: { ID: number; NAME: string }[] = [];
+    for (let pages = 0; url !== undefined && pages < 10; pages += 1) {
+      const response = await fetch(url);
+      seen.push(...((await response.json()) as { ID: number; NAME: string }[]));
+      const next = /^<([^>]+)>; rel="next"$/.exec(response.headers.get('link') ?? '')?.[1];
+      url = next === undefined ? undefined : `${streamed.url}${next}`;
+    }
+    assert.equal(seen.length, 5000);
+    assert.equal(new Set(seen.map((user) => user.ID)).size, 5000);
+    for (let index = 1; index < seen.length; index += 1) {
+      const [previous, current] = [seen[index - 1]!, seen[index]!];
+      assert.ok(
+        previous.NAME > current.NAME ||
+          (previous.NAME === current.NAME && previous.ID > current.ID),
+        `order at ${index}`,
+      );
+    }
+  });
+
+  it('replace empties a table larger than one delete batch, all in the one transaction', async (t) => {
+    const app = await startMysqlApp(t, requirePair());
+    await append(app.url, [...generateUsers(120_000)].join(''));
+    const response = await fetch(`${app.url}/addtosql?mode=replace`, {
+      method: 'POST',
+      headers: { 'content-type': 'text/csv' },
+      body: 'NAME,STREET,CITY,STATE,USER_DATE\nOnly One,S,C,NY,01/01/01\n',
+    });
+    assert.deepEqual(await response.json(), { status: 'imported', rows: 1 });
+    assert.deepEqual((await getUsers(app.url)).users, [
+      { NAME: 'Only One', STREET: 'S', CITY: 'C', STATE: 'NY', USER_DATE: '01/01/01' },
+    ]);
+  });
+});
