@@ -1,27 +1,29 @@
 /**
  * Benchmarks, printed as one JSON object (and saved to bench/results/latest.json). Never asserts:
- * every figure comes with a baseline measured in the same run on the same machine, and the
- * ratio between them is what to compare across runs.
+ * every HTTP figure comes with a baseline measured in the same run on the same machine (a bare
+ * node:http server answering the identical bytes from memory), and the ratio between them is
+ * what to compare across runs. Each server runs in a process of its own (bench/serve.ts), so a
+ * load generator never shares a server's event loop; each load runs with autocannon (one JS
+ * thread) and, when installed, wrk (C, two threads): when wrk gets more from the baseline than
+ * autocannon, autocannon was the ceiling, and the wrk figures are the ones to read.
  *
- *   npm run bench                 # everything (about 2 minutes)
- *   npm run bench -- --rows 200000 --duration 5
+ *   npm run bench                                       # everything (about 10 minutes)
+ *   npm run bench -- --duration 3 --sizes 1000 --rows 100000 --stream-rows 100000   # quick
  */
-import { createWriteStream } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:http';
-import { cpus, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { createWriteStream } from 'node:fs';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
-import { pino } from 'pino';
-import { buildApp } from '../src/app.js';
-import { loadConfig, type Config } from '../src/config/config.js';
+import { loadConfig } from '../src/config/config.js';
 import type { RawEnv } from '../src/config/env.js';
+import { beginWriteTransaction } from '../src/db/begin-write-transaction.js';
 import { migrateToLatest } from '../src/db/migrate-to-latest.js';
 import { openDatabase } from '../src/db/open-database.js';
-import { countUsers } from '../src/db/users-repository.js';
-import { createMetrics } from '../src/metrics/create-metrics.js';
 import { decodeUtf8 } from '../src/importer/decode-utf8.js';
 import { fileImportSource } from '../src/importer/import-source.js';
 import { importUsers } from '../src/importer/import-users.js';
@@ -29,6 +31,7 @@ import { readCsvRecords } from '../src/importer/read-csv-records.js';
 import { validateUser } from '../src/users/validate-user.js';
 import { generateUsers } from '../scripts/generate-users-lib.js';
 import {
+  freePort,
   missingMariadbBinaries,
   startMariadbPair,
   type MariadbPair,
@@ -37,15 +40,27 @@ import {
 const { values: options } = parseArgs({
   options: {
     rows: { type: 'string', default: '1000000' },
+    sizes: { type: 'string', default: '1000,10000,100000' },
+    'stream-rows': { type: 'string', default: '1000000' },
     duration: { type: 'string', default: '10' },
+    warmup: { type: 'string', default: '2' },
     connections: { type: 'string', default: '32' },
+    'cold-samples': { type: 'string', default: '30' },
+    'skip-mariadb': { type: 'boolean', default: false },
   },
 });
-const ROWS = Number(options.rows);
+const IMPORT_ROWS = Number(options.rows);
+const SIZES = options.sizes.split(',').map(Number);
+const STREAM_ROWS = Number(options['stream-rows']);
 const DURATION_SECONDS = Number(options.duration);
+const WARMUP_SECONDS = Number(options.warmup);
 const CONNECTIONS = Number(options.connections);
+const COLD_SAMPLES = Number(options['cold-samples']);
+const HAVE_WRK = spawnSync('sh', ['-c', 'command -v wrk']).status === 0;
+const HAVE_CURL = spawnSync('sh', ['-c', 'command -v curl']).status === 0;
 
 const round = (value: number, digits = 0) => Number(value.toFixed(digits));
+const ratio = (a: number, b: number) => (b > 0 ? round(a / b, 3) : null);
 
 async function timed<T>(run: () => Promise<T>): Promise<{ seconds: number; result: T }> {
   const start = process.hrtime.bigint();
@@ -87,13 +102,95 @@ async function importInto(env: RawEnv, path: string, dir: string) {
   }
 }
 
-async function load(url: string) {
-  const result = await autocannon({
-    url,
-    connections: CONNECTIONS,
-    duration: DURATION_SECONDS,
-    pipelining: 1,
+interface Server {
+  url: string;
+  /** Current and peak resident memory (Linux /proc), in bytes. */
+  rss(): Promise<{ rssBytes: number; peakRssBytes: number }>;
+  stop(): Promise<void>;
+}
+
+function childServer(child: ChildProcess, url: Promise<string>): Promise<Server> {
+  return url.then((address) => ({
+    url: address,
+    async rss() {
+      const status = await readFile(`/proc/${child.pid}/status`, 'utf8');
+      const kb = (field: string) =>
+        Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1]);
+      return { rssBytes: kb('VmRSS') * 1024, peakRssBytes: kb('VmHWM') * 1024 };
+    },
+    async stop() {
+      if (child.exitCode !== null) return;
+      child.kill('SIGTERM');
+      await once(child, 'exit');
+    },
+  }));
+}
+
+/** A baseline server (bench/serve.ts) in a child process; resolves with its URL. */
+function serveBaseline(...args: string[]): Promise<Server> {
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', new URL('./serve.ts', import.meta.url).pathname, ...args],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  const url = new Promise<string>((resolve, reject) => {
+    let text = '';
+    child.stdout.on('data', (chunk: Buffer) => {
+      text += chunk.toString();
+      const match = /listening (\S+)/.exec(text);
+      if (match?.[1] !== undefined) resolve(match[1]);
+    });
+    child.once('exit', (code) => reject(new Error(`bench server exited with ${code}`)));
   });
+  return childServer(child, url);
+}
+
+/**
+ * The service as production runs it: `node dist/main.js serve` (built at the start of the run)
+ * with this environment, on a free loopback port. Warnings and errors only in the log.
+ */
+async function serveApp(env: RawEnv): Promise<Server> {
+  const port = await freePort();
+  const child = spawn(
+    process.execPath,
+    [new URL('../dist/main.js', import.meta.url).pathname, 'serve'],
+    {
+      env: {
+        PATH: process.env.PATH,
+        ...env,
+        PORT: String(port),
+        HOST: '127.0.0.1',
+        LOG_LEVEL: 'warn',
+      },
+      stdio: ['ignore', 'inherit', 'inherit'],
+    },
+  );
+  const url = `http://127.0.0.1:${port}`;
+  const ready = (async () => {
+    for (let attempt = 0; attempt < 600; attempt += 1) {
+      if (child.exitCode !== null) throw new Error(`the service exited with ${child.exitCode}`);
+      try {
+        if ((await fetch(`${url}/livez`)).ok) return url;
+      } catch {
+        // Not listening yet: try again shortly (bounded: 600 × 100 ms).
+      }
+      await sleep(100);
+    }
+    throw new Error('the service did not start within 60 s');
+  })();
+  return childServer(child, ready);
+}
+
+interface LoadFigures {
+  requestsPerSecond: number;
+  latencyP50Ms: number;
+  latencyP99Ms: number;
+  non2xx: number;
+  errors: number;
+}
+
+async function autocannonLoad(url: string, seconds: number): Promise<LoadFigures> {
+  const result = await autocannon({ url, connections: CONNECTIONS, duration: seconds });
   return {
     requestsPerSecond: round(result.requests.average),
     latencyP50Ms: result.latency.p50,
@@ -103,111 +200,324 @@ async function load(url: string) {
   };
 }
 
-/** A bare node:http server answering the same bytes from memory: the ceiling for /api. */
-async function baselineServer(body: Buffer) {
-  const server = createServer((_request, response) => {
-    response.writeHead(200, {
-      'content-type': 'application/json; charset=utf-8',
-      'content-length': body.length,
-    });
-    response.end(body);
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const address = server.address();
-  if (typeof address !== 'object' || address === null) throw new Error('no address');
-  return { url: `http://127.0.0.1:${address.port}/api`, close: () => server.close() };
+/** wrk's `--latency` report: `Requests/sec:` and the 50%/99% lines. */
+function wrkLoad(url: string, seconds: number): LoadFigures {
+  const run = spawnSync(
+    'wrk',
+    [`-t2`, `-c${CONNECTIONS}`, `-d${seconds}s`, '--latency', '--timeout', '10s', url],
+    { encoding: 'utf8', timeout: (seconds + 30) * 1000 },
+  );
+  const text = run.stdout;
+  const ms = (label: string) => {
+    const match = new RegExp(`^\\s*${label}%\\s+([\\d.]+)(us|ms|s)\\s*$`, 'm').exec(text);
+    if (!match) return NaN;
+    const value = Number(match[1]);
+    return round(match[2] === 'us' ? value / 1000 : match[2] === 's' ? value * 1000 : value, 2);
+  };
+  const non2xx = /Non-2xx or 3xx responses: (\d+)/.exec(text)?.[1];
+  const errors = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(text);
+  return {
+    requestsPerSecond: round(Number(/Requests\/sec:\s+([\d.]+)/.exec(text)?.[1] ?? NaN)),
+    latencyP50Ms: ms('50'),
+    latencyP99Ms: ms('99'),
+    non2xx: Number(non2xx ?? 0),
+    errors: errors ? errors.slice(1).reduce((sum, value) => sum + Number(value), 0) : 0,
+  };
 }
 
-async function apiFromReplica(pair: MariadbPair, dir: string) {
-  const config: Config = loadConfig(
-    {
-      DATABASE_URL: pair.primary.url,
-      DATABASE_REPLICA_URLS: pair.replica.url,
-      DATA_FILE: join(dir, 'users-1k.csv'),
-      LOG_LEVEL: 'silent',
-    },
-    dir,
-  );
-  await writeSample(config.dataFile, 1000);
-  const db = openDatabase(config.database);
-  await migrateToLatest(db);
-  await importUsers(db, fileImportSource(config.dataFile, 'csv'), 'replace');
-  const countUsersRows = () => db.read(countUsers);
-  const app = buildApp({
-    config,
-    db,
-    logger: pino({ level: 'silent' }),
-    metrics: createMetrics({ countUsersRows, processMetrics: false }),
-    countUsersRows,
-    version: 'bench',
-    now: Date.now,
-    startedAt: Date.now(),
-  });
-  const url = `${await app.listen({ port: 0, host: '127.0.0.1' })}/api`;
+/** A warm-up, then the same load from each generator. */
+async function load(url: string) {
+  await autocannonLoad(url, WARMUP_SECONDS);
+  const figures: { autocannon: LoadFigures; wrk?: LoadFigures } = {
+    autocannon: await autocannonLoad(url, DURATION_SECONDS),
+  };
+  if (HAVE_WRK) figures.wrk = wrkLoad(url, DURATION_SECONDS);
+  return figures;
+}
+
+type Loaded = Awaited<ReturnType<typeof load>>;
+
+/** Ratios of `service` to `baseline` req/s, per generator. */
+function ratios(service: Loaded, baseline: Loaded) {
+  return {
+    autocannon: ratio(service.autocannon.requestsPerSecond, baseline.autocannon.requestsPerSecond),
+    ...(service.wrk &&
+      baseline.wrk && {
+        wrk: ratio(service.wrk.requestsPerSecond, baseline.wrk.requestsPerSecond),
+      }),
+  };
+}
+
+const sqliteEnv = (path: string, extra: RawEnv = {}): RawEnv => ({
+  DATABASE_URL: `sqlite:${path}`,
+  IMPORT_ON_START: 'never',
+  LOG_LEVEL: 'silent',
+  ...extra,
+});
+
+async function sqliteWithUsers(dir: string, rows: number): Promise<string> {
+  const csv = join(dir, `users-${rows}.csv`);
+  await writeSample(csv, rows);
+  const path = join(dir, `users-${rows}.db`);
+  await importInto(sqliteEnv(path), csv, dir);
+  await rm(csv);
+  return path;
+}
+
+/** Bumps the data version the way every write does (a committed write transaction). */
+async function bumpDataVersion(path: string, dir: string): Promise<void> {
+  const db = openDatabase(loadConfig(sqliteEnv(path), dir).database);
   try {
-    const body = Buffer.from(await (await fetch(url)).arrayBuffer());
-    const baseline = await baselineServer(body);
-    try {
-      const service = await load(url);
-      const bare = await load(baseline.url);
-      const replica = db.replicaStates()[0];
-      return {
-        users: 1000,
-        bodyBytes: body.length,
-        servedByReplica: replica?.healthy === true,
-        service,
-        baselineNodeHttp: bare,
-        ratioToBaseline: round(service.requestsPerSecond / bare.requestsPerSecond, 3),
-      };
-    } finally {
-      baseline.close();
-    }
+    const trx = await beginWriteTransaction(db);
+    await trx.commit().execute();
   } finally {
-    await app.close();
     await db.close();
   }
 }
 
+async function getBody(url: string, init: RequestInit = {}) {
+  const started = performance.now();
+  const response = await fetch(url, init);
+  let firstByteMs: number | undefined;
+  let bytes = 0;
+  for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
+    firstByteMs ??= performance.now() - started;
+    bytes += chunk.length;
+  }
+  return {
+    status: response.status,
+    bytes,
+    firstByteMs: firstByteMs ?? 0,
+    ms: performance.now() - started,
+  };
+}
+
+function curlBody(url: string) {
+  const run = spawnSync(
+    'curl',
+    [
+      '-s',
+      '-o',
+      '/dev/null',
+      '-w',
+      '%{http_code} %{size_download} %{time_starttransfer} %{time_total}',
+      url,
+    ],
+    { encoding: 'utf8', timeout: 120_000 },
+  );
+  const [status, bytes, firstByte, total] = run.stdout.split(' ').map(Number);
+  return {
+    status: status ?? 0,
+    bytes: bytes ?? 0,
+    firstByteMs: (firstByte ?? 0) * 1000,
+    ms: (total ?? 0) * 1000,
+  };
+}
+
+const percentile = (values: number[], p: number) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  return round(
+    sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN,
+    2,
+  );
+};
+
+/** /api cached, cold, filtered and /healthcheck for one table size, against the baselines. */
+async function apiForSize(dir: string, rows: number, hello: Loaded) {
+  const path = await sqliteWithUsers(dir, rows);
+  const app = await serveApp(sqliteEnv(path));
+  try {
+    const bodyFile = join(dir, `body-${rows}.json`);
+    const body = Buffer.from(await (await fetch(`${app.url}/api`)).arrayBuffer());
+    await writeFile(bodyFile, body);
+    const baseline = await serveBaseline('static', bodyFile);
+    let bare: Loaded;
+    let baselineLoad: Loaded;
+    try {
+      baselineLoad = await load(baseline.url);
+      bare = await load(`${app.url}/api`);
+    } finally {
+      await baseline.stop();
+    }
+    // Cold: a write has just bumped the data version; the next request after the cache's check
+    // interval (250 ms) rebuilds the body. One request at a time, each after its own write.
+    const cold: number[] = [];
+    for (let sample = 0; sample < COLD_SAMPLES; sample += 1) {
+      await bumpDataVersion(path, dir);
+      await sleep(300);
+      cold.push((await getBody(`${app.url}/api`)).ms);
+    }
+    const filtered = await load(`${app.url}/api?state=NY&limit=100`);
+    const health = await load(`${app.url}/healthcheck`);
+    return {
+      users: rows,
+      bodyBytes: body.length,
+      bareCached: bare,
+      baselineSameBytes: baselineLoad,
+      bareCachedRatioToBaseline: ratios(bare, baselineLoad),
+      coldAfterDataChange: {
+        samples: cold.length,
+        latencyP50Ms: percentile(cold, 50),
+        latencyP99Ms: percentile(cold, 99),
+      },
+      stateNyLimit100: filtered,
+      healthcheck: health,
+      healthcheckRatioToHelloWorld: ratios(health, hello),
+    };
+  } finally {
+    await app.stop();
+  }
+}
+
+/** The whole bare /api body for a table over the cache cap: streamed from the database. */
+async function streamLargeTable(dir: string, rows: number) {
+  const path = await sqliteWithUsers(dir, rows);
+  const app = await serveApp(sqliteEnv(path));
+  try {
+    const idle = await app.rss();
+    // curl (C) reads as fast as the socket delivers; fetch's web streams add seconds of their own.
+    const runs = [];
+    for (let run = 0; run < 3; run += 1) {
+      runs.push(HAVE_CURL ? curlBody(`${app.url}/api`) : await getBody(`${app.url}/api`));
+    }
+    const memory = await app.rss();
+    return {
+      users: rows,
+      client: HAVE_CURL ? 'curl' : 'fetch',
+      bodyBytes: runs[0]?.bytes,
+      runs: runs.map((run) => ({
+        status: run.status,
+        seconds: round(run.ms / 1000, 2),
+        firstByteMs: round(run.firstByteMs, 1),
+      })),
+      serverIdleRssMB: round(idle.rssBytes / 2 ** 20),
+      serverPeakRssMB: round(memory.peakRssBytes / 2 ** 20),
+      serverRssAfterMB: round(memory.rssBytes / 2 ** 20),
+    };
+  } finally {
+    await app.stop();
+  }
+}
+
+async function apiFromReplica(pair: MariadbPair, dir: string, baselineHello: Loaded) {
+  const csv = join(dir, 'users-1k.csv');
+  await writeSample(csv, 1000);
+  const env: RawEnv = {
+    DATABASE_URL: pair.primary.url,
+    DATABASE_REPLICA_URLS: pair.replica.url,
+    IMPORT_ON_START: 'never',
+    LOG_LEVEL: 'silent',
+  };
+  await importInto(env, csv, dir);
+  const app = await serveApp(env);
+  try {
+    const health = (await (await fetch(`${app.url}/healthcheck?format=json`)).json()) as {
+      checks: Record<string, { status: string }[]>;
+    };
+    const cached = await load(`${app.url}/api`);
+    const filtered = await load(`${app.url}/api?state=NY&limit=100`);
+    return {
+      users: 1000,
+      replicaInRotation: health.checks['database:replicationLag']?.[0]?.status === 'pass',
+      bareCached: cached,
+      stateNyLimit100: filtered,
+      helloWorldBaseline: baselineHello,
+    };
+  } finally {
+    await app.stop();
+  }
+}
+
+// The service runs from dist/, as in production: build it from the current source first.
+const build = spawnSync('npm', ['run', 'build', '--silent'], { stdio: 'inherit' });
+if (build.status !== 0) throw new Error('npm run build failed');
+
 const dir = await mkdtemp(join(tmpdir(), 'users-api-bench-'));
 let pair: MariadbPair | undefined;
 try {
+  const loadAtStart = loadavg().map((value) => round(value, 2));
+  // Is the load generator the ceiling? The same hello-world under both generators.
+  const helloServer = await serveBaseline('hello');
+  let hello: Loaded;
+  try {
+    hello = await load(helloServer.url);
+  } finally {
+    await helloServer.stop();
+  }
+
+  const api = [];
+  for (const rows of SIZES) api.push(await apiForSize(dir, rows, hello));
+  const stream = await streamLargeTable(dir, STREAM_ROWS);
+
   const csv = join(dir, 'users.csv');
-  await writeSample(csv, ROWS);
+  await writeSample(csv, IMPORT_ROWS);
   const parse = await timed(() => parseOnly(csv));
   const parseRowsPerSecond = round(parse.result / parse.seconds);
-  const sqlite = await importInto({ DATABASE_URL: `sqlite:${join(dir, 'bench.db')}` }, csv, dir);
+  const sqlite = await importInto(sqliteEnv(join(dir, 'import.db')), csv, dir);
 
   let mariadb: unknown = { skipped: `missing ${missingMariadbBinaries().join(', ')}` };
-  let api: unknown = mariadb;
-  if (missingMariadbBinaries().length === 0) {
-    pair = await startMariadbPair();
-    const imported = await importInto(
-      { DATABASE_URL: pair.primary.url, DATABASE_REPLICA_URLS: pair.replica.url },
-      csv,
-      dir,
-    );
-    mariadb = {
-      ...imported,
-      ratioToParseOnly: round(imported.rowsPerSecond / parseRowsPerSecond, 3),
-    };
-    api = await apiFromReplica(pair, dir);
+  let replica: unknown = mariadb;
+  if (options['skip-mariadb']) mariadb = replica = { skipped: '--skip-mariadb' };
+  else if (missingMariadbBinaries().length === 0) {
+    // A failure here is reported in the results, not allowed to lose the figures above.
+    try {
+      pair = await startMariadbPair();
+      // /api from the replica first, on 1,000 users; then the import replaces them.
+      replica = await apiFromReplica(pair, dir, hello);
+    } catch (error) {
+      replica = { failed: String(error) };
+    }
+    try {
+      if (pair === undefined) throw new Error('the MariaDB pair did not start');
+      const imported = await importInto(
+        { DATABASE_URL: pair.primary.url, DATABASE_REPLICA_URLS: pair.replica.url },
+        csv,
+        dir,
+      );
+      mariadb = {
+        ...imported,
+        ratioToParseOnly: ratio(imported.rowsPerSecond, parseRowsPerSecond),
+      };
+    } catch (error) {
+      mariadb = { failed: String(error) };
+    }
   }
 
   const results = {
-    machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model, node: process.version },
+    machine: {
+      cpus: cpus().length,
+      cpuModel: cpus()[0]?.model,
+      memoryGB: round(totalmem() / 2 ** 30, 1),
+      node: process.version,
+      loadAverageAtStart: loadAtStart,
+      loadAverageAtEnd: loadavg().map((value) => round(value, 2)),
+    },
     date: new Date().toISOString(),
-    settings: { rows: ROWS, durationSeconds: DURATION_SECONDS, connections: CONNECTIONS },
+    settings: {
+      sizes: SIZES,
+      streamRows: STREAM_ROWS,
+      importRows: IMPORT_ROWS,
+      durationSeconds: DURATION_SECONDS,
+      warmupSeconds: WARMUP_SECONDS,
+      connections: CONNECTIONS,
+      generators: HAVE_WRK ? ['autocannon (1 thread)', 'wrk -t2'] : ['autocannon (1 thread)'],
+    },
+    loadGeneratorCheck: {
+      helloWorld: hello,
+      note: 'the same node:http hello-world under each generator: a higher wrk figure means autocannon was the ceiling',
+    },
+    api,
+    stream,
     import: {
       parseAndValidateOnly: {
         rows: parse.result,
         seconds: round(parse.seconds, 2),
         rowsPerSecond: parseRowsPerSecond,
       },
-      sqlite: { ...sqlite, ratioToParseOnly: round(sqlite.rowsPerSecond / parseRowsPerSecond, 3) },
+      sqlite: { ...sqlite, ratioToParseOnly: ratio(sqlite.rowsPerSecond, parseRowsPerSecond) },
       mariadb,
     },
-    apiReadsFromReplica: api,
+    apiReadsFromReplica: replica,
   };
   const text = JSON.stringify(results, null, 2);
   console.log(text);
