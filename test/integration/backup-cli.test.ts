@@ -42,7 +42,7 @@ describe('users-api backup / verify / restore (built binary)', () => {
     assert.equal(backup.code, 0, backup.stderr);
     assert.match(
       backup.stdout,
-      /^backup written: .*\/backups\/users-\d{8}T\d{6}\.\d{3}Z\.ndjson\.gz \(1000 users, taken .* from sqlite \(primary\) on cli-test, format 1, schema 0002-mysql-utf8mb4, sha256 [0-9a-f]{64}\)\n$/,
+      /^backup written: .*\/backups\/users-\d{8}T\d{6}\.\d{3}Z\.ndjson\.gz \(1000 users, taken .* from sqlite \(primary\) on cli-test, format 1, schema \d{4}-[a-z0-9-]+, sha256 [0-9a-f]{64}\)\n$/,
     );
     const [file] = (await readdir(join(dir, 'backups'))).filter((name) => name.endsWith('.gz'));
     const path = join(dir, 'backups', file!);

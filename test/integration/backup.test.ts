@@ -40,7 +40,9 @@ describe('restore drills on SQLite', () => {
   });
 
   it('4: /api during a restore answers the old or the new full list, never a partial one', async (t) => {
-    const { app, db, dir } = await createTestApp(t);
+    // The drill writes behind the app's back (no HTTP), so the app must look at the data version
+    // on every request; otherwise its cache may show the previous list for API_CACHE_CHECK_MS.
+    const { app, db, dir } = await createTestApp(t, { API_CACHE_CHECK_MS: '0' });
     await drillReadsDuringRestore({ db, dir: join(dir, 'backups') }, async () => {
       const response = await app.inject({ method: 'GET', url: '/api' });
       return { status: response.statusCode, body: response.body };

@@ -35,7 +35,9 @@ async function backupFolder(t: TestContext): Promise<string> {
 /** The app on the pair, with the replica healthy (so snapshots are read there). */
 async function mysqlDrill(t: TestContext) {
   assert.ok(pair, 'the MariaDB pair did not start');
-  const app = await startMysqlApp(t, pair);
+  // The drills write behind the app's back (no HTTP), so the app must look at the data version
+  // on every request; otherwise its cache may show the previous list for API_CACHE_CHECK_MS.
+  const app = await startMysqlApp(t, pair, { API_CACHE_CHECK_MS: '0' });
   await eventually(() => app.db.replicaStates()[0]?.healthy === true, 'the replica is healthy');
   const ctx: DrillContext = { db: app.db, dir: await backupFolder(t) };
   return { ...app, ctx };
