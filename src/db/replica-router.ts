@@ -192,9 +192,11 @@ export function createReplicaRouter(options: ReplicaRouterOptions): ReplicaRoute
         }
         return;
       }
-      // Every replica must show it has this write before it serves reads again: the ones out
-      // of rotation (or not probed yet) too, or they would rejoin on their lag alone.
-      for (const replica of replicas) replica.requiredPosition = position;
+      // A replica out of rotation (or not probed yet) must show it has this write before it
+      // serves reads again, or it would rejoin on its lag alone. The healthy ones are waited
+      // for below and get the same rule only if they miss the deadline: marking them at once
+      // would let a concurrent probe take them out during every ordinary wait.
+      for (const replica of replicas) if (!replica.healthy) replica.requiredPosition = position;
       const deadline = now() + options.waitMs;
       await Promise.all(
         replicas
@@ -203,15 +205,13 @@ export function createReplicaRouter(options: ReplicaRouterOptions): ReplicaRoute
             try {
               for (;;) {
                 const seconds = Math.max(0, Math.min(WAIT_STEP_SECONDS, (deadline - now()) / 1000));
-                if (await replication.waitForPosition(replica.executor, position, seconds)) {
-                  if (replica.requiredPosition === position) replica.requiredPosition = undefined;
-                  return;
-                }
+                if (await replication.waitForPosition(replica.executor, position, seconds)) return;
                 if (now() >= deadline) break;
               }
             } catch (error) {
               logger?.warn({ replica: replica.name, err: error }, 'waiting for replication failed');
             }
+            replica.requiredPosition = position;
             setState(
               replica,
               `did not apply the last write within ${options.waitMs} ms`,
