@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { get } from 'node:http';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -41,14 +42,36 @@ async function waitFor(
   throw new Error(`not within ${limitMs} ms: ${what}`);
 }
 
+/**
+ * GET on HAProxy's stats listener over a new connection each time: HAProxy closes the connection
+ * after a 401 auth challenge without announcing it, so a pooled client (fetch) can race the close
+ * and send its next request into a dead socket ("fetch failed" in CI).
+ */
+function statsGet(
+  cluster: LocalCluster,
+  path: string,
+  password?: string,
+): Promise<{ status: number; body: string }> {
+  const headers =
+    password === undefined
+      ? {}
+      : {
+          authorization: `Basic ${Buffer.from(`${cluster.statsUser}:${password}`).toString('base64')}`,
+        };
+  return new Promise((resolve, reject) => {
+    get(`${cluster.statsUrl}${path}`, { agent: false, headers }, (response) => {
+      let body = '';
+      response.setEncoding('utf8');
+      response.on('data', (chunk: string) => (body += chunk));
+      response.on('end', () => resolve({ status: response.statusCode ?? 0, body }));
+      response.on('error', reject);
+    }).on('error', reject);
+  });
+}
+
 /** The server's status column in HAProxy's stats CSV (UP, DOWN, MAINT, "UP 1/3"…). */
 async function serverStatus(cluster: LocalCluster, name: string): Promise<string | undefined> {
-  const credentials = Buffer.from(`${cluster.statsUser}:${cluster.statsPassword}`).toString(
-    'base64',
-  );
-  const csv = await (
-    await fetch(`${cluster.statsUrl}/;csv`, { headers: { authorization: `Basic ${credentials}` } })
-  ).text();
+  const csv = (await statsGet(cluster, '/;csv', cluster.statsPassword)).body;
   const header = csv.split('\n')[0]!.replace(/^# /, '').split(',');
   const row = csv.split('\n').find((line) => line.startsWith(`webservers,${name},`));
   return row?.split(',')[header.indexOf('status')];
@@ -212,22 +235,14 @@ describe(
     it('the stats page needs its password; /metrics exports haproxy_ metrics', async (t) => {
       if (reason !== undefined) return (t as { skip(message?: string): void }).skip(reason);
       const current = requireCluster();
-      assert.equal((await fetch(`${current.statsUrl}/`)).status, 401);
-      const wrong = `Basic ${Buffer.from(`${current.statsUser}:wrong`).toString('base64')}`;
-      assert.equal(
-        (await fetch(`${current.statsUrl}/`, { headers: { authorization: wrong } })).status,
-        401,
-      );
-      const right = `Basic ${Buffer.from(`${current.statsUser}:${current.statsPassword}`).toString('base64')}`;
-      const page = await fetch(`${current.statsUrl}/`, { headers: { authorization: right } });
+      assert.equal((await statsGet(current, '/')).status, 401);
+      assert.equal((await statsGet(current, '/', 'wrong')).status, 401);
+      const page = await statsGet(current, '/', current.statsPassword);
       assert.equal(page.status, 200);
-      assert.match(await page.text(), /webserver2/);
-      const metrics = await fetch(`${current.statsUrl}/metrics`);
+      assert.match(page.body, /webserver2/);
+      const metrics = await statsGet(current, '/metrics');
       assert.equal(metrics.status, 200);
-      assert.match(
-        await metrics.text(),
-        /^haproxy_backend_active_servers\{proxy="webservers"\} 1$/m,
-      );
+      assert.match(metrics.body, /^haproxy_backend_active_servers\{proxy="webservers"\} 1$/m);
     });
   },
 );
