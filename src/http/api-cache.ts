@@ -3,8 +3,7 @@ import { promisify } from 'node:util';
 import { brotliCompress, constants, gzip } from 'node:zlib';
 import type { Database } from '../db/database.js';
 import { countUsers, readDataVersion } from '../db/users-repository.js';
-import { createUsersWriter } from '../users/format-users.js';
-import { renderUsers } from './stream-users.js';
+import { renderBareUsers } from './stream-users.js';
 
 const compressBrotli = promisify(brotliCompress);
 const compressGzip = promisify(gzip);
@@ -87,8 +86,7 @@ export function createApiCache(options: ApiCacheOptions): ApiCache {
       // and their concatenation), never at the UTF-16 strings of the whole table.
       const parts: Buffer[] = [];
       let bytes = 0;
-      const writer = createUsersWriter('json');
-      for await (const text of renderUsers(executor, BARE_QUERY, writer)) {
+      for await (const text of renderBareUsers(executor)) {
         const part = Buffer.from(text);
         bytes += part.length;
         if (bytes > maxBytes) return { version };
@@ -121,9 +119,6 @@ export function createApiCache(options: ApiCacheOptions): ApiCache {
     },
   };
 }
-
-/** Load order, no filter: the bare `/api`. */
-export const BARE_QUERY = { sort: 'id', descending: false } as const;
 
 function cachedBody(version: number, body: Buffer): CachedApiBody {
   const base = `v${version}-${createHash('sha256').update(body).digest('base64url').slice(0, 22)}`;

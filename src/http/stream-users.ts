@@ -1,5 +1,6 @@
 import { PassThrough, Readable } from 'node:stream';
 import type { Database, DatabaseExecutor } from '../db/database.js';
+import { readUsersJsonPage } from '../db/dialects/users-json.js';
 import { findUsers, type UsersQuery } from '../db/users-repository.js';
 import type { UsersWriter } from '../users/format-users.js';
 
@@ -33,6 +34,33 @@ export async function* renderUsers(
     after = page.last;
   }
   yield head + writer.tail;
+}
+
+/**
+ * The bare `/api` body (every user, load order, the contract's JSON), page by page as the
+ * database renders it.
+ */
+export async function* renderBareUsers(
+  executor: DatabaseExecutor,
+  pageRows = STREAM_PAGE_ROWS,
+): AsyncGenerator<string> {
+  let afterId = 0;
+  let head = '[';
+  for (;;) {
+    const page = await readUsersJsonPage(executor, afterId, pageRows);
+    if (page.rows > 0) {
+      yield head + page.json;
+      head = ',';
+    }
+    if (page.rows < pageRows || page.lastId === undefined) break;
+    afterId = page.lastId;
+  }
+  yield head === '[' ? '[]' : ']';
+}
+
+/** The bare `/api` body streamed from one snapshot (a table too large for the cache). */
+export function streamBareUsers(db: Database): Promise<Readable> {
+  return openUsersStream(db, (executor) => renderBareUsers(executor));
 }
 
 /**

@@ -24,7 +24,7 @@ import {
 import type { ApiCache, CachedApiBody, ContentEncoding } from './api-cache.js';
 import { negotiateEncoding, negotiateFormat } from './negotiate.js';
 import { ProblemSchema, registerMethodNotAllowed } from './problem.js';
-import { readUsersBody } from './stream-users.js';
+import { readUsersBody, streamBareUsers } from './stream-users.js';
 
 /** The public shape of a user: these keys, in this order, string values (the seed's contract). */
 export const ApiUserSchema = Type.Object(
@@ -177,6 +177,8 @@ export function registerUsersRoutes(app: FastifyInstance, deps: UsersRoutesDepen
       if (format === 'json' && Object.keys(parameters).length === 0) {
         const cached = await apiCache.current();
         if (cached !== undefined) return sendCached(request, reply, cached, encoding);
+        const body = await streamBareUsers(db);
+        return reply.type(MEDIA_TYPES.json).send(compressStream(body, reply, encoding));
       }
       const query = usersQueryOf(parameters);
       const writer = createUsersWriter(format, columnsOf(parameters.fields));

@@ -4,11 +4,13 @@ import { Readable } from 'node:stream';
 import { sql } from 'kysely';
 import { describe, it } from 'node:test';
 import { brotliDecompressSync, gunzipSync } from 'node:zlib';
+import { listUsers } from '../../src/db/users-repository.js';
 import { importUsers } from '../../src/importer/import-users.js';
 import type { ImportSource } from '../../src/importer/import-source.js';
 import { generateUsers } from '../../scripts/generate-users-lib.js';
 import { eventually } from '../helpers/mariadb.js';
 import { createTestApp } from '../helpers/test-app.js';
+import { contractOf, TRICKY_CITY, TRICKY_USERS_CSV } from '../helpers/tricky-users.js';
 
 const PROBLEM_JSON = 'application/problem+json; charset=utf-8';
 
@@ -122,6 +124,28 @@ describe('GET /api cache', () => {
     });
     assert.equal(gunzipSync(gzip.rawPayload).toString(), fromCache.body);
     assert.equal(streamed.db.activeSnapshots(), 0);
+  });
+
+  it('renders the bare body byte for byte as JSON.stringify of the users, over many pages', async (t) => {
+    // The database writes the JSON (db/dialects/users-json.ts); the contract is JSON.stringify's
+    // bytes: escapes, non-ASCII, and load order across the page boundaries.
+    const generated = sampleCsv(4500).split('\n').slice(1).join('\n');
+    const csv = `${TRICKY_USERS_CSV}\r\n${generated}`;
+    for (const env of [{}, { API_CACHE_MAX_BYTES: '0' }]) {
+      const { app, db } = await createTestApp(t, env);
+      await importUsers(db, csvSource(csv), 'replace');
+      const expected = JSON.stringify((await db.read(listUsers)).map(contractOf));
+      const response = await app.inject({ method: 'GET', url: '/api' });
+      assert.equal(response.statusCode, 200);
+      assert.equal(response.body, expected);
+      assert.equal(response.json<ApiUser[]>().length, 4503);
+      assert.equal(response.json<ApiUser[]>()[1]?.CITY, TRICKY_CITY);
+    }
+    // An empty table is an empty array on both paths.
+    for (const env of [{}, { API_CACHE_MAX_BYTES: '0' }]) {
+      const { app } = await createTestApp(t, env);
+      assert.equal((await app.inject({ method: 'GET', url: '/api' })).body, '[]');
+    }
   });
 
   it('answers HEAD without a body, cached or streamed, and releases the snapshot', async (t) => {

@@ -2,7 +2,9 @@ import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import type { MariadbPair } from '../../scripts/mariadb-pair.js';
 import { generateUsers } from '../../scripts/generate-users-lib.js';
+import { listUsers } from '../../src/db/users-repository.js';
 import { eventually, resetPair, startMysqlApp, startPairOrSkip } from '../helpers/mariadb.js';
+import { contractOf, TRICKY_CITY, TRICKY_USERS_CSV } from '../helpers/tricky-users.js';
 
 let pair: MariadbPair | undefined;
 let skipReason: string | undefined;
@@ -78,7 +80,10 @@ describe('/api on MariaDB primary + replica', { timeout: 600_000 }, () => {
   it('streams, filters, sorts and pages the same way as on SQLite', async (t) => {
     const cached = await startMysqlApp(t, requirePair());
     const streamed = await startMysqlApp(t, requirePair(), { API_CACHE_MAX_BYTES: '0' });
-    await append(cached.url, [...generateUsers(5000)].join(''));
+    await append(
+      cached.url,
+      `${TRICKY_USERS_CSV}\r\n${[...generateUsers(4997)].join('').replace(/^[^\n]*\n/, '')}`,
+    );
     await eventually(
       () => streamed.db.replicaStates()[0]?.healthy === true,
       'the replica is healthy',
@@ -89,6 +94,9 @@ describe('/api on MariaDB primary + replica', { timeout: 600_000 }, () => {
     assert.equal(streamed.db.activeSnapshots(), 0);
     const all = JSON.parse(fromCache) as ApiUser[];
     assert.equal(all.length, 5000);
+    // MariaDB writes the JSON (JSON_QUOTE): the same values, in load order, as stored.
+    assert.deepEqual(all, (await streamed.db.read(listUsers)).map(contractOf));
+    assert.equal(all[1]?.CITY, TRICKY_CITY);
 
     // utf8mb4_bin compares exactly; the name filter still ignores case (and here accents too).
     const du = all.filter((user) => String(user.NAME).toLowerCase().startsWith('du'));
