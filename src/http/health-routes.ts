@@ -1,5 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox';
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyBaseLogger, FastifyInstance, FastifyRequest } from 'fastify';
 import type { Database } from '../db/database.js';
 import { probeUsersTable } from '../db/users-repository.js';
 import { ProblemSchema, registerMethodNotAllowed } from './problem.js';
@@ -42,7 +42,7 @@ const HEALTH_JSON = 'application/health+json';
 
 /** How long a passing read of the users table answers readiness checks. */
 const READINESS_MAX_AGE_MS = 250;
-const TEXT = 'text/plain; charset=utf-8';
+export const TEXT = 'text/plain; charset=utf-8';
 const HealthResponseSchema = {
   content: {
     'text/plain': { schema: TextSchema },
@@ -63,6 +63,47 @@ export interface HealthDependencies {
   countUsersRows: () => Promise<number>;
   /** True once the process is shutting down: readiness fails so the balancer moves away. */
   isDraining: () => boolean;
+  readiness: Readiness;
+}
+
+/** Whether this instance can read users: the read behind `/healthcheck`. */
+export interface Readiness {
+  /** The last passing read while it is fresh (READINESS_MAX_AGE_MS): no I/O, no promise. */
+  fresh(): HealthCheck | undefined;
+  /** Reads the users table (or joins the read in progress); `log` gets a failure's cause. */
+  check(log: FastifyBaseLogger): Promise<HealthCheck>;
+}
+
+interface ReadinessDependencies {
+  db: Database;
+  now: () => number;
+}
+
+/**
+ * A load balancer (or a benchmark) may ask many times a second: a passing read is shared for
+ * READINESS_MAX_AGE_MS (on a monotonic clock), and concurrent checks share one read. A failing
+ * read is never reused: the next check reads again, so an outage shows at once.
+ */
+export function createReadiness(deps: ReadinessDependencies): Readiness {
+  let lastPass: { check: HealthCheck; at: number } | undefined;
+  let pending: Promise<HealthCheck> | undefined;
+  return {
+    fresh: () =>
+      lastPass !== undefined && performance.now() - lastPass.at < READINESS_MAX_AGE_MS
+        ? lastPass.check
+        : undefined,
+    check(log) {
+      pending ??= checkPrimary(deps, log)
+        .then((check) => {
+          lastPass = check.status === 'pass' ? { check, at: performance.now() } : undefined;
+          return check;
+        })
+        .finally(() => {
+          pending = undefined;
+        });
+      return pending;
+    },
+  };
 }
 
 /**
@@ -73,25 +114,8 @@ export interface HealthDependencies {
  * I/O, for container health checks.
  */
 export function registerHealthRoutes(app: FastifyInstance, deps: HealthDependencies): void {
-  // A load balancer (or a benchmark) may ask many times a second: a passing read is shared for
-  // READINESS_MAX_AGE_MS (on a monotonic clock), and concurrent checks share one read. A failing
-  // read is never reused: the next check reads again, so an outage shows at once.
-  let lastPass: { check: HealthCheck; at: number } | undefined;
-  let pending: Promise<HealthCheck> | undefined;
-  const readiness = (request: FastifyRequest): Promise<HealthCheck> => {
-    if (lastPass !== undefined && performance.now() - lastPass.at < READINESS_MAX_AGE_MS) {
-      return Promise.resolve(lastPass.check);
-    }
-    pending ??= checkPrimary(deps, request)
-      .then((check) => {
-        lastPass = check.status === 'pass' ? { check, at: performance.now() } : undefined;
-        return check;
-      })
-      .finally(() => {
-        pending = undefined;
-      });
-    return pending;
-  };
+  const { readiness } = deps;
+  const allGood = allGoodFrom(deps.serverName);
   app.get(
     '/healthcheck',
     {
@@ -116,13 +140,13 @@ export function registerHealthRoutes(app: FastifyInstance, deps: HealthDependenc
         if (!wantsJson(request)) return reply.code(503).type(TEXT).send(DRAINING);
         return reply.code(503).type(HEALTH_JSON).send(drainingHealth(deps));
       }
-      const primary = await readiness(request);
+      const primary = readiness.fresh() ?? (await readiness.check(request.log));
       if (!wantsJson(request)) {
         reply.type(TEXT);
         if (primary.status === 'fail') {
           return reply.code(503).send('database unavailable: cannot read the users table');
         }
-        return `all good from ${deps.serverName}`;
+        return allGood;
       }
       const health = await describeHealth(deps, primary);
       return reply
@@ -157,9 +181,15 @@ function drainingHealth(deps: HealthDependencies): Health {
 function wantsJson(request: FastifyRequest): boolean {
   const { format } = request.query as { format?: 'json' | 'text' };
   if (format !== undefined) return format === 'json';
+  return acceptsHealthJson(request.headers.accept);
+}
+
+/** True when `accept` asks for the health JSON rather than the plain-text contract. */
+export function acceptsHealthJson(accept: string | undefined): boolean {
+  if (accept === undefined) return false;
   // Any accepted range naming health+json with a non-zero quality; the plain text stays the
   // default for everything else (HAProxy, curl, the seed's uptime check).
-  return (request.headers.accept ?? '').split(',').some((range) => {
+  return accept.split(',').some((range) => {
     const [type = '', ...params] = range.split(';').map((part) => part.trim().toLowerCase());
     const quality = params.find((param) => param.startsWith('q='));
     return (
@@ -169,12 +199,12 @@ function wantsJson(request: FastifyRequest): boolean {
   });
 }
 
-async function checkPrimary(deps: HealthDependencies, request: FastifyRequest) {
+async function checkPrimary(deps: ReadinessDependencies, log: FastifyBaseLogger) {
   const started = performance.now();
   try {
     await deps.db.read(probeUsersTable);
   } catch (error) {
-    request.log.warn({ err: error }, 'healthcheck: users table unreadable');
+    log.warn({ err: error }, 'healthcheck: users table unreadable');
     return {
       componentId: 'reads',
       componentType: 'datastore',
@@ -287,4 +317,9 @@ async function readRows(
     // users_db_errors_total by the database observer.
     return { ...base, status: 'warn', output: 'cannot count the users' };
   }
+}
+
+/** The seed's readiness answer. */
+export function allGoodFrom(serverName: string): string {
+  return `all good from ${serverName}`;
 }

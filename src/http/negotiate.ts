@@ -1,6 +1,26 @@
 import type { UsersFormat } from '../users/format-users.js';
 import type { ContentEncoding } from './api-cache.js';
 
+/**
+ * Clients send a handful of distinct header values (one per browser, library or tool), so each
+ * answer is kept for its header text; the maps are emptied when full, bounding memory.
+ */
+const REMEMBERED_HEADERS = 256;
+const formats = new Map<string, UsersFormat>();
+const encodings = new Map<string, ContentEncoding | undefined>();
+
+function remembered<T>(
+  answers: Map<string, T>,
+  header: string,
+  negotiate: (header: string) => T,
+): T {
+  if (answers.has(header)) return answers.get(header) as T;
+  if (answers.size >= REMEMBERED_HEADERS) answers.clear();
+  const answer = negotiate(header);
+  answers.set(header, answer);
+  return answer;
+}
+
 interface Range {
   value: string;
   quality: number;
@@ -29,6 +49,10 @@ const FORMAT_TYPES: [UsersFormat, string][] = [
  */
 export function negotiateFormat(accept: string | undefined): UsersFormat {
   if (accept === undefined || accept === '') return 'json';
+  return remembered(formats, accept, formatOf);
+}
+
+function formatOf(accept: string): UsersFormat {
   const ranges = parseRanges(accept);
   let best: UsersFormat = 'json';
   let bestQuality = 0;
@@ -50,6 +74,10 @@ export function negotiateFormat(accept: string | undefined): UsersFormat {
 /** br, then gzip, when `Accept-Encoding` allows them; undefined: send it uncompressed. */
 export function negotiateEncoding(acceptEncoding: string | undefined): ContentEncoding | undefined {
   if (acceptEncoding === undefined || acceptEncoding === '') return undefined;
+  return remembered(encodings, acceptEncoding, encodingOf);
+}
+
+function encodingOf(acceptEncoding: string): ContentEncoding | undefined {
   const ranges = parseRanges(acceptEncoding);
   const quality = (name: string) =>
     (ranges.find((range) => range.value === name) ?? ranges.find((range) => range.value === '*'))

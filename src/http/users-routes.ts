@@ -175,7 +175,7 @@ export function registerUsersRoutes(app: FastifyInstance, deps: UsersRoutesDepen
       const encoding = negotiateEncoding(request.headers['accept-encoding']);
       reply.header('vary', 'Accept, Accept-Encoding');
       if (format === 'json' && Object.keys(parameters).length === 0) {
-        const cached = await apiCache.current();
+        const cached = apiCache.fresh() ?? (await apiCache.current());
         if (cached !== undefined) return sendCached(request, reply, cached, encoding);
         const body = await streamBareUsers(db);
         return reply.type(MEDIA_TYPES.json).send(compressStream(body, reply, encoding));

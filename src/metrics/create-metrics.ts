@@ -63,11 +63,19 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     buckets: HTTP_BUCKETS,
     registers,
   });
-  const requestsInFlight = new Gauge({
+  // Kept as a number and read on scrape: requests change it twice each, scrapes are rare.
+  let requestsInFlight = 0;
+  new Gauge({
     name: 'http_requests_in_flight',
     help: 'Requests received and not yet answered.',
     registers,
+    collect() {
+      this.set(requestsInFlight);
+    },
   });
+  // One histogram child per label set, found by a string key: prom-client would otherwise
+  // sort and join the labels on every observation.
+  const requestDurationByLabels = new Map<string, { observe(seconds: number): void }>();
 
   const replicaHealthy = new Gauge({
     name: 'users_db_replica_healthy',
@@ -160,14 +168,19 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
   return {
     contentType: registry.contentType,
     render: () => registry.metrics(),
-    requestStarted: () => requestsInFlight.inc(),
+    requestStarted() {
+      requestsInFlight += 1;
+    },
     requestFinished(labels, seconds) {
-      requestsInFlight.dec();
+      requestsInFlight -= 1;
       if (labels === undefined) return;
-      requestDuration.observe(
-        { method: labels.method, route: labels.route, status: String(labels.status) },
-        seconds,
-      );
+      const key = `${labels.method} ${labels.status} ${labels.route}`;
+      let child = requestDurationByLabels.get(key);
+      if (child === undefined) {
+        child = requestDuration.labels(labels.method, labels.route, String(labels.status));
+        requestDurationByLabels.set(key, child);
+      }
+      child.observe(seconds);
     },
     db: {
       queryFinished: (target, operation, seconds) =>

@@ -1,0 +1,51 @@
+import { randomUUID } from 'node:crypto';
+import type { FastifyBaseLogger } from 'fastify';
+import type { Metrics } from '../metrics/create-metrics.js';
+
+const REQUEST_ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
+
+/** What one finished request reports: its log line and its histogram sample. */
+export interface FinishedRequest {
+  requestId: string;
+  method: string;
+  /** The route template (`unmatched` for 404s), never the raw URL: label values stay bounded. */
+  route: string;
+  status: number;
+  durationMs: number;
+}
+
+/**
+ * The bookkeeping every request gets, whichever code answers it (Fastify's hooks, or the fast
+ * path for the hottest requests): its id, the in-flight gauge, the duration histogram and one
+ * log line. Bodies, query strings and headers are never logged (they may carry tokens or
+ * personal data).
+ */
+export interface RequestAccounting {
+  /** The caller's `X-Request-Id` when it is a sane token, else a new UUID. */
+  requestId(given: string | string[] | undefined): string;
+  started(): void;
+  finished(request: FinishedRequest): void;
+  /** The client went away before an answer: it leaves the in-flight gauge, nothing else. */
+  aborted(): void;
+}
+
+export function createRequestAccounting(
+  metrics: Metrics,
+  logger: FastifyBaseLogger,
+): RequestAccounting {
+  return {
+    requestId: (given) =>
+      typeof given === 'string' && REQUEST_ID_PATTERN.test(given) ? given : randomUUID(),
+    started: () => metrics.requestStarted(),
+    finished({ requestId, method, route, status, durationMs }) {
+      metrics.requestFinished({ method, route, status }, durationMs / 1000);
+      // The request id under the same key as request.log's binding; `server` comes from the
+      // logger's base fields (createLogger).
+      logger.info(
+        { reqId: requestId, method, route, status, durationMs: Math.round(durationMs * 10) / 10 },
+        'request',
+      );
+    },
+    aborted: () => metrics.requestFinished(undefined, 0),
+  };
+}
