@@ -1,8 +1,9 @@
 import { createHash } from 'node:crypto';
 import { promisify } from 'node:util';
-import { brotliCompress, constants, gzip } from 'node:zlib';
+import { brotliCompress, gzip } from 'node:zlib';
 import type { Database } from '../db/database.js';
 import { countUsers, readDataVersion } from '../db/users-repository.js';
+import { brotliOptions, GZIP_OPTIONS } from './compression.js';
 import { renderBareUsers } from './stream-users.js';
 
 const compressBrotli = promisify(brotliCompress);
@@ -142,17 +143,11 @@ function cachedBody(version: number, body: Buffer): CachedApiBody {
     encoded(encoding) {
       let copy = copies.get(encoding);
       if (copy === undefined) {
-        // Quality 5 / level 6: most of the size gain at a small part of the top levels' time
-        // (brotli's default, 11, takes seconds per megabyte). Done once per version, off-thread.
+        // Done once per version, off the event loop.
         copy =
           encoding === 'br'
-            ? compressBrotli(body, {
-                params: {
-                  [constants.BROTLI_PARAM_QUALITY]: 5,
-                  [constants.BROTLI_PARAM_SIZE_HINT]: body.length,
-                },
-              })
-            : compressGzip(body, { level: 6 });
+            ? compressBrotli(body, brotliOptions(body.length))
+            : compressGzip(body, GZIP_OPTIONS);
         copies.set(encoding, copy);
         // A failed compression is retried by the next request rather than cached.
         copy.catch(() => copies.delete(encoding));

@@ -1,5 +1,5 @@
 import { pipeline, Readable } from 'node:stream';
-import { createBrotliCompress, createGzip, constants } from 'node:zlib';
+import { createBrotliCompress, createGzip } from 'node:zlib';
 import { Type, type Static } from '@sinclair/typebox';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
@@ -22,6 +22,7 @@ import {
   type PublicColumn,
 } from '../users/format-users.js';
 import type { ApiCache, CachedApiBody, ContentEncoding } from './api-cache.js';
+import { brotliOptions, GZIP_OPTIONS } from './compression.js';
 import { negotiateEncoding, negotiateFormat } from './negotiate.js';
 import { ProblemSchema, registerMethodNotAllowed } from './problem.js';
 import { readUsersBody, streamBareUsers } from './stream-users.js';
@@ -293,9 +294,7 @@ function compressStream(
   if (encoding === undefined) return body;
   reply.header('content-encoding', encoding);
   const compressor =
-    encoding === 'br'
-      ? createBrotliCompress({ params: { [constants.BROTLI_PARAM_QUALITY]: 4 } })
-      : createGzip({ level: 6 });
+    encoding === 'br' ? createBrotliCompress(brotliOptions()) : createGzip(GZIP_OPTIONS);
   // Errors end up destroying the response (Fastify watches the returned stream); the callback
   // only has to exist for pipeline to clean up both streams.
   pipeline(body, compressor, () => undefined);
