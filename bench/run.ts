@@ -237,6 +237,16 @@ async function load(url: string) {
 
 type Loaded = Awaited<ReturnType<typeof load>>;
 
+/** The bare node:http hello-world, loaded like the service. */
+async function loadHelloWorld(): Promise<Loaded> {
+  const server = await serveBaseline('hello');
+  try {
+    return await load(server.url);
+  } finally {
+    await server.stop();
+  }
+}
+
 /** Ratios of `service` to `baseline` req/s, per generator. */
 function ratios(service: Loaded, baseline: Loaded) {
   return {
@@ -323,7 +333,7 @@ const percentile = (values: number[], p: number) => {
 };
 
 /** /api cached, cold, filtered and /healthcheck for one table size, against the baselines. */
-async function apiForSize(dir: string, rows: number, hello: Loaded) {
+async function apiForSize(dir: string, rows: number) {
   const path = await sqliteWithUsers(dir, rows);
   const app = await serveApp(sqliteEnv(path));
   try {
@@ -348,6 +358,9 @@ async function apiForSize(dir: string, rows: number, hello: Loaded) {
       cold.push((await getBody(`${app.url}/api`)).ms);
     }
     const filtered = await load(`${app.url}/api?state=NY&limit=100`);
+    // The hello-world again, just before /healthcheck: a shared machine's speed drifts over a
+    // run of minutes, and the ratio should compare two loads taken side by side.
+    const hello = await loadHelloWorld();
     const health = await load(`${app.url}/healthcheck`);
     return {
       users: rows,
@@ -362,6 +375,7 @@ async function apiForSize(dir: string, rows: number, hello: Loaded) {
       },
       stateNyLimit100: filtered,
       healthcheck: health,
+      helloWorldJustBefore: hello,
       healthcheckRatioToHelloWorld: ratios(health, hello),
     };
   } finally {
@@ -437,16 +451,10 @@ let pair: MariadbPair | undefined;
 try {
   const loadAtStart = loadavg().map((value) => round(value, 2));
   // Is the load generator the ceiling? The same hello-world under both generators.
-  const helloServer = await serveBaseline('hello');
-  let hello: Loaded;
-  try {
-    hello = await load(helloServer.url);
-  } finally {
-    await helloServer.stop();
-  }
+  const hello = await loadHelloWorld();
 
   const api = [];
-  for (const rows of SIZES) api.push(await apiForSize(dir, rows, hello));
+  for (const rows of SIZES) api.push(await apiForSize(dir, rows));
   const stream = await streamLargeTable(dir, STREAM_ROWS);
 
   const csv = join(dir, 'users.csv');
