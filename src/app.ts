@@ -51,11 +51,14 @@ export function buildApp(deps: AppDependencies): FastifyInstance {
     checkMs: deps.config.apiCacheCheckMs,
   });
   const readiness = createReadiness({ db: deps.db, now: deps.now });
+  // Set when app.close() begins: from then on the app answers every request (with
+  // `Connection: close`), so keep-alive clients let go and the close can finish.
+  let closing = false;
   const fastPath = createFastPath({
     apiCache,
     readiness,
     serverName: deps.config.serverName,
-    isDraining,
+    isStopping: () => closing || isDraining(),
     accounting,
   });
 
@@ -79,6 +82,11 @@ export function buildApp(deps: AppDependencies): FastifyInstance {
     },
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false } },
   }).withTypeProvider<TypeBoxTypeProvider>();
+
+  app.addHook('preClose', (done) => {
+    closing = true;
+    done();
+  });
 
   // Requests counted in http_requests_in_flight; each leaves once, by response or by abort.
   // Callback hooks and a flag on the request: these run for every request, and async hooks,

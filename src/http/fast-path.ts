@@ -9,7 +9,8 @@ export interface FastPathDependencies {
   apiCache: ApiCache;
   readiness: Readiness;
   serverName: string;
-  isDraining: () => boolean;
+  /** True from the start of a shutdown (draining, or the app closing): the app answers then. */
+  isStopping: () => boolean;
   accounting: RequestAccounting;
 }
 
@@ -22,7 +23,7 @@ export type FastPath = (request: IncomingMessage, response: ServerResponse) => b
  * (no query, JSON, uncompressed, unconditional) while the cached body is current. Going through
  * the framework's routing, validation and reply machinery cost a third of their throughput
  * (bench/run.ts). Everything else — a query string, another format, compression, If-None-Match,
- * HEAD, a stale cache or readiness, draining — goes to the app, which answers every case; the
+ * HEAD, a stale cache or readiness, a shutdown under way — goes to the app, which answers every case; the
  * integration test 'the fast path answers exactly as the app does' holds both to the same
  * status, headers and bytes, and each request is logged and counted the same way.
  */
@@ -39,23 +40,28 @@ export function createFastPath(deps: FastPathDependencies): FastPath {
     const started = performance.now();
     const requestId = accounting.requestId(request.headers['x-request-id']);
     accounting.started();
+    // Counted when the response is done, as the app's onResponse/onRequestAbort hooks do: a
+    // large body to a slow client takes its real time, and one cut short is not a 200.
+    response.once('close', () => {
+      if (!response.writableFinished) return accounting.aborted();
+      accounting.finished({
+        requestId,
+        method: 'GET',
+        route,
+        status: 200,
+        durationMs: performance.now() - started,
+      });
+    });
     response.writeHead(200, {
       'x-request-id': requestId,
       ...headers,
       'content-length': body.length,
     });
     response.end(body);
-    accounting.finished({
-      requestId,
-      method: 'GET',
-      route,
-      status: 200,
-      durationMs: performance.now() - started,
-    });
     return true;
   };
   return (request, response) => {
-    if (request.method !== 'GET' || deps.isDraining()) return false;
+    if (request.method !== 'GET' || deps.isStopping()) return false;
     const { url, headers } = request;
     if (url === '/api') {
       if (

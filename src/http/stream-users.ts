@@ -58,8 +58,16 @@ export async function* renderBareUsers(
   yield head === '[' ? '[]' : ']';
 }
 
-/** The bare `/api` body streamed from one snapshot (a table too large for the cache). */
-export function streamBareUsers(db: Database): Promise<Readable> {
+/**
+ * The bare `/api` body when the cache does not hold it. A table that fits in one page is read
+ * with one query (which the replica router retries elsewhere if a replica dies under it); a
+ * larger one is streamed from one snapshot, from its first row again.
+ */
+export async function readBareUsersBody(db: Database): Promise<Readable> {
+  const first = await db.read((executor) => readUsersJsonPage(executor, 0, STREAM_PAGE_ROWS));
+  if (first.rows < STREAM_PAGE_ROWS) {
+    return Readable.from([Buffer.from(first.rows === 0 ? '[]' : `[${first.json}]`)]);
+  }
   return openUsersStream(db, (executor) => renderBareUsers(executor));
 }
 

@@ -25,7 +25,7 @@ import type { ApiCache, CachedApiBody, ContentEncoding } from './api-cache.js';
 import { brotliOptions, GZIP_OPTIONS } from './compression.js';
 import { negotiateEncoding, negotiateFormat } from './negotiate.js';
 import { ProblemSchema, registerMethodNotAllowed } from './problem.js';
-import { readUsersBody, streamBareUsers } from './stream-users.js';
+import { readBareUsersBody, readUsersBody } from './stream-users.js';
 
 /** The public shape of a user: these keys, in this order, string values (the seed's contract). */
 export const ApiUserSchema = Type.Object(
@@ -178,7 +178,7 @@ export function registerUsersRoutes(app: FastifyInstance, deps: UsersRoutesDepen
       if (format === 'json' && Object.keys(parameters).length === 0) {
         const cached = apiCache.fresh() ?? (await apiCache.current());
         if (cached !== undefined) return sendCached(request, reply, cached, encoding);
-        const body = await streamBareUsers(db);
+        const body = await readBareUsersBody(db);
         return reply.type(MEDIA_TYPES.json).send(compressStream(body, reply, encoding));
       }
       const query = usersQueryOf(parameters);
