@@ -1,4 +1,5 @@
-import type { TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { after, before, beforeEach, type TestContext } from 'node:test';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../../src/app.js';
 import { loadConfig } from '../../src/config/config.js';
@@ -30,11 +31,50 @@ export async function startPairOrSkip(): Promise<MariadbPair | string> {
   return message;
 }
 
+/** The MariaDB pair a test file shares: `register()` inside its describe(), `require()` in tests. */
+export interface MariadbPairSuite {
+  /** Starts the pair before the suite (or skips it, see startPairOrSkip) and stops it after;
+   * before each test restarts a server an earlier test killed and empties the app's tables. */
+  register(): void;
+  require(): MariadbPair;
+}
+
+export function mariadbPairSuite(): MariadbPairSuite {
+  let pair: MariadbPair | undefined;
+  let skipReason: string | undefined;
+  const require = (): MariadbPair => {
+    assert.ok(pair, 'the MariaDB pair did not start');
+    return pair;
+  };
+  return {
+    require,
+    register() {
+      before(async () => {
+        const started = await startPairOrSkip();
+        if (typeof started === 'string') skipReason = started;
+        else pair = started;
+      });
+      after(async () => {
+        await pair?.stop();
+      });
+      beforeEach(async (t) => {
+        if (skipReason !== undefined) {
+          return (t as { skip(message: string): void }).skip(skipReason);
+        }
+        const current = require();
+        if (!current.primary.isRunning()) await current.primary.start();
+        if (!current.replica.isRunning()) await current.replica.start();
+        resetPair(current);
+      });
+    },
+  };
+}
+
 /** Drops the app's tables on the primary and waits until the replica has dropped them too. */
 export function resetPair(pair: MariadbPair): void {
   pair.replica.sql('STOP SLAVE; CHANGE MASTER TO MASTER_DELAY=0; START SLAVE');
   pair.primary.sql(
-    'DROP TABLE IF EXISTS users.users, users.data_state, users.kysely_migration, users.kysely_migration_lock',
+    'DROP TABLE IF EXISTS users.users, users.users_prev, users.users_staging, users.data_state, users.kysely_migration, users.kysely_migration_lock',
   );
   pair.waitForReplication();
 }

@@ -1,17 +1,15 @@
 import assert from 'node:assert/strict';
-import { after, before, beforeEach, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import type { MariadbPair } from '../../scripts/mariadb-pair.js';
 import { generateUsers } from '../../scripts/generate-users-lib.js';
 import { listUsers } from '../../src/db/users-repository.js';
-import { eventually, resetPair, startMysqlApp, startPairOrSkip } from '../helpers/mariadb.js';
+import { eventually, mariadbPairSuite, startMysqlApp } from '../helpers/mariadb.js';
 import { contractOf, TRICKY_CITY, TRICKY_USERS_CSV } from '../helpers/tricky-users.js';
 
-let pair: MariadbPair | undefined;
-let skipReason: string | undefined;
+const pairSuite = mariadbPairSuite();
 
 function requirePair(): MariadbPair {
-  assert.ok(pair, 'the MariaDB pair did not start');
-  return pair;
+  return pairSuite.require();
 }
 
 type ApiUser = Record<string, string | number>;
@@ -32,18 +30,7 @@ async function append(url: string, csv: string) {
 }
 
 describe('/api on MariaDB primary + replica', { timeout: 600_000 }, () => {
-  before(async () => {
-    const started = await startPairOrSkip();
-    if (typeof started === 'string') skipReason = started;
-    else pair = started;
-  });
-  after(async () => {
-    await pair?.stop();
-  });
-  beforeEach((t) => {
-    if (skipReason !== undefined) return (t as { skip(message: string): void }).skip(skipReason);
-    resetPair(requirePair());
-  });
+  pairSuite.register();
 
   it('a write through instance A shows on instance B within API_CACHE_CHECK_MS', async (t) => {
     const a = await startMysqlApp(t, requirePair(), { API_CACHE_CHECK_MS: '250' });

@@ -2,8 +2,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, beforeEach, describe, it, type TestContext } from 'node:test';
-import type { MariadbPair } from '../../scripts/mariadb-pair.js';
+import { describe, it, type TestContext } from 'node:test';
 import { createBackup } from '../../src/backup/create-backup.js';
 import { restoreBackup } from '../../src/backup/restore-backup.js';
 import type { Database } from '../../src/db/database.js';
@@ -19,12 +18,11 @@ import {
   primaryUsers,
   type DrillContext,
 } from '../helpers/backup-drills.js';
-import { eventually, resetPair, startMysqlApp, startPairOrSkip } from '../helpers/mariadb.js';
+import { eventually, mariadbPairSuite, startMysqlApp } from '../helpers/mariadb.js';
 import { createTestDatabase } from '../helpers/test-database.js';
 import { importUsers } from '../../src/importer/import-users.js';
 
-let pair: MariadbPair | undefined;
-let skipReason: string | undefined;
+const pairSuite = mariadbPairSuite();
 
 async function backupFolder(t: TestContext): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'users-api-backups-'));
@@ -34,7 +32,7 @@ async function backupFolder(t: TestContext): Promise<string> {
 
 /** The app on the pair, with the replica healthy (so snapshots are read there). */
 async function mysqlDrill(t: TestContext) {
-  assert.ok(pair, 'the MariaDB pair did not start');
+  const pair = pairSuite.require();
   // The drills write behind the app's back (no HTTP), so the app must look at the data version
   // on every request; otherwise its cache may show the previous list for API_CACHE_CHECK_MS.
   const app = await startMysqlApp(t, pair, { API_CACHE_CHECK_MS: '0' });
@@ -44,33 +42,24 @@ async function mysqlDrill(t: TestContext) {
 }
 
 describe('restore drills on the MariaDB pair (real replication)', { timeout: 600_000 }, () => {
-  before(async () => {
-    const started = await startPairOrSkip();
-    if (typeof started === 'string') skipReason = started;
-    else pair = started;
-  });
-  after(async () => {
-    await pair?.stop();
-  });
-  beforeEach((t) => {
-    if (skipReason !== undefined) return (t as { skip(message: string): void }).skip(skipReason);
-    pair!.primary.sql('DROP TABLE IF EXISTS users.users_prev, users.users_staging');
-    resetPair(pair!);
-  });
+  pairSuite.register();
 
   it('1: data wiped out → restore → identical rows, order and checksum', async (t) => {
     const { ctx } = await mysqlDrill(t);
     await drillWipedOut(ctx);
-    pair!.waitForReplication();
-    assert.equal(pair!.replica.sql('SELECT COUNT(*) FROM users.users').trim(), '1000');
+    pairSuite.require().waitForReplication();
+    assert.equal(
+      pairSuite.require().replica.sql('SELECT COUNT(*) FROM users.users').trim(),
+      '1000',
+    );
   });
 
   it('2: users table dropped → restore recreates it (utf8mb4, on the replica too)', async (t) => {
     const { ctx } = await mysqlDrill(t);
     await drillTableDropped(ctx);
-    pair!.waitForReplication();
+    pairSuite.require().waitForReplication();
     assert.match(
-      pair!.replica.sql('SHOW CREATE TABLE users.users'),
+      pairSuite.require().replica.sql('SHOW CREATE TABLE users.users'),
       /CHARSET=utf8mb4 COLLATE=utf8mb4_bin/,
     );
   });
@@ -110,10 +99,10 @@ describe('restore drills on the MariaDB pair (real replication)', { timeout: 600
   it('a backup reads the primary when no replica is healthy', async (t) => {
     const { ctx, db } = await mysqlDrill(t);
     await importSample(db);
-    pair!.replica.sql('STOP SLAVE');
+    pairSuite.require().replica.sql('STOP SLAVE');
     await eventually(() => db.replicaStates()[0]?.healthy === false, 'the replica is out');
     const backup = await createBackup(db, { dir: ctx.dir, serverName: 'drill' });
-    pair!.replica.sql('START SLAVE');
+    pairSuite.require().replica.sql('START SLAVE');
     assert.equal(backup.manifest.source, 'primary');
     assert.equal(backup.rows, 1000);
   });

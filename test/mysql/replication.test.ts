@@ -2,10 +2,10 @@ import assert from 'node:assert/strict';
 import { writeFile, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, beforeEach, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import type { MariadbPair } from '../../scripts/mariadb-pair.js';
 import { generateUsers } from '../../scripts/generate-users-lib.js';
-import { eventually, resetPair, startMysqlApp, startPairOrSkip } from '../helpers/mariadb.js';
+import { eventually, mariadbPairSuite, startMysqlApp } from '../helpers/mariadb.js';
 
 // A row written on the replica alone (kept out of its binlog): seeing it proves a read came
 // from the replica, not trusting the router's word for it.
@@ -16,12 +16,10 @@ const MARKER_ID = 2_000_000_000;
 const NO_API_CACHE = { API_CACHE_MAX_BYTES: '0' };
 const MARKER_NAME = 'Replica Only';
 
-let pair: MariadbPair | undefined;
-let skipReason: string | undefined;
+const pairSuite = mariadbPairSuite();
 
 function requirePair(): MariadbPair {
-  assert.ok(pair, 'the MariaDB pair did not start');
-  return pair;
+  return pairSuite.require();
 }
 
 function writeMarkerOnReplica(): void {
@@ -50,22 +48,7 @@ async function post(url: string, path: string, init: RequestInit = {}) {
 }
 
 describe('MariaDB primary + replica (real replication)', { timeout: 600_000 }, () => {
-  before(async () => {
-    const started = await startPairOrSkip();
-    if (typeof started === 'string') skipReason = started;
-    else pair = started;
-  });
-  after(async () => {
-    await pair?.stop();
-  });
-  beforeEach(async (t) => {
-    if (skipReason !== undefined) return (t as { skip(message: string): void }).skip(skipReason);
-    const current = requirePair();
-    // A test that killed a server restarts it; make sure, then start from empty tables.
-    if (!current.primary.isRunning()) await current.primary.start();
-    if (!current.replica.isRunning()) await current.replica.start();
-    resetPair(current);
-  });
+  pairSuite.register();
 
   it('writes land on the primary, reach the replica, and /api reads from the replica', async (t) => {
     const { url, db } = await startMysqlApp(t, requirePair());
