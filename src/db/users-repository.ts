@@ -190,14 +190,7 @@ export async function findUsers(
   select = column === 'id' ? select.orderBy('id', direction) : select.orderBy(column, direction);
   if (column !== 'id') select = select.orderBy('id', direction);
   const rows = await select.limit(limit).execute();
-  const users = rows.map((row) => ({
-    id: Number(row.id),
-    name: row.name,
-    street: row.street,
-    city: row.city,
-    state: row.state,
-    userDate: row.user_date,
-  }));
+  const users = rows.map(userRecordOf);
   const lastRow = rows.at(-1);
   const last =
     lastRow === undefined
@@ -233,16 +226,26 @@ export async function findUserById(
     .select(['id', 'name', 'street', 'city', 'state', 'user_date'])
     .where('id', '=', id)
     .executeTakeFirst();
-  return row === undefined
-    ? undefined
-    : {
-        id: Number(row.id),
-        name: row.name,
-        street: row.street,
-        city: row.city,
-        state: row.state,
-        userDate: row.user_date,
-      };
+  return row === undefined ? undefined : userRecordOf(row);
+}
+
+/** A users row as the service's record (ids come back as numbers, strings or bigints). */
+function userRecordOf(row: {
+  id: number | string | bigint;
+  name: string;
+  street: string;
+  city: string;
+  state: string;
+  user_date: string;
+}): UserRecord {
+  return {
+    id: Number(row.id),
+    name: row.name,
+    street: row.street,
+    city: row.city,
+    state: row.state,
+    userDate: row.user_date,
+  };
 }
 
 /** One page of users in load order, after `afterId` (0 for the first page). */

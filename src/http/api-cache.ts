@@ -68,10 +68,13 @@ export function createApiCache(options: ApiCacheOptions): ApiCache {
   let tooLargeVersion: number | undefined;
   let building: Promise<CachedApiBody | undefined> | undefined;
 
+  /** The data version when it was read less than `checkMs` ago. */
+  const freshVersion = (): number | undefined =>
+    known !== undefined && now() - known.checkedAt < checkMs ? known.version : undefined;
+
   const currentVersion = (): Promise<number> => {
-    if (known !== undefined && now() - known.checkedAt < checkMs) {
-      return Promise.resolve(known.version);
-    }
+    const fresh = freshVersion();
+    if (fresh !== undefined) return Promise.resolve(fresh);
     checking ??= db
       .read(readDataVersion)
       .then((version) => {
@@ -121,11 +124,8 @@ export function createApiCache(options: ApiCacheOptions): ApiCache {
       return building;
     },
     fresh() {
-      return known !== undefined &&
-        entry?.version === known.version &&
-        now() - known.checkedAt < checkMs
-        ? entry
-        : undefined;
+      const version = freshVersion();
+      return version !== undefined && entry?.version === version ? entry : undefined;
     },
     invalidate() {
       known = undefined;
