@@ -21,6 +21,7 @@ export const ERROR_CODES = {
   ERR_BACKUP_UNSUPPORTED_VERSION: { status: 422, title: 'Backup format too new' },
   ERR_BACKUP_NOT_FOUND: { status: 404, title: 'Backup not found' },
   ERR_BACKUP_IN_PROGRESS: { status: 409, title: 'A backup is already running' },
+  ERR_WRITE_IN_PROGRESS: { status: 409, title: 'Another write is in progress' },
   ERR_DB_UNAVAILABLE: { status: 503, title: 'Database unavailable' },
   ERR_DB_PRIMARY_UNAVAILABLE: { status: 503, title: 'Primary database unavailable' },
   ERR_SHUTTING_DOWN: { status: 503, title: 'Server is shutting down' },

@@ -12,11 +12,14 @@ import { readBackup, type BackupSummary } from './read-backup.js';
 export async function restoreBackup(db: Database, path: string): Promise<BackupSummary> {
   const verified = await readBackup(path);
   let loaded: BackupSummary | undefined;
-  await db.replaceUsersTable(async (insert) => {
-    loaded = await readBackup(path, { batchRows: db.maxInsertRows, onRows: insert });
-    if (loaded.sha256 !== verified.sha256) {
-      throw new AppError('ERR_BACKUP_INVALID', `${path} changed while it was being restored`);
-    }
-  });
+  await db.replaceUsersTable(
+    async (insert) => {
+      loaded = await readBackup(path, { batchRows: db.maxInsertRows, onRows: insert });
+      if (loaded.sha256 !== verified.sha256) {
+        throw new AppError('ERR_BACKUP_INVALID', `${path} changed while it was being restored`);
+      }
+    },
+    { ifEmpty: false, keepPrevious: true },
+  );
   return loaded ?? verified;
 }

@@ -59,7 +59,7 @@ export const CONFIG_SCHEMA = {
     default: '10000',
     allowed: 'an integer from 100 to 3600000',
     description:
-      'Longest a single MySQL query may run; past it the connection is dropped and the query fails.',
+      'Longest a single MySQL query may run; past it the connection is dropped and the query fails. A writer waits 80% of it for the write lock, then answers 409.',
   },
   MIGRATE_ON_START: {
     default: 'true',

@@ -1,17 +1,21 @@
 import { AppError } from '../errors.js';
-import type { Database, WriteTransaction } from './database.js';
+import type { Database, DatabaseExecutor, WriteTransaction } from './database.js';
 import { isDatabaseFailure } from './is-database-failure.js';
 
 /**
- * Starts a transaction on the write connection and takes the write lock at once by bumping the
- * data version, so whatever the caller reads next cannot change under it until commit or
- * rollback. (SQLite: the UPDATE takes the database's write lock; MySQL: it locks the row.)
+ * Starts a transaction on `executor` (the write connection, or the write lock's connection)
+ * and bumps the data version at once, so every instance's cache sees the write when it commits.
+ * On SQLite the UPDATE also takes the database's write lock, so whatever the caller reads next
+ * cannot change under it until commit or rollback.
  * A database that cannot take writes is reported as ERR_DB_PRIMARY_UNAVAILABLE (503).
  */
-export async function beginWriteTransaction(db: Database): Promise<WriteTransaction> {
+export async function beginWriteTransaction(
+  db: Database,
+  executor: DatabaseExecutor = db.write,
+): Promise<WriteTransaction> {
   let trx: WriteTransaction | undefined;
   try {
-    trx = await db.write.startTransaction().execute();
+    trx = await executor.startTransaction().execute();
     await trx
       .updateTable('data_state')
       .set((eb) => ({ data_version: eb('data_version', '+', 1) }))
@@ -24,13 +28,18 @@ export async function beginWriteTransaction(db: Database): Promise<WriteTransact
       ?.rollback()
       .execute()
       .catch(() => undefined);
-    if (!isDatabaseFailure(error)) throw error;
-    throw new AppError(
-      'ERR_DB_PRIMARY_UNAVAILABLE',
-      db.dialect === 'mysql'
-        ? 'primary database unavailable: writes are refused until it is back; reads go on'
-        : 'database unavailable for writes; try again shortly',
-      { cause: error },
-    );
+    throw writesUnavailable(db, error);
   }
+}
+
+/** `error` as ERR_DB_PRIMARY_UNAVAILABLE when it means the database cannot take writes. */
+export function writesUnavailable(db: Pick<Database, 'dialect'>, error: unknown): unknown {
+  if (!isDatabaseFailure(error)) return error;
+  return new AppError(
+    'ERR_DB_PRIMARY_UNAVAILABLE',
+    db.dialect === 'mysql'
+      ? 'primary database unavailable: writes are refused until it is back; reads go on'
+      : 'database unavailable for writes; try again shortly',
+    { cause: error },
+  );
 }

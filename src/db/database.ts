@@ -14,9 +14,8 @@ export interface UsersTable {
 }
 
 /**
- * One row (id = 1). Every write transaction updates it first: that takes the write lock before
- * anything is read (so "import if empty" checks and writes atomically across instances), and
- * `data_version` tells every instance that the users changed.
+ * One row (id = 1). Every write bumps `data_version` (see beginWriteTransaction), which tells
+ * every instance that the users changed.
  */
 export interface DataStateTable {
   id: number;
@@ -25,15 +24,20 @@ export interface DataStateTable {
 
 export interface DatabaseSchema {
   users: UsersTable;
-  /** A restore's rows while they load; renamed to `users` by the swap. */
+  /** The rows of a replace (restore, or import if-empty/replace) while they load. */
   users_staging: UsersTable;
   /** The table a restore replaced, kept until the next restore. */
   users_prev: UsersTable;
+  /** The table an import replaced, for the moment between the swap and its drop. */
+  users_replaced: UsersTable;
   data_state: DataStateTable;
 }
 
 /** The tables that hold users rows. */
-export type UsersTableName = 'users' | 'users_staging' | 'users_prev';
+export type UsersTableName = 'users' | 'users_staging' | 'users_prev' | 'users_replaced';
+
+/** How a `replaceUsersTable` ended: swapped in, or skipped because `users` had rows. */
+export type ReplaceOutcome = { replaced: true } | { replaced: false; rows: number };
 
 export type DatabaseExecutor = Kysely<DatabaseSchema>;
 export type DatabaseTransaction = Transaction<DatabaseSchema>;
@@ -89,24 +93,28 @@ export interface Database {
    */
   readSnapshot<T>(read: (executor: DatabaseExecutor, source: string) => Promise<T>): Promise<T>;
   /**
-   * Replaces every user with the rows `load` hands to `insert`, atomically: the rows go into
-   * `users_staging` on the primary, then one swap (SQLite: one transaction; MySQL: one
-   * `RENAME TABLE`) makes it `users` and keeps the old table as `users_prev` (the one before
-   * is dropped). Readers see the old or the new table, never a partial one; if `load` or the
-   * load fails, the live table is untouched. The data version is bumped and, on MySQL, the
-   * call waits for the replicas like an import does.
+   * Runs `write` holding the database's write lock, given an executor on the lock's own
+   * connection (which `write` uses for its transaction or its swap). MySQL: the named lock
+   * `users-api.write` (GET_LOCK) that every writer on every instance takes, waited for up to
+   * 80% of DB_QUERY_TIMEOUT_MS, then ERR_WRITE_IN_PROGRESS (409). SQLite: the write connection,
+   * whose write transactions already take turns on the file's lock.
+   */
+  withWriteLock<T>(write: (executor: DatabaseExecutor) => Promise<T>): Promise<T>;
+  /**
+   * Replaces every user with the rows `load` hands to `insert`, atomically, under the write
+   * lock: the rows go into `users_staging` on the primary (its indexes built after the load),
+   * then one swap (SQLite: one transaction; MySQL: one `RENAME TABLE`) makes it `users`.
+   * `keepPrevious` keeps the old table as `users_prev` (a restore's undo; the one before is
+   * dropped); otherwise the old table is dropped. `ifEmpty` skips it all when `users` has rows
+   * (checked under the lock, so concurrent calls from any number of instances load once).
+   * Readers see the old or the new table, never a partial one; if `load` or the load fails,
+   * the live table is untouched. The data version is bumped and, on MySQL, the call waits for
+   * the replicas like any write does.
    */
   replaceUsersTable(
     load: (insert: (users: readonly User[]) => Promise<void>) => Promise<void>,
-  ): Promise<void>;
-  /**
-   * Called in a write transaction about to load rows into an empty users table. Returns what to
-   * call before commit. SQLite sets the table's secondary indexes aside and builds them again
-   * after the load (one sort per index instead of a B-tree insert per row: about 3× faster for
-   * large imports); its DDL is transactional, so a rollback restores them. MySQL does nothing
-   * (DDL would commit the transaction).
-   */
-  prepareBulkLoad(trx: DatabaseTransaction): Promise<() => Promise<void>>;
+    options: { ifEmpty: boolean; keepPrevious: boolean },
+  ): Promise<ReplaceOutcome>;
   /**
    * Call after a commit: waits (bounded) until every healthy replica has applied it, so the next
    * read anywhere sees it. A replica that does not catch up in time leaves the rotation.

@@ -1,7 +1,6 @@
 import { CompiledQuery, sql } from 'kysely';
 import type { User } from '../users/user.js';
-import type { DatabaseExecutor, DatabaseTransaction, UsersTableName } from './database.js';
-import { deleteAllUsersRows } from './dialects/delete-all-users.js';
+import type { DatabaseExecutor, UsersTableName } from './database.js';
 import { containsIgnoringCase, startsWithIgnoringCase } from './dialects/text-match.js';
 
 /** Every user, in load order. */
@@ -34,20 +33,28 @@ export async function probeUsersTable(executor: DatabaseExecutor): Promise<void>
 }
 
 /**
- * The INSERT text for a batch of n rows, compiled once per dialect and batch size: building and
- * compiling a 2,000-row Kysely query for every batch cost more than the database took to run it.
+ * The INSERT text for a batch of n rows, compiled once per dialect, table and batch size:
+ * building and compiling a 2,000-row Kysely query for every batch cost more than the database
+ * took to run it.
  */
 const insertSqlCache = new WeakMap<object, Map<string, string>>();
 
-function insertSql(trx: DatabaseTransaction, table: UsersTableName, rows: number): string {
-  const adapter = trx.getExecutor().adapter;
+function insertSql(
+  executor: DatabaseExecutor,
+  table: UsersTableName,
+  rows: number,
+  withIds: boolean,
+): string {
+  const adapter = executor.getExecutor().adapter;
   let bySize = insertSqlCache.get(adapter);
   if (bySize === undefined) insertSqlCache.set(adapter, (bySize = new Map<string, string>()));
-  const key = `${table}:${rows}`;
+  const key = `${table}:${rows}:${withIds}`;
   let text = bySize.get(key);
   if (text === undefined) {
-    const placeholder = { name: '', street: '', city: '', state: '', user_date: '' };
-    text = trx
+    const placeholder = withIds
+      ? { id: 0, name: '', street: '', city: '', state: '', user_date: '' }
+      : { name: '', street: '', city: '', state: '', user_date: '' };
+    text = executor
       .insertInto(table)
       .values(Array<typeof placeholder>(rows).fill(placeholder))
       .compile().sql;
@@ -57,29 +64,31 @@ function insertSql(trx: DatabaseTransaction, table: UsersTableName, rows: number
 }
 
 /**
- * Appends users in the given order (to `users`, or to a restore's staging table); the caller
- * sizes the batch to the dialect's limit.
+ * Appends users in the given order (to `users`, or to a staging table); the caller sizes the
+ * batch to the dialect's limit. With `firstId` the rows get ids firstId, firstId + 1, …
+ * (staged batches sent on several connections at once keep the file's order that way).
  */
 export async function insertUsers(
-  trx: DatabaseTransaction,
+  executor: DatabaseExecutor,
   users: readonly User[],
   table: UsersTableName = 'users',
+  firstId?: number,
 ): Promise<void> {
   if (users.length === 0) return;
-  const parameters: string[] = new Array<string>(users.length * 5);
+  const columns = firstId === undefined ? 5 : 6;
+  const parameters = new Array<string | number>(users.length * columns);
   let index = 0;
+  let id = firstId ?? 0;
   for (const user of users) {
+    if (firstId !== undefined) parameters[index++] = id++;
     parameters[index++] = user.name;
     parameters[index++] = user.street;
     parameters[index++] = user.city;
     parameters[index++] = user.state;
     parameters[index++] = user.userDate;
   }
-  await trx.executeQuery(CompiledQuery.raw(insertSql(trx, table, users.length), parameters));
-}
-
-export async function deleteAllUsers(trx: DatabaseTransaction): Promise<void> {
-  await deleteAllUsersRows(trx);
+  const text = insertSql(executor, table, users.length, firstId !== undefined);
+  await executor.executeQuery(CompiledQuery.raw(text, parameters));
 }
 
 /** The data version: bumped by every write transaction (see beginWriteTransaction). */

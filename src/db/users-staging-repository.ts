@@ -3,10 +3,10 @@ import { MysqlAdapter, sql, type Expression } from 'kysely';
 import type { DatabaseExecutor, UsersTableName } from './database.js';
 
 /**
- * Creates an empty users table under `table` with the shape migrations 0001 and 0003 give
- * `users` (a restore's staging table, or `users` itself when the restore recreates a dropped
- * table). `tableOptions`
- * is appended to the statement (MySQL: the character set of migration 0002).
+ * Creates an empty users table under `table` with the columns migrations 0001 and 0003 give
+ * `users` (the staging table of a replace, or of a restore that recreates a dropped table), but
+ * none of its secondary indexes: a bulk load builds them afterwards with `createUsersIndexes`.
+ * `tableOptions` is appended to the statement (MySQL: the character set of migration 0002).
  */
 export async function createUsersTable(
   executor: DatabaseExecutor,
@@ -21,17 +21,29 @@ export async function createUsersTable(
     .addColumn('city', 'varchar(255)', (col) => col.notNull())
     .addColumn('state', 'varchar(2)', (col) => col.notNull())
     .addColumn('user_date', 'varchar(8)', (col) => col.notNull())
-    // The shape migration 0003 gives `users`: the sortable date key and the indexes /api's
-    // filters and sorts use. A restored table must serve the same queries as the one it replaces.
+    // The sortable date key of migration 0003: a swapped-in table must serve the same queries.
     .addColumn('user_date_key', 'varchar(6)', (col) =>
       col.generatedAlwaysAs(userDateKey(executor)),
     );
   if (tableOptions !== undefined) builder = builder.modifyEnd(tableOptions);
   await builder.execute();
+}
+
+/**
+ * Gives `table` the indexes migration 0003 gives `users` (what /api's filters and sorts use).
+ * Built once the rows are in: one sort per index instead of a B-tree insert per row, about 3×
+ * faster for a large load on either dialect. One statement per index, so a MySQL replica builds
+ * each one while the primary builds the next; `state` (the shortest keys) comes last, so the
+ * replica's tail after the primary finishes is short.
+ */
+export async function createUsersIndexes(
+  executor: DatabaseExecutor,
+  table: UsersTableName,
+): Promise<void> {
   // SQLite index names are unique per database, and a swapped-in table keeps its index names:
   // a random suffix never collides with the live or previous table's.
   const suffix = randomBytes(4).toString('hex');
-  for (const column of ['name', 'city', 'state', 'user_date_key'] as const) {
+  for (const column of ['name', 'city', 'user_date_key', 'state'] as const) {
     await executor.schema
       .createIndex(`${table}_${column}_${suffix}`)
       .on(table)

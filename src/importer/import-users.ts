@@ -1,6 +1,5 @@
 import { beginWriteTransaction } from '../db/begin-write-transaction.js';
 import type { Database } from '../db/database.js';
-import { countUsers, deleteAllUsers } from '../db/users-repository.js';
 import { AppError } from '../errors.js';
 import type { User } from '../users/user.js';
 import { validateUser } from '../users/validate-user.js';
@@ -41,11 +40,12 @@ const READERS: Record<
 };
 
 /**
- * Imports users all-or-nothing: the source is streamed, every row validated and inserted in
- * batches inside one write transaction, which commits only when every row is good. Any bad row
- * rolls everything back and throws ERR_IMPORT_BAD_ROWS listing each one (up to 100 rows).
- * With `if-empty`, the emptiness check runs under the write lock, so concurrent calls from any
- * number of instances leave exactly one copy. `observe` hears the outcome and the rows imported.
+ * Imports users all-or-nothing: the source is streamed and every row validated; any bad row
+ * throws ERR_IMPORT_BAD_ROWS listing each one (up to 100 rows) and changes nothing.
+ * `append` inserts in batches inside one write transaction (under the write lock) that commits
+ * only when every row is good. `if-empty` and `replace` load a staging table and swap it in
+ * (`db.replaceUsersTable`); `if-empty` checks under the write lock, so concurrent calls from
+ * any number of instances leave exactly one copy. `observe` hears the outcome and the rows.
  */
 export async function importUsers(
   db: Database,
@@ -68,83 +68,102 @@ async function importUsersOnce(
   source: ImportSource,
   mode: ImportMode,
 ): Promise<ImportResult> {
-  const trx = await beginWriteTransaction(db);
-  let rows = 0;
-  try {
-    if (mode === 'if-empty') {
-      const existing = await countUsers(trx);
-      if (existing > 0) {
-        await trx.rollback().execute();
-        return { status: 'skipped', reason: 'table not empty', rows: existing };
+  if (mode === 'append') {
+    const rows = await db.withWriteLock(async (locked) => {
+      const trx = await beginWriteTransaction(db, locked);
+      try {
+        const read = await readUsers(db, source, (users) => db.insertUsers(trx, users));
+        await trx.commit().execute();
+        return read;
+      } catch (error) {
+        if (!trx.isCommitted && !trx.isRolledBack) {
+          // A lost connection cannot roll back, and need not: the server drops the open
+          // transaction with it. The original error is the one worth reporting.
+          await trx
+            .rollback()
+            .execute()
+            .catch(() => undefined);
+        }
+        throw error;
       }
-    }
-    if (mode === 'replace') await deleteAllUsers(trx);
-    // The table is empty now (if-empty found it so, replace emptied it): load it in bulk.
-    const finishBulkLoad = mode === 'append' ? undefined : await db.prepareBulkLoad(trx);
+    });
+    await db.waitForReplicas();
+    return { status: 'imported', rows };
+  }
+  let rows = 0;
+  const outcome = await db.replaceUsersTable(
+    async (insert) => {
+      rows = await readUsers(db, source, insert);
+    },
+    { ifEmpty: mode === 'if-empty', keepPrevious: false },
+  );
+  return outcome.replaced
+    ? { status: 'imported', rows }
+    : { status: 'skipped', reason: 'table not empty', rows: outcome.rows };
+}
 
-    const batches = READERS[source.format](decodeUtf8(source.open()));
-    const errors: string[] = [];
-    let badRows = 0;
-    let batch: User[] = [];
-    // One batch is written while the next is parsed: on a networked database the two overlap
-    // instead of taking turns. At most one insert is in flight, so memory stays bounded.
-    let inFlight: Promise<void> = Promise.resolve();
-    const send = async (users: User[]) => {
-      await inFlight;
-      inFlight = db.insertUsers(trx, users);
-      // Awaited before the next send and before commit; this only keeps it from being reported
-      // as unhandled while the parser runs.
-      inFlight.catch(() => undefined);
-    };
-    reading: for await (const records of batches) {
-      for (const record of records) {
-        rows += 1;
-        if ('problem' in record) {
-          errors.push(`${record.location}: ${record.problem}`);
+/**
+ * Reads and validates every row of `source`, handing the good ones to `insert` in batches of
+ * the dialect's size; returns how many rows were read. Throws ERR_IMPORT_BAD_ROWS (after
+ * reading on to list them) or ERR_IMPORT_NO_ROWS before the last batch is handed over, so the
+ * caller never commits a bad file.
+ */
+async function readUsers(
+  db: Database,
+  source: ImportSource,
+  insert: (users: readonly User[]) => Promise<void>,
+): Promise<number> {
+  const batches = READERS[source.format](decodeUtf8(source.open()));
+  const errors: string[] = [];
+  let rows = 0;
+  let badRows = 0;
+  let batch: User[] = [];
+  // One batch is written while the next is parsed: on a networked database the two overlap
+  // instead of taking turns. At most one insert is in flight, so memory stays bounded.
+  let inFlight: Promise<void> = Promise.resolve();
+  const send = async (users: User[]) => {
+    await inFlight;
+    inFlight = insert(users);
+    // Awaited before the next send and before returning; this only keeps it from being
+    // reported as unhandled while the parser runs.
+    inFlight.catch(() => undefined);
+  };
+  reading: for await (const records of batches) {
+    for (const record of records) {
+      rows += 1;
+      if ('problem' in record) {
+        errors.push(`${record.location}: ${record.problem}`);
+        badRows += 1;
+      } else {
+        const result = validateUser(record.raw);
+        if (!result.ok) {
+          for (const { field, reason } of result.problems) {
+            errors.push(`${record.location}: ${field}: ${reason}`);
+          }
           badRows += 1;
-        } else {
-          const result = validateUser(record.raw);
-          if (!result.ok) {
-            for (const { field, reason } of result.problems) {
-              errors.push(`${record.location}: ${field}: ${reason}`);
-            }
-            badRows += 1;
-          } else if (badRows === 0) {
-            batch.push(result.user);
-            if (batch.length === db.maxInsertRows) {
-              await send(batch);
-              batch = [];
-            }
+        } else if (badRows === 0) {
+          batch.push(result.user);
+          if (batch.length === db.maxInsertRows) {
+            await send(batch);
+            batch = [];
           }
         }
-        if (badRows === MAX_REPORTED_BAD_ROWS) break reading;
       }
+      if (badRows === MAX_REPORTED_BAD_ROWS) break reading;
     }
-    if (badRows > 0) {
-      const counted =
-        badRows === MAX_REPORTED_BAD_ROWS
-          ? `${badRows} bad rows (stopped reading there)`
-          : `${badRows} bad row${badRows === 1 ? '' : 's'}`;
-      throw new AppError('ERR_IMPORT_BAD_ROWS', `${counted}; nothing was imported`, { errors });
-    }
-    if (rows === 0) {
-      throw new AppError('ERR_IMPORT_NO_ROWS', 'the file has no user rows; nothing was imported');
-    }
-    await send(batch);
-    await inFlight;
-    await finishBulkLoad?.();
-    await trx.commit().execute();
-  } catch (error) {
-    if (!trx.isCommitted && !trx.isRolledBack) {
-      // A lost connection cannot roll back, and need not: the server drops the open
-      // transaction with it. The original error is the one worth reporting.
-      await trx
-        .rollback()
-        .execute()
-        .catch(() => undefined);
-    }
-    throw error;
   }
-  await db.waitForReplicas();
-  return { status: 'imported', rows };
+  if (badRows > 0) {
+    await inFlight.catch(() => undefined); // the caller discards what was sent; let it land first
+    const counted =
+      badRows === MAX_REPORTED_BAD_ROWS
+        ? `${badRows} bad rows (stopped reading there)`
+        : `${badRows} bad row${badRows === 1 ? '' : 's'}`;
+    throw new AppError('ERR_IMPORT_BAD_ROWS', `${counted}; nothing was imported`, { errors });
+  }
+  if (rows === 0) {
+    throw new AppError('ERR_IMPORT_NO_ROWS', 'the file has no user rows; nothing was imported');
+  }
+  if (batch.length > 0) await send(batch);
+  await inFlight;
+  return rows;
 }

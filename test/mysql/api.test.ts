@@ -115,17 +115,48 @@ describe('/api on MariaDB primary + replica', { timeout: 600_000 }, () => {
     }
   });
 
-  it('replace empties a table larger than one delete batch, all in the one transaction', async (t) => {
-    const app = await startMysqlApp(t, requirePair());
-    await append(app.url, [...generateUsers(120_000)].join(''));
-    const response = await fetch(`${app.url}/addtosql?mode=replace`, {
-      method: 'POST',
-      headers: { 'content-type': 'text/csv' },
-      body: 'NAME,STREET,CITY,STATE,USER_DATE\nOnly One,S,C,NY,01/01/01\n',
-    });
-    assert.deepEqual(await response.json(), { status: 'imported', rows: 1 });
-    assert.deepEqual((await getUsers(app.url)).users, [
-      { NAME: 'Only One', STREET: 'S', CITY: 'C', STATE: 'NY', USER_DATE: '01/01/01' },
-    ]);
+  it('replace swaps in a staged table: ids from 1 in file order, appends after them, nothing left over', async (t) => {
+    const pair = requirePair();
+    const app = await startMysqlApp(t, pair);
+    await append(app.url, [...generateUsers(3)].join(''));
+    const replacement = [...generateUsers(5000)];
+    const replace = async (csv: string) =>
+      fetch(`${app.url}/addtosql?mode=replace`, {
+        method: 'POST',
+        headers: { 'content-type': 'text/csv' },
+        body: csv,
+      });
+    const replaced = await replace(replacement.join(''));
+    assert.deepEqual(await replaced.json(), { status: 'imported', rows: 5000 });
+    await append(app.url, 'NAME,STREET,CITY,STATE,USER_DATE\nLast One,S,C,NY,01/01/01\n');
+
+    const { users } = await getUsers(app.url);
+    assert.equal(users.length, 5001);
+    const first = (await getUsers(app.url, '/api?limit=1&fields=ID,NAME')).users;
+    assert.deepEqual(first, [{ ID: 1, NAME: users[0]?.NAME }]);
+    const lastById = await fetch(`${app.url}/api/users/5001`);
+    assert.equal(((await lastById.json()) as ApiUser).NAME, 'Last One');
+
+    // A rejected replace changes nothing and leaves no staging table behind.
+    const rejected = await replace('NAME,STREET,CITY,STATE,USER_DATE\nA,B,C,XX,01/01/01\n');
+    assert.equal(rejected.status, 422);
+    assert.equal((await getUsers(app.url)).users.length, 5001);
+    pair.waitForReplication();
+    for (const server of [pair.primary, pair.replica]) {
+      assert.equal(
+        server.sql("SHOW TABLES FROM users LIKE 'users%'").trim(),
+        'users',
+        `${server.name}: only the live table`,
+      );
+      assert.equal(
+        server
+          .sql(
+            "SELECT GROUP_CONCAT(column_name ORDER BY column_name) FROM information_schema.statistics WHERE table_schema = 'users' AND table_name = 'users' AND index_name <> 'PRIMARY'",
+          )
+          .trim(),
+        'city,name,state,user_date_key',
+        `${server.name}: the indexes /api's filters use`,
+      );
+    }
   });
 });

@@ -3,6 +3,7 @@ import { writeFile, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { createConnection, type RowDataPacket } from 'mysql2/promise';
 import type { MariadbPair } from '../../scripts/mariadb-pair.js';
 import { generateUsers } from '../../scripts/generate-users-lib.js';
 import { eventually, mariadbPairSuite, startMysqlApp } from '../helpers/mariadb.js';
@@ -260,9 +261,48 @@ describe('MariaDB primary + replica (real replication)', { timeout: 600_000 }, (
     assert.equal(countOn('replica'), 1000);
   });
 
+  it('every writer takes one write lock: an import waits while it is held, 409 if held too long', async (t) => {
+    const current = requirePair();
+    // A short query timeout makes the lock wait short (80% of it).
+    const impatient = await startMysqlApp(t, current, { DB_QUERY_TIMEOUT_MS: '1500' });
+    const patient = await startMysqlApp(t, current);
+    await post(impatient.url, '/addtosql');
+    const holder = await createConnection({ uri: current.primary.url });
+    t.after(() => holder.end());
+    const [[taken]] = await holder.query<RowDataPacket[]>(
+      "SELECT GET_LOCK('users-api.write', 0) AS locked",
+    );
+    assert.equal(taken?.locked, 1);
+
+    const csv = { headers: { 'content-type': 'text/csv' } };
+    for (const mode of ['append', 'replace', 'if-empty']) {
+      const refused = await post(impatient.url, `/addtosql?mode=${mode}`, {
+        ...csv,
+        body: 'NAME,STREET,CITY,STATE,USER_DATE\nA,B,C,NY,01/01/01\n',
+      });
+      assert.equal(refused.status, 409, mode);
+      assert.equal(refused.body.code, 'ERR_WRITE_IN_PROGRESS');
+      assert.match(String(refused.body.detail), /held the write lock for 1\.2 s; try again/);
+    }
+    assert.equal(countOn('primary'), 1000, 'nothing written');
+
+    const waiting = post(patient.url, '/addtosql?mode=append', {
+      ...csv,
+      body: 'NAME,STREET,CITY,STATE,USER_DATE\nA,B,C,NY,01/01/01\n',
+    });
+    const settled = await Promise.race([
+      waiting.then(() => 'settled'),
+      new Promise((resolve) => setTimeout(resolve, 500, 'waiting')),
+    ]);
+    assert.equal(settled, 'waiting', 'the append waits for the lock');
+    await holder.query("SELECT RELEASE_LOCK('users-api.write')");
+    assert.deepEqual(await waiting, { status: 200, body: { status: 'imported', rows: 1 } });
+    assert.equal(countOn('primary'), 1001);
+  });
+
   it('after /addtosql returns, /api on another instance already shows every row', async (t) => {
     const current = requirePair();
-    // The replica applies every event a second late: without the wait, it would read empty.
+    // The replica applies every event a second late: without the wait, it would read stale rows.
     current.replica.sql('STOP SLAVE; CHANGE MASTER TO MASTER_DELAY=1; START SLAVE');
     const writer = await startMysqlApp(t, current);
     const reader = await startMysqlApp(t, current);
@@ -273,14 +313,27 @@ describe('MariaDB primary + replica (real replication)', { timeout: 600_000 }, (
       'both instances see a healthy replica',
     );
     current.waitForReplication(); // the delayed replica has created the tables
-    writeMarkerOnReplica();
+
+    // The start-up import swaps in a new table: the delayed replica has it when the call returns.
     assert.deepEqual(await post(writer.url, '/addtosql'), {
       status: 200,
       body: { status: 'imported', rows: 1000 },
     });
+    assert.equal(countOn('replica'), 1000, 'the replica applied the swap before the answer');
+    assert.equal((await getUsers(reader.url)).names.length, 1000);
+
+    // An append: the marker proves the next read came from the replica, with the new row.
+    writeMarkerOnReplica();
+    assert.deepEqual(
+      await post(writer.url, '/addtosql?mode=append', {
+        headers: { 'content-type': 'text/csv' },
+        body: 'NAME,STREET,CITY,STATE,USER_DATE\nJust Added,S,C,NY,01/01/01\n',
+      }),
+      { status: 200, body: { status: 'imported', rows: 1 } },
+    );
     const { names } = await getUsers(reader.url);
-    assert.equal(names.length, 1001);
-    assert.equal(names.at(-1), MARKER_NAME, 'read from the replica, which had applied the import');
+    assert.equal(names.length, 1002);
+    assert.deepEqual(names.slice(-2), ['Just Added', MARKER_NAME], 'read from the replica');
     current.replica.sql(`SET sql_log_bin=0; DELETE FROM users.users WHERE id = ${MARKER_ID}`);
   });
 

