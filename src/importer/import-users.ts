@@ -2,13 +2,9 @@ import { beginWriteTransaction } from '../db/begin-write-transaction.js';
 import type { Database } from '../db/database.js';
 import { AppError } from '../errors.js';
 import type { User } from '../users/user.js';
-import { validateUser } from '../users/validate-user.js';
-import { decodeUtf8 } from './decode-utf8.js';
-import type { ImportFormat, ImportSource } from './import-source.js';
-import { readCsvRecords } from './read-csv-records.js';
-import { readJsonRecords } from './read-json-records.js';
-import { readNdjsonRecords } from './read-ndjson-records.js';
-import type { SourceRecord } from './source-record.js';
+import type { ImportSource } from './import-source.js';
+import { readUsersInWorker } from './read-users-in-worker.js';
+import { MAX_REPORTED_BAD_ROWS } from './validate-records.js';
 
 export const IMPORT_MODES = ['if-empty', 'append', 'replace'] as const;
 /** `if-empty`: only into an empty table. `append`: after the rows there. `replace`: instead of them. */
@@ -26,18 +22,6 @@ export type ImportOutcome = 'imported' | 'skipped' | 'rejected' | 'failed';
 
 /** Hears how each import ended; metrics implement it. */
 export type ImportObserver = (outcome: ImportOutcome, rows: number) => void;
-
-/** The report stops after this many bad rows: a file that bad needs fixing at the source. */
-export const MAX_REPORTED_BAD_ROWS = 100;
-
-const READERS: Record<
-  ImportFormat,
-  (text: AsyncIterable<string>) => AsyncIterable<SourceRecord[]>
-> = {
-  csv: readCsvRecords,
-  json: readJsonRecords,
-  ndjson: readNdjsonRecords,
-};
 
 /**
  * Imports users all-or-nothing: the source is streamed and every row validated; any bad row
@@ -103,57 +87,32 @@ async function importUsersOnce(
 }
 
 /**
- * Reads and validates every row of `source`, handing the good ones to `insert` in batches of
- * the dialect's size; returns how many rows were read. Throws ERR_IMPORT_BAD_ROWS (after
- * reading on to list them) or ERR_IMPORT_NO_ROWS before the last batch is handed over, so the
- * caller never commits a bad file.
+ * Reads and validates every row of `source` (in a worker thread), handing the good ones to
+ * `insert` in batches of the dialect's size; returns how many rows were read. Throws
+ * ERR_IMPORT_BAD_ROWS (after reading on to list them) or ERR_IMPORT_NO_ROWS, so the caller never
+ * commits a bad file.
  */
 async function readUsers(
   db: Database,
   source: ImportSource,
   insert: (users: readonly User[]) => Promise<void>,
 ): Promise<number> {
-  const batches = READERS[source.format](decodeUtf8(source.open()));
-  const errors: string[] = [];
-  let rows = 0;
-  let badRows = 0;
-  let batch: User[] = [];
   // One batch is written while the next is parsed: on a networked database the two overlap
   // instead of taking turns. At most one insert is in flight, so memory stays bounded.
   let inFlight: Promise<void> = Promise.resolve();
-  const send = async (users: User[]) => {
-    await inFlight;
-    inFlight = insert(users);
-    // Awaited before the next send and before returning; this only keeps it from being
-    // reported as unhandled while the parser runs.
-    inFlight.catch(() => undefined);
-  };
-  reading: for await (const records of batches) {
-    for (const record of records) {
-      rows += 1;
-      if ('problem' in record) {
-        errors.push(`${record.location}: ${record.problem}`);
-        badRows += 1;
-      } else {
-        const result = validateUser(record.raw);
-        if (!result.ok) {
-          for (const { field, reason } of result.problems) {
-            errors.push(`${record.location}: ${field}: ${reason}`);
-          }
-          badRows += 1;
-        } else if (badRows === 0) {
-          batch.push(result.user);
-          if (batch.length === db.maxInsertRows) {
-            await send(batch);
-            batch = [];
-          }
-        }
-      }
-      if (badRows === MAX_REPORTED_BAD_ROWS) break reading;
-    }
-  }
+  const { rows, badRows, errors } = await readUsersInWorker(
+    source,
+    db.maxInsertRows,
+    async (users) => {
+      await inFlight;
+      inFlight = insert(users);
+      // Awaited before the next batch and before returning; this only keeps it from being
+      // reported as unhandled while the parser runs.
+      inFlight.catch(() => undefined);
+    },
+  );
+  await inFlight;
   if (badRows > 0) {
-    await inFlight.catch(() => undefined); // the caller discards what was sent; let it land first
     const counted =
       badRows === MAX_REPORTED_BAD_ROWS
         ? `${badRows} bad rows (stopped reading there)`
@@ -163,7 +122,5 @@ async function readUsers(
   if (rows === 0) {
     throw new AppError('ERR_IMPORT_NO_ROWS', 'the file has no user rows; nothing was imported');
   }
-  if (batch.length > 0) await send(batch);
-  await inFlight;
   return rows;
 }

@@ -36,6 +36,9 @@ export function openSqliteDatabase(
   // NORMAL is durable across application crashes in WAL mode; only an OS crash can lose the
   // last transactions, never corrupt the file.
   writer.pragma('synchronous = NORMAL');
+  // A helper thread for large sorts: building the four users indexes after a 1,000,000-row
+  // load took ~1.75 s instead of ~1.95 s here. Only this connection's big sorts use it.
+  writer.pragma('threads = 2');
   const reader = new SqliteDatabase(path, { timeout: BUSY_TIMEOUT_MS });
   reader.pragma('query_only = ON');
 
