@@ -51,5 +51,8 @@ EXPOSE 8888
 # Liveness only (no database I/O), with node itself: the image has no curl.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.PORT||8888)+'/livez').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
-ENTRYPOINT ["tini", "--", "node", "--enable-source-maps", "dist/main.js"]
+# --min-semi-space-size=16 (MB): V8 starts the young generation at 1 MB and grows it only when
+# its heuristics say so; a server that sometimes stayed small spent 8% of its CPU in scavenges
+# and answered /healthcheck ~30% slower. The same flags as `npm start` (a test holds them equal).
+ENTRYPOINT ["tini", "--", "node", "--enable-source-maps", "--min-semi-space-size=16", "dist/main.js"]
 CMD ["serve"]

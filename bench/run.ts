@@ -30,6 +30,7 @@ import { importUsers } from '../src/importer/import-users.js';
 import { readCsvRecords } from '../src/importer/read-csv-records.js';
 import { validateUser } from '../src/users/validate-user.js';
 import { generateUsers } from '../scripts/generate-users-lib.js';
+import { SERVE_NODE_FLAGS } from '../scripts/serve-node-flags.js';
 import {
   freePort,
   missingMariadbBinaries,
@@ -146,14 +147,14 @@ function serveBaseline(...args: string[]): Promise<Server> {
 }
 
 /**
- * The service as production runs it: `node dist/main.js serve` (built at the start of the run)
+ * The service as production runs it: `npm start`'s command (built at the start of the run)
  * with this environment, on a free loopback port. Warnings and errors only in the log.
  */
 async function serveApp(env: RawEnv): Promise<Server> {
   const port = await freePort();
   const child = spawn(
     process.execPath,
-    [new URL('../dist/main.js', import.meta.url).pathname, 'serve'],
+    [...SERVE_NODE_FLAGS, new URL('../dist/main.js', import.meta.url).pathname, 'serve'],
     {
       env: {
         PATH: process.env.PATH,

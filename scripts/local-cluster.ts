@@ -31,6 +31,7 @@ import {
   startMariadbPair,
   type MariadbPair,
 } from './mariadb-pair.js';
+import { SERVE_NODE_FLAGS } from './serve-node-flags.js';
 
 const REPO_ROOT = fileURLToPath(new URL('../', import.meta.url));
 const READY_TIMEOUT_MS = 30_000;
@@ -105,7 +106,7 @@ export async function startLocalCluster(options: {
         readyPath: '/livez',
         logFile: join(dir, `${name}.log`),
         command: process.execPath,
-        args: ['--enable-source-maps', join(REPO_ROOT, 'dist/main.js'), 'serve'],
+        args: [...SERVE_NODE_FLAGS, join(REPO_ROOT, 'dist/main.js'), 'serve'],
         env: {
           PATH: process.env.PATH,
           HOST: '127.0.0.1',

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { parse } from 'yaml';
+import { SERVE_NODE_FLAGS } from '../../scripts/serve-node-flags.js';
 import { CONFIG_SCHEMA } from '../../src/config/config-schema.js';
 import { loadConfig } from '../../src/config/config.js';
 import { readEnv } from '../../src/config/env.js';
@@ -204,7 +205,7 @@ describe('Dockerfile', () => {
   it('starts the built entry point, and its HEALTHCHECK passes against it and fails without it', async (t) => {
     // The same command the container runs (tini aside), from the repository's built dist/.
     const command = [...execForm('ENTRYPOINT').slice(2), ...execForm('CMD')];
-    assert.deepEqual(command.slice(-2), ['dist/main.js', 'serve']);
+    assert.deepEqual(command, ['node', ...SERVE_NODE_FLAGS, 'dist/main.js', 'serve'], 'npm start');
     assert.ok(
       existsSync(join(REPO_ROOT, command.at(-2)!)),
       'dist/main.js exists after npm run build',
@@ -247,7 +248,10 @@ describe('deploy/systemd/users-api.service', () => {
     const unit = readFileSync(join(REPO_ROOT, 'deploy/systemd/users-api.service'), 'utf8');
     assert.match(
       unit,
-      /^ExecStart=\/usr\/bin\/node --enable-source-maps \/opt\/users-api\/dist\/main\.js serve$/m,
+      new RegExp(
+        `^ExecStart=/usr/bin/node ${SERVE_NODE_FLAGS.join(' ')} /opt/users-api/dist/main\\.js serve$`,
+        'm',
+      ),
     );
     assert.match(unit, /^KillSignal=SIGTERM$/m);
     const stopSeconds = Number(/^TimeoutStopSec=(\d+)$/m.exec(unit)?.[1]);

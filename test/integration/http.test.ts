@@ -126,7 +126,11 @@ describe('health routes', () => {
       url: '/livez',
       headers: { 'x-request-id': 'bad id\u0001' },
     });
-    assert.match(String(made.headers['x-request-id']), /^[0-9a-f-]{36}$/);
+    const madeAgain = await app.inject({ method: 'GET', url: '/livez' });
+    const ids = [made, madeAgain].map((response) => String(response.headers['x-request-id']));
+    for (const id of ids) assert.match(id, /^[0-9a-f]{12}-[0-9a-z]+$/);
+    assert.notEqual(ids[0], ids[1]);
+    assert.equal(ids[0]?.split('-')[0], ids[1]?.split('-')[0], 'one prefix per process');
   });
 
   it('answers unknown routes with 404 problem+json', async (t) => {
