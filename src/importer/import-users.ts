@@ -100,18 +100,21 @@ async function readUsers(
   // One batch is written while the next is parsed: on a networked database the two overlap
   // instead of taking turns. At most one insert is in flight, so memory stays bounded.
   let inFlight: Promise<void> = Promise.resolve();
-  const { rows, badRows, errors } = await readUsersInWorker(
-    source,
-    db.maxInsertRows,
-    async (users) => {
+  let summary;
+  try {
+    summary = await readUsersInWorker(source, db.maxInsertRows, async (users) => {
       await inFlight;
       inFlight = insert(users);
       // Awaited before the next batch and before returning; this only keeps it from being
       // reported as unhandled while the parser runs.
       inFlight.catch(() => undefined);
-    },
-  );
+    });
+  } finally {
+    // Also when reading fails: the caller discards what was sent, once it has landed.
+    await inFlight.catch(() => undefined);
+  }
   await inFlight;
+  const { rows, badRows, errors } = summary;
   if (badRows > 0) {
     const counted =
       badRows === MAX_REPORTED_BAD_ROWS

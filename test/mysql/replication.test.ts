@@ -199,6 +199,7 @@ describe('MariaDB primary + replica (real replication)', { timeout: 600_000 }, (
     await current.primary.kill();
     const cut = await upload;
     assert.equal(cut.status, 503);
+    assert.equal(cut.body.code, 'ERR_DB_PRIMARY_UNAVAILABLE');
     // Reads must go on after the probes have seen the primary gone and the replica's I/O
     // thread retrying, not just in the moment before they notice.
     await eventually(() => db.primaryState().healthy === false, 'the probe sees the primary down');

@@ -122,7 +122,8 @@ export function openMysqlDatabase(
           }
         });
       } catch (error) {
-        throw locked ? error : writesUnavailable(database, error);
+        if (!locked && error instanceof AppError) throw error; // the refusal above
+        throw writesUnavailable(database, error);
       } finally {
         turn();
       }
@@ -139,8 +140,17 @@ export function openMysqlDatabase(
         const stage = stagedInserter(poolSize > 1 ? primary : locked, poolSize > 2 ? 2 : 1);
         try {
           await load(stage.insert);
-          await stage.finished();
+          const rows = await stage.finished();
           await createUsersIndexes(locked, 'users_staging');
+          // Only this replace's rows: had the lock's connection dropped mid-load (and the lock
+          // with it), another writer could have recreated the table under the batches.
+          const { rows: found } = await sql<{ staged: number | string }>`
+            SELECT COUNT(*) AS staged FROM users_staging`.execute(locked);
+          if (Number(found[0]?.staged) !== rows) {
+            throw new Error(
+              `users_staging holds ${String(found[0]?.staged)} rows, not the ${rows} loaded: the write lock was lost; nothing was swapped in`,
+            );
+          }
         } catch (error) {
           await stage.finished().catch(() => undefined);
           // Best effort: the next replace drops a leftover staging table anyway.
@@ -159,11 +169,25 @@ export function openMysqlDatabase(
               : 'RENAME TABLE users_staging TO users',
           )
           .execute(locked);
-        if (!keepPrevious) await dropUsersTableIfExists(locked, 'users_replaced');
         // RENAME commits implicitly, so the version is bumped just after it: a cache that read
         // the old version with the new rows in between still sees the version change.
         const trx = await beginWriteTransaction(database, locked);
-        await trx.commit().execute();
+        try {
+          await trx.commit().execute();
+        } catch (error) {
+          // Kysely keeps a transaction's connection until it ends: end it, or the lock's
+          // RELEASE_LOCK would wait on that connection forever.
+          await trx
+            .rollback()
+            .execute()
+            .catch(() => undefined);
+          throw error;
+        }
+        // Best effort, after the swap is complete and announced: the next replace drops a
+        // leftover anyway.
+        if (!keepPrevious) {
+          await dropUsersTableIfExists(locked, 'users_replaced').catch(() => undefined);
+        }
         return { replaced: true };
       });
       if (outcome.replaced) await router.waitForReplicas();
@@ -189,12 +213,13 @@ export function openMysqlDatabase(
  * to `streams` batches at once on pooled connections. Ids are given explicitly, so batches that
  * finish out of order still keep the file's order. With two streams the primary parses one
  * batch while it writes the other: 1,000,000 rows loaded in ~5.4 s instead of ~6.4 s here.
- * `insert` resolves once its batch is under way; `finished` waits for all of them and throws
- * the first failure (which also makes every later `insert` throw).
+ * `insert` resolves once its batch is under way; `finished` ends the load, waits for every
+ * batch and throws the first failure (a failure also makes every later `insert` throw).
  */
 function stagedInserter(executor: DatabaseExecutor, streams: number) {
   let nextId = 1;
   let failure: { error: unknown } | undefined;
+  let closed = false;
   const running = new Set<Promise<void>>();
   const rethrow = () => {
     if (failure !== undefined) throw failure.error;
@@ -202,6 +227,8 @@ function stagedInserter(executor: DatabaseExecutor, streams: number) {
   return {
     insert: async (users: readonly User[]): Promise<void> => {
       while (running.size >= streams) await Promise.race(running);
+      // A batch still waiting for a stream when the load ended must not start after it.
+      if (closed) throw new Error('the staged load has ended');
       rethrow();
       const firstId = nextId;
       nextId += users.length;
@@ -214,9 +241,12 @@ function stagedInserter(executor: DatabaseExecutor, streams: number) {
       );
       running.add(batch);
     },
-    finished: async (): Promise<void> => {
-      await Promise.all(running);
+    /** Waits for every batch; returns how many rows were staged. */
+    finished: async (): Promise<number> => {
+      closed = true;
+      while (running.size > 0) await Promise.all(running);
       rethrow();
+      return nextId - 1;
     },
   };
 }
