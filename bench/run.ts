@@ -27,8 +27,7 @@ import { openDatabase } from '../src/db/open-database.js';
 import { decodeUtf8 } from '../src/importer/decode-utf8.js';
 import { fileImportSource } from '../src/importer/import-source.js';
 import { importUsers } from '../src/importer/import-users.js';
-import { readCsvRecords } from '../src/importer/read-csv-records.js';
-import { validateUser } from '../src/users/validate-user.js';
+import { validateRecords } from '../src/importer/validate-records.js';
 import { generateUsers } from '../scripts/generate-users-lib.js';
 import { SERVE_NODE_FLAGS } from '../scripts/serve-node-flags.js';
 import {
@@ -78,10 +77,12 @@ async function writeSample(path: string, rows: number): Promise<void> {
 
 /** Parse + validate only: the ceiling any database import can reach with this importer. */
 async function parseOnly(path: string): Promise<number> {
-  let rows = 0;
-  for await (const records of readCsvRecords(decodeUtf8(fileImportSource(path, 'csv').open()))) {
-    for (const record of records) if ('raw' in record && validateUser(record.raw).ok) rows += 1;
-  }
+  const { rows } = await validateRecords(
+    decodeUtf8(fileImportSource(path, 'csv').open()),
+    'csv',
+    5000,
+    () => Promise.resolve(),
+  );
   return rows;
 }
 
