@@ -3,9 +3,10 @@
  * every HTTP figure comes with a baseline measured in the same run on the same machine (a bare
  * node:http server answering the identical bytes from memory), and the ratio between them is
  * what to compare across runs. Each server runs in a process of its own (bench/serve.ts), so a
- * load generator never shares a server's event loop; each load runs with autocannon (one JS
- * thread) and, when installed, wrk (C, two threads): when wrk gets more from the baseline than
- * autocannon, autocannon was the ceiling, and the wrk figures are the ones to read.
+ * load generator never shares a server's event loop. Service and baseline are loaded side by
+ * side in alternating rounds (sideBySide). Loads run with wrk (C, two threads) when installed,
+ * else autocannon (one JS thread); a hello-world under both shows whether autocannon would have
+ * been the ceiling.
  *
  *   npm run bench                                       # everything (about 10 minutes)
  *   npm run bench -- --duration 3 --sizes 1000 --rows 100000 --stream-rows 100000   # quick
@@ -42,9 +43,10 @@ const { values: options } = parseArgs({
     rows: { type: 'string', default: '1000000' },
     sizes: { type: 'string', default: '1000,10000,100000' },
     'stream-rows': { type: 'string', default: '1000000' },
-    duration: { type: 'string', default: '10' },
+    duration: { type: 'string', default: '20' },
     warmup: { type: 'string', default: '2' },
     connections: { type: 'string', default: '32' },
+    rounds: { type: 'string', default: '10' },
     'cold-samples': { type: 'string', default: '30' },
     'skip-mariadb': { type: 'boolean', default: false },
   },
@@ -55,12 +57,20 @@ const STREAM_ROWS = Number(options['stream-rows']);
 const DURATION_SECONDS = Number(options.duration);
 const WARMUP_SECONDS = Number(options.warmup);
 const CONNECTIONS = Number(options.connections);
+const ROUNDS = Number(options.rounds);
 const COLD_SAMPLES = Number(options['cold-samples']);
 const HAVE_WRK = spawnSync('sh', ['-c', 'command -v wrk']).status === 0;
 const HAVE_CURL = spawnSync('sh', ['-c', 'command -v curl']).status === 0;
 
 const round = (value: number, digits = 0) => Number(value.toFixed(digits));
 const ratio = (a: number, b: number) => (b > 0 ? round(a / b, 3) : null);
+const percentile = (values: number[], p: number) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  return round(
+    sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN,
+    2,
+  );
+};
 
 async function timed<T>(run: () => Promise<T>): Promise<{ seconds: number; result: T }> {
   const start = process.hrtime.bigint();
@@ -227,37 +237,90 @@ function wrkLoad(url: string, seconds: number): LoadFigures {
   };
 }
 
-/** A warm-up, then the same load from each generator. */
-async function load(url: string) {
-  await autocannonLoad(url, WARMUP_SECONDS);
-  const figures: { autocannon: LoadFigures; wrk?: LoadFigures } = {
-    autocannon: await autocannonLoad(url, DURATION_SECONDS),
-  };
-  if (HAVE_WRK) figures.wrk = wrkLoad(url, DURATION_SECONDS);
-  return figures;
+type Generator = 'wrk' | 'autocannon';
+const GENERATOR: Generator = HAVE_WRK ? 'wrk' : 'autocannon';
+
+function runLoad(generator: Generator, url: string, seconds: number): Promise<LoadFigures> {
+  return generator === 'wrk'
+    ? Promise.resolve(wrkLoad(url, seconds))
+    : autocannonLoad(url, seconds);
 }
 
-type Loaded = Awaited<ReturnType<typeof load>>;
+/** A warm-up, then one load of DURATION_SECONDS (with wrk when installed). */
+async function load(url: string): Promise<LoadFigures> {
+  await runLoad(GENERATOR, url, WARMUP_SECONDS);
+  return runLoad(GENERATOR, url, DURATION_SECONDS);
+}
 
-/** The bare node:http hello-world, loaded like the service. */
-async function loadHelloWorld(): Promise<Loaded> {
-  const server = await serveBaseline('hello');
+/**
+ * The service against its baseline, loaded side by side: after a warm-up of each, ROUNDS short
+ * loads of each in turn (service first in even rounds, baseline first in odd ones), the same
+ * DURATION_SECONDS each in all. This machine's speed drifts by a third within minutes (a
+ * hello-world alone: 19k-36k req/s in consecutive 3 s loads); two loads taken back to back
+ * see the same drift, and the ratio of their totals compares like with like.
+ */
+async function sideBySide(serviceUrl: string, baselineUrl: string) {
+  await runLoad(GENERATOR, serviceUrl, WARMUP_SECONDS);
+  await runLoad(GENERATOR, baselineUrl, WARMUP_SECONDS);
+  const seconds = DURATION_SECONDS / ROUNDS;
+  const service: LoadFigures[] = [];
+  const baseline: LoadFigures[] = [];
+  for (let round = 0; round < ROUNDS; round += 1) {
+    const order = round % 2 === 0 ? [serviceUrl, baselineUrl] : [baselineUrl, serviceUrl];
+    for (const url of order) {
+      (url === serviceUrl ? service : baseline).push(await runLoad(GENERATOR, url, seconds));
+    }
+  }
+  const total = (loads: LoadFigures[]) => loads.reduce((sum, l) => sum + l.requestsPerSecond, 0);
+  return {
+    generator: GENERATOR,
+    rounds: ROUNDS,
+    service: combined(service),
+    baseline: combined(baseline),
+    ratio: ratio(total(service), total(baseline)),
+    roundRatios: service.map((l, index) =>
+      ratio(l.requestsPerSecond, baseline[index]!.requestsPerSecond),
+    ),
+  };
+}
+
+/** `sideBySide` against a baseline server started for it (bench/serve.ts's arguments). */
+async function againstBaseline(serviceUrl: string, ...baselineArgs: string[]) {
+  const baseline = await serveBaseline(...baselineArgs);
   try {
-    return await load(server.url);
+    return await sideBySide(serviceUrl, baseline.url);
   } finally {
-    await server.stop();
+    await baseline.stop();
   }
 }
 
-/** Ratios of `service` to `baseline` req/s, per generator. */
-function ratios(service: Loaded, baseline: Loaded) {
+/** Rounds of one server as one figure: mean req/s, median p50, worst p99, summed failures. */
+function combined(loads: LoadFigures[]): LoadFigures {
+  const sum = (pick: (l: LoadFigures) => number) => loads.reduce((total, l) => total + pick(l), 0);
   return {
-    autocannon: ratio(service.autocannon.requestsPerSecond, baseline.autocannon.requestsPerSecond),
-    ...(service.wrk &&
-      baseline.wrk && {
-        wrk: ratio(service.wrk.requestsPerSecond, baseline.wrk.requestsPerSecond),
-      }),
+    requestsPerSecond: round(sum((l) => l.requestsPerSecond) / loads.length),
+    latencyP50Ms: percentile(
+      loads.map((l) => l.latencyP50Ms),
+      50,
+    ),
+    latencyP99Ms: Math.max(...loads.map((l) => l.latencyP99Ms)),
+    non2xx: sum((l) => l.non2xx),
+    errors: sum((l) => l.errors),
   };
+}
+
+/** Is the load generator the ceiling? The same hello-world under each generator. */
+async function generatorCheck() {
+  const server = await serveBaseline('hello');
+  try {
+    await autocannonLoad(server.url, WARMUP_SECONDS);
+    return {
+      autocannon: await autocannonLoad(server.url, DURATION_SECONDS),
+      ...(HAVE_WRK && { wrk: wrkLoad(server.url, DURATION_SECONDS) }),
+    };
+  } finally {
+    await server.stop();
+  }
 }
 
 const sqliteEnv = (path: string, extra: RawEnv = {}): RawEnv => ({
@@ -326,14 +389,6 @@ function curlBody(url: string) {
   };
 }
 
-const percentile = (values: number[], p: number) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  return round(
-    sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN,
-    2,
-  );
-};
-
 /** /api cached, cold, filtered and /healthcheck for one table size, against the baselines. */
 async function apiForSize(dir: string, rows: number) {
   const path = await sqliteWithUsers(dir, rows);
@@ -342,15 +397,7 @@ async function apiForSize(dir: string, rows: number) {
     const bodyFile = join(dir, `body-${rows}.json`);
     const body = Buffer.from(await (await fetch(`${app.url}/api`)).arrayBuffer());
     await writeFile(bodyFile, body);
-    const baseline = await serveBaseline('static', bodyFile);
-    let bare: Loaded;
-    let baselineLoad: Loaded;
-    try {
-      baselineLoad = await load(baseline.url);
-      bare = await load(`${app.url}/api`);
-    } finally {
-      await baseline.stop();
-    }
+    const bareCached = await againstBaseline(`${app.url}/api`, 'static', bodyFile);
     // Cold: a write has just bumped the data version; the next request after the cache's check
     // interval (250 ms) rebuilds the body. One request at a time, each after its own write.
     const cold: number[] = [];
@@ -360,25 +407,18 @@ async function apiForSize(dir: string, rows: number) {
       cold.push((await getBody(`${app.url}/api`)).ms);
     }
     const filtered = await load(`${app.url}/api?state=NY&limit=100`);
-    // The hello-world again, just before /healthcheck: a shared machine's speed drifts over a
-    // run of minutes, and the ratio should compare two loads taken side by side.
-    const hello = await loadHelloWorld();
-    const health = await load(`${app.url}/healthcheck`);
+    const healthcheck = await againstBaseline(`${app.url}/healthcheck`, 'hello');
     return {
       users: rows,
       bodyBytes: body.length,
-      bareCached: bare,
-      baselineSameBytes: baselineLoad,
-      bareCachedRatioToBaseline: ratios(bare, baselineLoad),
+      bareCachedAgainstSameBytes: bareCached,
       coldAfterDataChange: {
         samples: cold.length,
         latencyP50Ms: percentile(cold, 50),
         latencyP99Ms: percentile(cold, 99),
       },
       stateNyLimit100: filtered,
-      healthcheck: health,
-      helloWorldJustBefore: hello,
-      healthcheckRatioToHelloWorld: ratios(health, hello),
+      healthcheckAgainstHelloWorld: healthcheck,
     };
   } finally {
     await app.stop();
@@ -415,7 +455,7 @@ async function streamLargeTable(dir: string, rows: number) {
   }
 }
 
-async function apiFromReplica(pair: MariadbPair, dir: string, baselineHello: Loaded) {
+async function apiFromReplica(pair: MariadbPair, dir: string) {
   const csv = join(dir, 'users-1k.csv');
   await writeSample(csv, 1000);
   const env: RawEnv = {
@@ -437,7 +477,6 @@ async function apiFromReplica(pair: MariadbPair, dir: string, baselineHello: Loa
       replicaInRotation: health.checks['database:replicationLag']?.[0]?.status === 'pass',
       bareCached: cached,
       stateNyLimit100: filtered,
-      helloWorldBaseline: baselineHello,
     };
   } finally {
     await app.stop();
@@ -452,8 +491,7 @@ const dir = await mkdtemp(join(tmpdir(), 'users-api-bench-'));
 let pair: MariadbPair | undefined;
 try {
   const loadAtStart = loadavg().map((value) => round(value, 2));
-  // Is the load generator the ceiling? The same hello-world under both generators.
-  const hello = await loadHelloWorld();
+  const generators = await generatorCheck();
 
   const api = [];
   for (const rows of SIZES) api.push(await apiForSize(dir, rows));
@@ -473,7 +511,7 @@ try {
     try {
       pair = await startMariadbPair();
       // /api from the replica first, on 1,000 users; then the import replaces them.
-      replica = await apiFromReplica(pair, dir, hello);
+      replica = await apiFromReplica(pair, dir);
     } catch (error) {
       replica = { failed: String(error) };
     }
@@ -510,10 +548,11 @@ try {
       durationSeconds: DURATION_SECONDS,
       warmupSeconds: WARMUP_SECONDS,
       connections: CONNECTIONS,
-      generators: HAVE_WRK ? ['autocannon (1 thread)', 'wrk -t2'] : ['autocannon (1 thread)'],
+      rounds: ROUNDS,
+      generator: GENERATOR === 'wrk' ? 'wrk -t2' : 'autocannon (1 thread)',
     },
     loadGeneratorCheck: {
-      helloWorld: hello,
+      helloWorld: generators,
       note: 'the same node:http hello-world under each generator: a higher wrk figure means autocannon was the ceiling',
     },
     api,
