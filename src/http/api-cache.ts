@@ -91,12 +91,11 @@ export function createApiCache(options: ApiCacheOptions): ApiCache {
     const built = await db.readSnapshot(async (executor) => {
       const version = await readDataVersion(executor);
       if ((await countUsers(executor)) * MIN_ROW_BYTES > maxBytes) return { version };
-      // Each page becomes UTF-8 bytes at once: the build peaks near twice the body (the pages
-      // and their concatenation), never at the UTF-16 strings of the whole table.
+      // Pages come as UTF-8 bytes: the build peaks near twice the body (the pages and their
+      // concatenation), never at the UTF-16 strings of the whole table.
       const parts: Buffer[] = [];
       let bytes = 0;
-      for await (const text of renderBareUsers(executor)) {
-        const part = Buffer.from(text);
+      for await (const part of renderBareUsers(executor)) {
         bytes += part.length;
         if (bytes > maxBytes) return { version };
         parts.push(part);

@@ -36,26 +36,31 @@ export async function* renderUsers(
   yield head + writer.tail;
 }
 
+const OPEN = Buffer.from('[');
+const COMMA = Buffer.from(',');
+const CLOSE = Buffer.from(']');
+const EMPTY_ARRAY = Buffer.from('[]');
+
 /**
- * The bare `/api` body (every user, load order, the contract's JSON), page by page as the
- * database renders it.
+ * The bare `/api` body (every user, load order, the contract's JSON), page by page as UTF-8 as
+ * the database renders it.
  */
 export async function* renderBareUsers(
   executor: DatabaseExecutor,
   pageRows = STREAM_PAGE_ROWS,
-): AsyncGenerator<string> {
+): AsyncGenerator<Buffer> {
   let afterId = 0;
-  let head = '[';
+  let head = OPEN;
   for (;;) {
     const page = await readUsersJsonPage(executor, afterId, pageRows);
     if (page.rows > 0) {
-      yield head + page.json;
-      head = ',';
+      yield Buffer.concat([head, page.json]);
+      head = COMMA;
     }
     if (page.rows < pageRows || page.lastId === undefined) break;
     afterId = page.lastId;
   }
-  yield head === '[' ? '[]' : ']';
+  yield head === OPEN ? EMPTY_ARRAY : CLOSE;
 }
 
 /**
@@ -66,7 +71,9 @@ export async function* renderBareUsers(
 export async function readBareUsersBody(db: Database): Promise<Readable> {
   const first = await db.read((executor) => readUsersJsonPage(executor, 0, STREAM_PAGE_ROWS));
   if (first.rows < STREAM_PAGE_ROWS) {
-    return Readable.from([Buffer.from(first.rows === 0 ? '[]' : `[${first.json}]`)]);
+    return Readable.from([
+      first.rows === 0 ? EMPTY_ARRAY : Buffer.concat([OPEN, first.json, CLOSE]),
+    ]);
   }
   return openUsersStream(db, (executor) => renderBareUsers(executor));
 }
@@ -97,7 +104,7 @@ export async function readUsersBody(
  */
 export function openUsersStream(
   db: Database,
-  render: (executor: DatabaseExecutor) => AsyncIterable<string>,
+  render: (executor: DatabaseExecutor) => AsyncIterable<string | Buffer>,
 ): Promise<Readable> {
   return new Promise((resolve, reject) => {
     const body = new PassThrough({ highWaterMark: HIGH_WATER_MARK });
