@@ -13,6 +13,7 @@ import { fileImportSource, formatOfFileName } from './importer/import-source.js'
 import { importUsers } from './importer/import-users.js';
 import { cacheReader } from './metrics/cache-reader.js';
 import { createMetrics, type Metrics } from './metrics/create-metrics.js';
+import { pinNextTickShape } from './http/pin-next-tick-shape.js';
 
 /**
  * How old a users row count may be when `/metrics` or the health view reports it. A scrape
@@ -81,6 +82,7 @@ export async function startServer(
   clock: { now: () => number } = Date,
 ): Promise<RunningServer> {
   const startedAt = clock.now();
+  pinNextTickShape();
   // The metrics observe the database and the row gauge reads it: `countRows` is defined
   // below and called only on a scrape, after this function returned.
   const metrics = createMetrics({

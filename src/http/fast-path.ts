@@ -34,11 +34,10 @@ export function createFastPath(deps: FastPathDependencies): FastPath {
   const allGood = allGoodFrom(deps.serverName);
   const allGoodBytes = Buffer.byteLength(allGood);
   // Each head is a flat [name, value, …] list written out in full, never an object spread
-  // from shared headers: with `{ id, ...headers, length }` here, V8 stopped inlining the
-  // property stores of node's own process.nextTick objects (optimised stream code called
-  // the runtime for each, `Runtime_DefineKeyedOwnPropertyInLiteral` in perf) once /api had
-  // been served: /healthcheck went from 0.73 to 0.87 of a hello-world's req/s without it
-  // (12 side-by-side rounds of 2 s, wrk -c32).
+  // from shared headers: with `{ id, ...headers, length }` here, the slow tick objects that
+  // pin-next-tick-shape.ts describes appeared in 7 of 7 starts once /api had been served
+  // (0 of 4 without the spread), and /healthcheck went from 0.73 to 0.87 of a hello-world's
+  // req/s without it (12 side-by-side rounds of 2 s, wrk -c32).
   const healthHead = (requestId: string) => [
     'x-request-id',
     requestId,
