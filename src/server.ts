@@ -9,11 +9,11 @@ import { migrateToLatest } from './db/migrate-to-latest.js';
 import { openDatabase } from './db/open-database.js';
 import { countUsers } from './db/users-repository.js';
 import { AppError } from './errors.js';
+import { pinNextTickShape } from './http/pin-next-tick-shape.js';
 import { fileImportSource, formatOfFileName } from './importer/import-source.js';
 import { importUsers } from './importer/import-users.js';
 import { cacheReader } from './metrics/cache-reader.js';
 import { createMetrics, type Metrics } from './metrics/create-metrics.js';
-import { pinNextTickShape } from './http/pin-next-tick-shape.js';
 
 /**
  * How old a users row count may be when `/metrics` or the health view reports it. A scrape

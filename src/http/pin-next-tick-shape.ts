@@ -17,10 +17,10 @@ let pinned: object | undefined;
  * V8's map log (`--log-maps`) showed new maps being made for the literal's second property
  * from its first: the old ones had been collected. The likely mechanism is a full GC that ran
  * while no tick object was alive, after which that runtime function, finding the map its
- * feedback recorded gone, marks the feedback megamorphic. With one tick object held here,
- * 0 of 12 starts showed it. The experiment script was not committed; the figures come from
- * `perf record -e cpu-clock` under `wrk -t2 -c32` after 3 s each of `/api` and
- * `/api?state=NY&limit=100` on 10,000 users.
+ * feedback recorded gone, marks the feedback megamorphic. With one tick object held (as a
+ * preload in 12 starts, by this function in 6), 0 of 18 showed it. The experiment script was
+ * not committed; the figures come from `perf record -e cpu-clock` under `wrk -t2 -c32` after
+ * 3 s each of `/api` and `/api?state=NY&limit=100` on 10,000 users.
  */
 export function pinNextTickShape(): void {
   if (pinned !== undefined) return;
