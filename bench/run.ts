@@ -8,7 +8,7 @@
  * else autocannon (one JS thread); a hello-world under both shows whether autocannon would have
  * been the ceiling.
  *
- *   npm run bench                                       # everything (about 10 minutes)
+ *   npm run bench                                       # everything (about 12 minutes)
  *   npm run bench -- --duration 3 --sizes 1000 --rows 100000 --stream-rows 100000   # quick
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
