@@ -41,8 +41,8 @@ const DEFAULT_PAGE_ROWS = 5000;
  * Writes one backup of the users table to `dir` and returns what it wrote. The rows are read
  * in one consistent snapshot (`db.readSnapshot`), page by page by id, so writes committed
  * meanwhile never tear it; they are gzip-streamed to a temp file in the same folder, which is
- * fsynced, renamed to its final name, and the folder fsynced. The finished file is then read
- * back and verified: a returned backup is a restorable one. On failure no file is left.
+ * fsynced, read back and verified, renamed to its final name, and the folder fsynced: a
+ * returned backup is a restorable one. On failure no file is left.
  */
 export async function createBackup(
   db: Database,
@@ -102,14 +102,16 @@ export async function createBackup(
     });
     // fsync through a new descriptor flushes the file's data all the same (it is per file).
     await syncPath(temp);
+    // Read back before the rename: a file that fails its own check never takes a backup's name
+    // (nor a slot in retention).
+    const summary = await readBackup(temp);
     await rename(temp, path);
     await syncPath(options.dir);
+    return { ...summary, path, file };
   } catch (error) {
     await rm(temp, { force: true });
     throw error;
   }
-  const summary = await readBackup(path);
-  return { ...summary, path, file };
 }
 
 /** fsync: a file's data, or (for a folder) its entries, so a rename survives a crash. */

@@ -84,7 +84,8 @@ export async function readBackup(
 
   const decoder = new TextDecoder('utf-8', { fatal: true });
   let pending = '';
-  const stream = createReadStream(path, { highWaterMark: 256 * 1024 }).pipe(createGunzip());
+  const file = createReadStream(path, { highWaterMark: 256 * 1024 });
+  const stream = file.pipe(createGunzip());
   try {
     reading: for await (const chunk of stream) {
       let text: string;
@@ -106,7 +107,10 @@ export async function readBackup(
     if (error instanceof AppError) throw error;
     throw describeReadError(error, invalid);
   } finally {
+    // pipe() does not pass the gunzip's destruction back: a read stopped early (a listing, a
+    // corrupted file) would otherwise hold the file descriptor open until the process exits.
     stream.destroy();
+    file.destroy();
   }
 
   if (manifest === undefined) throw invalid('the file holds no manifest');
@@ -138,11 +142,13 @@ async function checkGzipMagic(path: string, invalid: Invalid): Promise<number> {
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') throw new AppError('ERR_BACKUP_NOT_FOUND', `file not found: ${path}`);
-    if (code === 'EISDIR') throw invalid('it is a directory');
     throw error;
   }
   try {
-    const { size } = await handle.stat();
+    const stats = await handle.stat();
+    // Linux opens a folder for reading without complaint; reading it fails with EISDIR.
+    if (stats.isDirectory()) throw invalid('it is a directory');
+    const { size } = stats;
     if (size === 0) throw invalid('the file is empty');
     const head = Buffer.alloc(2);
     const { bytesRead } = await handle.read(head, 0, 2, 0);

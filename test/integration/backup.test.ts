@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { readBackupStatus } from '../../src/backup/backup-status.js';
 import { backupFileName } from '../../src/backup/backup-format.js';
+import { listBackups } from '../../src/backup/list-backups.js';
+import { readBackup } from '../../src/backup/read-backup.js';
 import { runBackupSchedule } from '../../src/backup/run-backup-schedule.js';
 import { takeBackup } from '../../src/backup/take-backup.js';
 import type { Database } from '../../src/db/database.js';
@@ -51,6 +53,30 @@ describe('restore drills on SQLite', () => {
 
   it('5: a backup taken during an import holds the rows before it or after it, never a mix', async (t) => {
     await drillBackupDuringImport(await sqliteDrill(t));
+  });
+
+  it('listing and refusing backups leave no file open; a folder is refused by name', async (t) => {
+    const { db, dir } = await sqliteDrill(t);
+    await importSample(db);
+    const good = await takeBackup(db, { dir, serverName: 'drill', keep: 3 });
+    const bytes = await readFile(good.path);
+    const truncated = join(dir, 'truncated.ndjson.gz');
+    await writeFile(truncated, bytes.subarray(0, bytes.length - 4));
+    const openFiles = async () => (await readdir('/proc/self/fd')).length;
+
+    const before = await openFiles();
+    for (let round = 0; round < 20; round += 1) {
+      assert.equal((await listBackups(dir)).length, 1);
+      await assert.rejects(() => readBackup(truncated), /truncated/);
+    }
+    // A destroyed stream closes its descriptor a few ticks later.
+    for (let tick = 0; tick < 10; tick += 1) await new Promise((done) => setImmediate(done));
+    assert.ok((await openFiles()) <= before, `${(await openFiles()) - before} files left open`);
+
+    await assert.rejects(() => readBackup(dir), {
+      code: 'ERR_BACKUP_INVALID',
+      message: `${dir} is not a valid users-api backup: it is a directory`,
+    });
   });
 
   it('keeps the replaced table as users_prev until the next restore', async (t) => {
