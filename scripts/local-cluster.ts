@@ -45,8 +45,8 @@ export interface ClusterProcess {
   isRunning(): boolean;
   /** Starts it and resolves once it answers. */
   start(): Promise<void>;
-  /** Sends `signal` and resolves once the process has exited. */
-  stop(signal?: NodeJS.Signals): Promise<void>;
+  /** Sends `signal` and resolves once the process has exited, with its exit code (null: killed). */
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
 export interface LocalCluster {
@@ -80,14 +80,19 @@ export function findBinary(name: string): string | undefined {
   return undefined;
 }
 
+function requireHaproxy(): string {
+  const binary = findBinary('haproxy');
+  if (binary === undefined) throw new Error('haproxy not found: apt-get install -y haproxy');
+  return binary;
+}
+
 export async function startLocalCluster(options: {
   dir: string;
   env?: NodeJS.ProcessEnv;
 }): Promise<LocalCluster> {
   const { dir } = options;
   mkdirSync(dir, { recursive: true });
-  const haproxyBinary = findBinary('haproxy');
-  if (haproxyBinary === undefined) throw new Error('haproxy not found: apt-get install -y haproxy');
+  requireHaproxy(); // before the pair: failing late would leave nothing to show for the wait
   const pair = await startMariadbPair();
   const started: ClusterProcess[] = [];
   try {
@@ -127,22 +132,12 @@ export async function startLocalCluster(options: {
       await server.start();
       started.push(server);
     }
-    const haproxy = managedProcess({
-      name: 'haproxy',
-      url: `http://127.0.0.1:${lbPort}`,
-      readyPath: '/healthcheck',
+    const haproxy = haproxyProcess({
       logFile: join(dir, 'haproxy.log'),
-      command: haproxyBinary,
-      args: ['-db', '-f', join(REPO_ROOT, 'deploy/haproxy/haproxy.cfg')],
-      env: {
-        LB_ADDR: '127.0.0.1',
-        LB_PORT: String(lbPort),
-        STATS_ADDR: '127.0.0.1',
-        STATS_PORT: String(statsPort),
-        STATS_PASSWORD: statsPassword,
-        APP1_ADDR: `127.0.0.1:${port1}`,
-        APP2_ADDR: `127.0.0.1:${port2}`,
-      },
+      lbPort,
+      statsPort,
+      statsPassword,
+      appAddrs: [`127.0.0.1:${port1}`, `127.0.0.1:${port2}`],
     });
     await haproxy.start();
     started.push(haproxy);
@@ -168,6 +163,35 @@ export async function startLocalCluster(options: {
   }
 }
 
+/** HAProxy on loopback with the real config in front of two app addresses (not started). */
+export function haproxyProcess(options: {
+  logFile: string;
+  lbPort: number;
+  statsPort: number;
+  statsPassword: string;
+  appAddrs: [string, string];
+  env?: NodeJS.ProcessEnv;
+}): ClusterProcess {
+  return managedProcess({
+    name: 'haproxy',
+    url: `http://127.0.0.1:${options.lbPort}`,
+    readyPath: '/healthcheck',
+    logFile: options.logFile,
+    command: requireHaproxy(),
+    args: ['-db', '-f', join(REPO_ROOT, 'deploy/haproxy/haproxy.cfg')],
+    env: {
+      LB_ADDR: '127.0.0.1',
+      LB_PORT: String(options.lbPort),
+      STATS_ADDR: '127.0.0.1',
+      STATS_PORT: String(options.statsPort),
+      STATS_PASSWORD: options.statsPassword,
+      APP1_ADDR: options.appAddrs[0],
+      APP2_ADDR: options.appAddrs[1],
+      ...options.env,
+    },
+  });
+}
+
 interface ProcessSpec {
   name: string;
   url: string;
@@ -180,7 +204,7 @@ interface ProcessSpec {
 
 function managedProcess(spec: ProcessSpec): ClusterProcess {
   let child: ChildProcess | undefined;
-  let exited: Promise<unknown> = Promise.resolve();
+  let exited: Promise<number | null> = Promise.resolve(null);
   const isRunning = () =>
     child !== undefined && child.exitCode === null && child.signalCode === null;
   return {
@@ -200,7 +224,7 @@ function managedProcess(spec: ProcessSpec): ClusterProcess {
       closeSync(log);
       // Not holding the event loop: `npm run cluster` returns and leaves the process running.
       child.unref();
-      exited = once(child, 'exit');
+      exited = once(child, 'exit').then(([code]) => code as number | null);
       const deadline = Date.now() + READY_TIMEOUT_MS;
       while (Date.now() < deadline && isRunning()) {
         const response = await fetch(`${spec.url}${spec.readyPath}`).catch(() => undefined);
@@ -214,7 +238,7 @@ function managedProcess(spec: ProcessSpec): ClusterProcess {
     async stop(signal = 'SIGTERM') {
       child?.ref(); // keep the event loop alive until the exit is seen
       if (isRunning()) child?.kill(signal);
-      await exited;
+      return exited;
     },
   };
 }
@@ -225,7 +249,8 @@ const CLUSTER_DIR = join(REPO_ROOT, '.cluster');
 const STATE_FILE = join(CLUSTER_DIR, 'state.json');
 
 interface ClusterState {
-  pids: Record<string, number>;
+  /** Each process's pid and start time (/proc/PID/stat field 22): a reused pid is not ours. */
+  processes: Record<string, { pid: number; startedAt: string | undefined }>;
   /** The MariaDB pair's temp folder, removed by `down`. */
   dataDir: string;
 }
@@ -243,12 +268,15 @@ async function up(): Promise<void> {
   if (!existsSync(join(REPO_ROOT, 'dist/main.js')))
     throw new Error('dist/ is missing: run npm run build');
   const cluster = await startLocalCluster({ dir: CLUSTER_DIR });
-  const pids: Record<string, number> = {};
+  const processes: ClusterState['processes'] = {};
+  const record = (name: string, pid: number | undefined) => {
+    if (pid !== undefined) processes[name] = { pid, startedAt: processStartTime(pid) };
+  };
   for (const process of [...cluster.webservers, cluster.haproxy])
-    pids[process.name] = process.pid() ?? 0;
-  pids['mariadb-primary'] = cluster.pair.primary.pid() ?? 0;
-  pids['mariadb-replica'] = cluster.pair.replica.pid() ?? 0;
-  const state: ClusterState = { pids, dataDir: join(cluster.pair.primary.dir, '..') };
+    record(process.name, process.pid());
+  record('mariadb-primary', cluster.pair.primary.pid());
+  record('mariadb-replica', cluster.pair.replica.pid());
+  const state: ClusterState = { processes, dataDir: join(cluster.pair.primary.dir, '..') };
   writeFileSync(STATE_FILE, JSON.stringify(state, null, 2));
   const users = (await (await fetch(`${cluster.lbUrl}/api`)).json()) as unknown[];
   console.log(
@@ -277,13 +305,28 @@ async function down(): Promise<void> {
   }
   const state = JSON.parse(readFileSync(STATE_FILE, 'utf8')) as ClusterState;
   await Promise.all(
-    Object.entries(state.pids).map(async ([name, pid]) => {
+    Object.entries(state.processes).map(async ([name, { pid, startedAt }]) => {
+      if (startedAt === undefined || processStartTime(pid) !== startedAt) {
+        console.log(`${name} (pid ${pid}) had already stopped`);
+        return;
+      }
       await stopByPid(pid);
       console.log(`stopped ${name} (pid ${pid})`);
     }),
   );
   rmSync(state.dataDir, { recursive: true, force: true });
   rmSync(STATE_FILE);
+}
+
+/** When the process started, in clock ticks since boot; undefined once it is gone. */
+function processStartTime(pid: number): string | undefined {
+  try {
+    // The command name (field 2) may hold spaces and parentheses: count from its closing one.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(') ') + 2).split(' ')[19];
+  } catch {
+    return undefined;
+  }
 }
 
 /**

@@ -9,10 +9,12 @@ import { promisify } from 'node:util';
 import autocannon from 'autocannon';
 import {
   findBinary,
+  haproxyProcess,
   missingClusterBinaries,
   startLocalCluster,
   type LocalCluster,
 } from '../../scripts/local-cluster.js';
+import { freePort } from '../../scripts/mariadb-pair.js';
 import { REPO_ROOT } from '../helpers/paths.js';
 
 /** Under CI=true a missing server binary fails the run; locally it skips loudly. */
@@ -25,7 +27,9 @@ function skipReason(missing: string[]): string | undefined {
 }
 
 async function servedBy(cluster: LocalCluster): Promise<string> {
-  const response = await fetch(`${cluster.lbUrl}/healthcheck`);
+  const response = await fetch(`${cluster.lbUrl}/healthcheck`, {
+    signal: AbortSignal.timeout(1000),
+  });
   return `${response.status} ${await response.text()}`;
 }
 
@@ -36,7 +40,12 @@ async function waitFor(
 ): Promise<number> {
   const start = Date.now();
   while (Date.now() - start < limitMs) {
-    if (await condition().catch(() => false)) return Date.now() - start;
+    if (await condition().catch(() => false)) {
+      // A check that started in time may have answered late: the limit holds for the answer.
+      const elapsed = Date.now() - start;
+      if (elapsed <= limitMs) return elapsed;
+      break;
+    }
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
   throw new Error(`not within ${limitMs} ms: ${what}`);
@@ -77,10 +86,19 @@ async function serverStatus(cluster: LocalCluster, name: string): Promise<string
   return row?.split(',')[header.indexOf('status')];
 }
 
-/** A bounded load on GET /api through HAProxy while `during` runs; every failure counted. */
+/**
+ * A bounded load on GET /api through HAProxy while `during` runs; every failure counted. What
+ * `during` does must end before the load does, or part of it would have run unloaded.
+ */
 async function loadWhile(cluster: LocalCluster, seconds: number, during: () => Promise<void>) {
+  const started = Date.now();
   const load = autocannon({ url: `${cluster.lbUrl}/api`, connections: 16, duration: seconds });
-  const [result] = await Promise.all([load, during()]);
+  const duringMs = during().then(() => Date.now() - started);
+  const [result, tookMs] = await Promise.all([load, duringMs]);
+  assert.ok(
+    tookMs < seconds * 1000,
+    `the steps under load took ${tookMs} ms of a ${seconds} s load`,
+  );
   return {
     requests: result.requests.total,
     non2xx: result.non2xx,
@@ -107,6 +125,10 @@ describe('deploy/haproxy/haproxy.cfg', () => {
     await assert.rejects(
       promisify(execFile)(haproxy, ['-c', '-f', config], { env: { ...env, STATS_PASSWORD: '' } }),
       /STATS_PASSWORD must be set/,
+    );
+    await assert.rejects(
+      promisify(execFile)(haproxy, ['-c', '-f', config], { env: { ...env, MONITORING_ALLOW: '' } }),
+      /MONITORING_ALLOW is empty/,
     );
   });
 });
@@ -222,7 +244,7 @@ describe(
       const health = await fetch(`${webserver1.url}/healthcheck`);
       assert.equal(await health.text(), 'draining: this instance is shutting down');
       assert.equal((await fetch(`${webserver1.url}/api`)).status, 200);
-      await stopped;
+      assert.equal(await stopped, 0, 'webserver1 exits 0 after its drain');
       assert.equal(await servedBy(current), '200 all good from webserver2');
       await webserver1.start();
       await waitFor(
@@ -243,6 +265,39 @@ describe(
       const metrics = await statsGet(current, '/metrics');
       assert.equal(metrics.status, 200);
       assert.match(metrics.body, /^haproxy_backend_active_servers\{proxy="webservers"\} 1$/m);
+      // Through the load balancer the apps' /metrics is open to the default (everything) too.
+      assert.equal((await fetch(`${current.lbUrl}/metrics`)).status, 200);
+    });
+
+    it('MONITORING_ALLOW keeps other networks from the stats listener and the apps /metrics', async (t) => {
+      if (reason !== undefined) return (t as { skip(message?: string): void }).skip(reason);
+      const current = requireCluster();
+      const [lbPort, statsPort] = [await freePort(), await freePort()];
+      const guarded = haproxyProcess({
+        logFile: join(dir, 'haproxy-guarded.log'),
+        lbPort,
+        statsPort,
+        statsPassword: current.statsPassword,
+        appAddrs: [
+          new URL(current.webservers[0].url).host,
+          new URL(current.webservers[1].url).host,
+        ],
+        env: { MONITORING_ALLOW: '10.0.0.0/8' }, // the tests' 127.0.0.1 is outside it
+      });
+      await guarded.start();
+      try {
+        const lb = `http://127.0.0.1:${lbPort}`;
+        assert.equal((await fetch(`${lb}/api`)).status, 200);
+        for (const path of ['/metrics', '/%6Detrics', '/METRICS', '/metrics?x=1']) {
+          assert.equal((await fetch(`${lb}${path}`)).status, 403, `${path} through the LB`);
+        }
+        const stats = { ...current, statsUrl: `http://127.0.0.1:${statsPort}` };
+        for (const path of ['/', '/metrics', '/;csv']) {
+          assert.equal((await statsGet(stats, path, current.statsPassword)).status, 403, path);
+        }
+      } finally {
+        await guarded.stop('SIGKILL');
+      }
     });
   },
 );

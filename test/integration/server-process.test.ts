@@ -125,6 +125,48 @@ describe('the server process', () => {
     assert.deepEqual(await answered, { status: 200, body: '{"status":"imported","rows":1}' });
   });
 
+  it('cuts a request that outlives SHUTDOWN_TIMEOUT_MS and still exits 0', async (t) => {
+    const dir = await tempDir(t);
+    const server = await startChildServer(
+      t,
+      process.execPath,
+      [join(REPO_ROOT, 'dist/main.js'), 'serve'],
+      {
+        cwd: dir,
+        env: baseEnv({
+          DATABASE_URL: `sqlite:${join(dir, 'users.db')}`,
+          IMPORT_ON_START: 'never',
+          ADMIN_TOKEN: 'test-admin-token-0123456789',
+          SHUTDOWN_DRAIN_MS: '200',
+          SHUTDOWN_TIMEOUT_MS: '1500',
+        }),
+      },
+    );
+    // An upload whose body never ends: without the timeout the shutdown would wait for ever.
+    const cut = new Promise<string>((resolve) => {
+      const req = request(`${server.url}/addtosql?mode=append`, {
+        method: 'POST',
+        headers: {
+          'content-type': 'text/csv',
+          authorization: 'Bearer test-admin-token-0123456789',
+        },
+      });
+      req.on('response', () => resolve('answered'));
+      req.on('error', (error: NodeJS.ErrnoException) => resolve(error.code ?? error.message));
+      req.write('NAME,STREET,CITY,STATE,USER_DATE\n');
+    });
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const stillRunning = new Promise((resolve) => {
+      setTimeout(resolve, 15_000, 'still running').unref();
+    });
+    assert.equal(await Promise.race([server.stop(), stillRunning]), 0);
+    assert.equal(await cut, 'ECONNRESET');
+    assert.ok(
+      server.lines.some((line) => line.includes('shutdown timeout: cutting the requests')),
+      server.lines.join('\n'),
+    );
+  });
+
   it('answers an oversized streamed upload with 413 over a real socket', async (t) => {
     const dir = await tempDir(t);
     const server = await startChildServer(
