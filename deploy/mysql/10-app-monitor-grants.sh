@@ -1,8 +1,10 @@
 #!/bin/bash
-# Runs once, when the official MariaDB image initialises an empty data folder (primary and
-# replica alike). The service's probes read replica status and wait for GTID positions:
-# SHOW REPLICA STATUS needs SLAVE MONITOR (MariaDB 10.5+). The account itself is created by
-# the image from MARIADB_USER / MARIADB_PASSWORD.
+# Runs once, when the official MariaDB image initialises the primary's empty data folder (mounted
+# on db-primary only). The service's probes read replica status and wait for GTID positions:
+# SHOW REPLICA STATUS needs SLAVE MONITOR (MariaDB 10.5+). The account itself is created by the
+# image from MARIADB_USER / MARIADB_PASSWORD. The binlog is on while this runs, so this GRANT,
+# like the image's CREATE USER, replicates: the replica gets the account and its grants from
+# the primary and must not create them itself (a second CREATE USER stops replication, 1396).
 set -euo pipefail
 mariadb -uroot -p"${MARIADB_ROOT_PASSWORD}" <<SQL
 GRANT SLAVE MONITOR, REPLICATION CLIENT ON *.* TO '${MARIADB_USER}'@'%';

@@ -3,14 +3,16 @@ import { execFile } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, posix } from 'node:path';
 import { describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { parse } from 'yaml';
 import { SERVE_NODE_FLAGS } from '../../scripts/serve-node-flags.js';
+import { writeBackupStatus } from '../../src/backup/backup-status.js';
 import { CONFIG_SCHEMA } from '../../src/config/config-schema.js';
 import { loadConfig } from '../../src/config/config.js';
 import { readEnv } from '../../src/config/env.js';
+import { parseDuration } from '../../src/monitor/parse-duration.js';
 import { startChildServer } from '../helpers/child-server.js';
 import { requireBinary } from '../helpers/external-services.js';
 import { REPO_ROOT } from '../helpers/paths.js';
@@ -25,15 +27,22 @@ interface ComposeService {
   command?: string[];
   environment?: Record<string, string | number>;
   ports?: string[];
-  healthcheck?: { test?: string[] };
+  healthcheck?: { test?: string[]; start_period?: string };
   depends_on?: Record<string, { condition: string }>;
+  volumes?: (string | { type?: string; source?: string })[];
+  sysctls?: Record<string, string | number> | string[];
 }
 
 const compose = parse(readFileSync(join(REPO_ROOT, 'compose.yaml'), 'utf8'), { merge: true }) as {
   services: Record<string, ComposeService>;
+  volumes?: Record<string, unknown>;
 };
 const services = compose.services;
 const appServices = Object.entries(services).filter(([, service]) => service.build !== undefined);
+/** MariaDB services the image sets up as replicas (MARIADB_MASTER_HOST names their primary). */
+const replicaServices = Object.entries(services).filter(
+  ([, service]) => service.environment?.MARIADB_MASTER_HOST !== undefined,
+);
 const dockerfile = readFileSync(join(REPO_ROOT, 'Dockerfile'), 'utf8');
 
 /** The .env a first-time operator writes: every CHANGE_ME replaced. */
@@ -72,6 +81,71 @@ function execForm(keyword: string): string[] {
   assert.ok(line, `Dockerfile has no ${keyword}`);
   // HEALTHCHECK options and its CMD keyword come before the JSON array.
   return JSON.parse(line.slice(line.indexOf('['))) as string[];
+}
+
+interface Stage {
+  name: string | undefined;
+  /** The base image, ARG defaults and earlier stage names resolved. */
+  image: string;
+  workdir: string;
+  /** This stage's instructions, continuation lines joined. */
+  lines: string[];
+}
+
+/** The Dockerfile's build stages, in order. */
+function stages(): Stage[] {
+  const args = new Map<string, string>();
+  const result: Stage[] = [];
+  for (const line of dockerfile.replace(/\\\n/g, ' ').split('\n')) {
+    const [keyword = '', ...rest] = line.trim().split(/\s+/);
+    const current = result.at(-1);
+    if (/^ARG$/i.test(keyword) && current === undefined) {
+      const [name = '', ...value] = rest.join(' ').split('=');
+      args.set(name, value.join('='));
+    } else if (/^FROM$/i.test(keyword)) {
+      const [from = '', as, name] = rest.filter((word) => !word.startsWith('--'));
+      const resolved = from.replace(/\$\{?(\w+)\}?/g, (_all, arg: string) => args.get(arg) ?? '');
+      const earlier = result.find((stage) => stage.name === resolved);
+      result.push({
+        name: as?.toUpperCase() === 'AS' ? name : undefined,
+        image: earlier?.image ?? resolved,
+        workdir: earlier?.workdir ?? '/',
+        lines: [],
+      });
+    } else if (current !== undefined && keyword !== '' && !keyword.startsWith('#')) {
+      current.lines.push(line.trim());
+      if (/^WORKDIR$/i.test(keyword)) current.workdir = posix.resolve(current.workdir, rest[0]!);
+    }
+  }
+  return result;
+}
+
+/** The variables a stage's ENV instructions set (KEY=value pairs, or the old `ENV KEY value`). */
+function stageEnv(stage: Stage): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const line of stage.lines) {
+    const [keyword, ...words] = line.split(/\s+/);
+    if (!/^ENV$/i.test(keyword ?? '')) continue;
+    if (words[0] !== undefined && !words[0].includes('=')) {
+      env[words[0]] = words.slice(1).join(' ');
+      continue;
+    }
+    for (const word of words) {
+      const at = word.indexOf('=');
+      if (at > 0) env[word.slice(0, at)] = word.slice(at + 1).replace(/^(["'])(.*)\1$/, '$2');
+    }
+  }
+  return env;
+}
+
+/** Host paths of a service's bind mounts (short `./src:/dst[:ro]` or long `type: bind`). */
+function bindSources(service: ComposeService): string[] {
+  return (service.volumes ?? []).flatMap((volume) => {
+    if (typeof volume !== 'string') return volume.type === 'bind' ? [volume.source ?? ''] : [];
+    // A path alone is an anonymous volume at that path in the container.
+    const [source = '', target] = volume.split(':');
+    return target !== undefined && /^[./~]/.test(source) ? [source] : [];
+  });
 }
 
 describe('compose.yaml', () => {
@@ -117,7 +191,7 @@ describe('compose.yaml', () => {
       `${env.LB_PORT}:${env.LB_PORT}`,
       `${env.STATS_PORT}:${env.STATS_PORT}`,
     ]);
-    const appPort = /^\s*PORT=(\d+)/m.exec(dockerfile)?.[1];
+    const appPort = stageEnv(stages().at(-1)!).PORT;
     assert.equal(env.APP1_ADDR, `webserver1:${appPort}`);
     assert.equal(env.APP2_ADDR, `webserver2:${appPort}`);
     assert.ok(services.webserver1 && services.webserver2);
@@ -139,6 +213,136 @@ describe('compose.yaml', () => {
       primary.command?.find((arg) => arg.startsWith('--server-id')),
       replica.command?.find((arg) => arg.startsWith('--server-id')),
     );
+  });
+
+  it('creates the app user on the primary only, and replicates with the account it creates', () => {
+    assert.ok(replicaServices.length >= 1);
+    for (const [name, replica] of replicaServices) {
+      const primary = services[String(replica.environment?.MARIADB_MASTER_HOST)]!;
+      for (const key of ['MARIADB_REPLICATION_USER', 'MARIADB_REPLICATION_PASSWORD']) {
+        assert.ok(primary.environment?.[key], `the primary has ${key}`);
+        assert.equal(replica.environment?.[key], primary.environment[key], `${name}.${key}`);
+      }
+      // The image would create them on the replica with its binlog on; the primary's own
+      // CREATE USER then fails there (error 1396) and replication stops.
+      for (const key of Object.keys(replica.environment ?? {})) {
+        assert.doesNotMatch(
+          key,
+          /^(MARIADB|MYSQL)_(DATABASE|USER|PASSWORD)/,
+          `${name} sets ${key}: the database and app user replicate from the primary`,
+        );
+      }
+      for (const volume of replica.volumes ?? []) {
+        const target = typeof volume === 'string' ? volume.split(':')[1] : undefined;
+        assert.ok(!target?.startsWith('/docker-entrypoint-initdb.d'), `${name} runs ${target}`);
+      }
+    }
+  });
+
+  it("health-checks the replica's replication, not only its connection", () => {
+    for (const [name, replica] of replicaServices) {
+      // healthcheck.sh reads its arguments in order: --replication_* options configure the
+      // --replication test that comes after them, and on their own test nothing.
+      const test = replica.healthcheck?.test ?? [];
+      const run = test.lastIndexOf('--replication');
+      const options = test.flatMap((arg, i) => (arg.startsWith('--replication_') ? [i] : []));
+      assert.ok(run > 0, `${name}: healthcheck.sh without --replication checks no replication`);
+      assert.ok(options.length > 0, `${name}: no --replication_* options`);
+      assert.ok(
+        options.every((i) => i < run),
+        `${name}: --replication_* options after --replication are ignored`,
+      );
+    }
+  });
+
+  it('connects the apps to the primary and the replica services as the user the primary creates', () => {
+    const [[replicaName, replica]] = replicaServices as [[string, ComposeService]];
+    const primaryName = String(replica.environment?.MARIADB_MASTER_HOST);
+    const primaryEnv = services[primaryName]!.environment ?? {};
+    const expected = (url: URL, name: string) => {
+      assert.equal(decodeURIComponent(url.username), interpolate(primaryEnv.MARIADB_USER!), name);
+      assert.equal(
+        decodeURIComponent(url.password),
+        interpolate(primaryEnv.MARIADB_PASSWORD!),
+        name,
+      );
+      assert.equal(url.pathname, `/${interpolate(primaryEnv.MARIADB_DATABASE!)}`, name);
+    };
+    const replicaNames = new Set(replicaServices.map(([name]) => name));
+    for (const [name, service] of appServices) {
+      const env = service.environment ?? {};
+      const primaryUrl = new URL(interpolate(env.DATABASE_URL!));
+      assert.equal(primaryUrl.hostname, primaryName, `${name}: DATABASE_URL`);
+      expected(primaryUrl, `${name}: DATABASE_URL`);
+      const replicaUrls = interpolate(env.DATABASE_REPLICA_URLS ?? '').split(',');
+      assert.ok(replicaUrls.length >= 1);
+      for (const text of replicaUrls) {
+        const url = new URL(text.trim());
+        assert.ok(
+          replicaNames.has(url.hostname),
+          `${name}: DATABASE_REPLICA_URLS names ${url.hostname}, not a replica service (${replicaName})`,
+        );
+        expected(url, `${name}: DATABASE_REPLICA_URLS`);
+      }
+    }
+  });
+
+  it('mounts only files that are in the repository, and volumes it declares', () => {
+    for (const [name, service] of Object.entries(services)) {
+      for (const source of bindSources(service)) {
+        assert.ok(existsSync(join(REPO_ROOT, source)), `${name} mounts missing ${source}`);
+      }
+      for (const volume of service.volumes ?? []) {
+        if (typeof volume !== 'string') continue;
+        const source = volume.split(':')[0] ?? '';
+        if (!/^[./~]/.test(source) && volume.includes(':'))
+          assert.ok(source in (compose.volumes ?? {}), `${name} uses undeclared volume ${source}`);
+      }
+    }
+  });
+
+  it('lets the non-root HAProxy bind its ports, and keeps monitoring to private networks', () => {
+    const haproxy = services.haproxy!;
+    const env = haproxy.environment ?? {};
+    const sysctls: Record<string, string | number> = Array.isArray(haproxy.sysctls)
+      ? Object.fromEntries(haproxy.sysctls.map((entry) => entry.split('=') as [string, string]))
+      : (haproxy.sysctls ?? {});
+    const start = Number(sysctls['net.ipv4.ip_unprivileged_port_start'] ?? 1024);
+    for (const port of [env.LB_PORT, env.STATS_PORT]) {
+      assert.ok(Number(port) >= start, `the image's non-root user cannot bind port ${port}`);
+    }
+    // haproxy.cfg reads MONITORING_ALLOW as a space-separated list (${MONITORING_ALLOW[*]}).
+    const allowed = interpolate(env.MONITORING_ALLOW ?? '')
+      .split(/\s+/)
+      .filter(Boolean);
+    assert.ok(allowed.length > 0, 'MONITORING_ALLOW has a default');
+    for (const everyone of ['0.0.0.0/0', '::/0']) assert.ok(!allowed.includes(everyone), everyone);
+  });
+
+  it("reports the backup sidecar unhealthy once its last verified backup is older than its schedule's", async (t) => {
+    const backup = services.backup!;
+    const every = parseDuration(backup.command?.[backup.command.indexOf('--every') + 1] ?? '');
+    assert.ok(every !== undefined, 'backup runs with --every');
+    const test = backup.healthcheck?.test ?? [];
+    assert.deepEqual(test.slice(0, 3), ['CMD', 'node', '-e']);
+    const maxAgeSeconds = Number(test.at(-1));
+    assert.ok(maxAgeSeconds * 1000 > every, 'the health check allows one interval, and more');
+    assert.ok(backup.healthcheck?.start_period, 'the first backup gets a start period');
+    const dir = await mkdtemp(join(tmpdir(), 'users-api-backup-health-'));
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    const env = { PATH: process.env.PATH, BACKUP_DIR: dir };
+    const check = () =>
+      promisify(execFile)(process.execPath, test.slice(2), { env }).then(
+        () => 0,
+        (error: { code?: number }) => error.code ?? 1,
+      );
+    assert.notEqual(await check(), 0, 'no backup yet');
+    const status = { file: 'users.ndjson.gz', rows: 1 };
+    await writeBackupStatus(dir, { ...status, at: new Date().toISOString() });
+    assert.equal(await check(), 0, 'a fresh backup');
+    const stale = new Date(Date.now() - (maxAgeSeconds + 60) * 1000);
+    await writeBackupStatus(dir, { ...status, at: stale.toISOString() });
+    assert.equal(await check(), 1, 'a stale backup');
   });
 
   it('commits no secret: passwords and tokens come from .env', () => {
@@ -194,12 +398,38 @@ describe('Dockerfile', () => {
     }
   });
 
+  it('copies from earlier stages only what npm ci and npm run build produce', () => {
+    const all = stages();
+    for (const [index, stage] of all.entries()) {
+      for (const line of stage.lines) {
+        if (!/^COPY\s/i.test(line)) continue;
+        const from = /--from=(\S+)/.exec(line)?.[1];
+        if (from === undefined) continue;
+        const source = all.slice(0, index).find((earlier) => earlier.name === from);
+        assert.ok(source, `COPY --from=${from}: no earlier stage ${from}`);
+        const paths = line.split(/\s+/).filter((word) => !word.startsWith('--'));
+        for (const path of paths.slice(1, -1)) {
+          // The build stages work in a copy of the repository, where CI has run the same steps.
+          const inRepo = posix.relative(source.workdir, posix.resolve(source.workdir, path));
+          assert.ok(!inRepo.startsWith('..'), `COPY --from=${from} ${path}: outside its WORKDIR`);
+          assert.ok(existsSync(join(REPO_ROOT, inRepo)), `COPY --from=${from} ${path}: missing`);
+        }
+      }
+    }
+  });
+
+  it('starts every stage from the same slim Node 20 image', () => {
+    const images = new Set(stages().map((stage) => stage.image));
+    assert.equal(images.size, 1, [...images].join(', '));
+    assert.match([...images][0]!, /^node:20(\.\d+){0,2}-([a-z0-9]+-)?slim(@sha256:[0-9a-f]{64})?$/);
+  });
+
   it('runs as the node user, with an init, on port 8888, with a volume for SQLite', () => {
     assert.deepEqual(instructions('USER'), ['node']);
     assert.deepEqual(instructions('EXPOSE'), ['8888']);
     assert.deepEqual(execForm('ENTRYPOINT').slice(0, 2), ['tini', '--']);
     assert.deepEqual(instructions('VOLUME'), ['["/app/data"]']);
-    assert.match(dockerfile, /NODE_ENV=production/);
+    assert.equal(stageEnv(stages().at(-1)!).NODE_ENV, 'production', 'runtime stage ENV');
   });
 
   it('starts the built entry point, and its HEALTHCHECK passes against it and fails without it', async (t) => {
@@ -237,7 +467,7 @@ describe('Dockerfile', () => {
 
   it('keeps node_modules, databases, tests and .git out of the build context', () => {
     const ignored = readFileSync(join(REPO_ROOT, '.dockerignore'), 'utf8').split('\n');
-    for (const entry of ['node_modules', 'data/*.db', 'test', '.git', '.env']) {
+    for (const entry of ['node_modules', 'data/*.db', 'data/backups', 'test', '.git', '.env']) {
       assert.ok(ignored.includes(entry), `.dockerignore lacks ${entry}`);
     }
   });
