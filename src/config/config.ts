@@ -83,9 +83,8 @@ const MIN_TOKEN_LENGTH = 16;
 export function loadConfig(raw: RawEnv, cwd: string = process.cwd()): Config {
   const value = (name: ConfigVariableName): string | undefined =>
     raw[name] ?? CONFIG_SCHEMA[name].default;
-  const fail = (name: ConfigVariableName): never => {
+  const fail = (name: ConfigVariableName, text: string = raw[name] ?? ''): never => {
     const variable: ConfigVariable = CONFIG_SCHEMA[name];
-    const text = raw[name] ?? '';
     const shown =
       variable.redact === 'all'
         ? '(hidden)'
@@ -107,7 +106,8 @@ export function loadConfig(raw: RawEnv, cwd: string = process.cwd()): Config {
   };
 
   const serverName = value('SERVER_NAME') ?? hostname();
-  if (!SERVER_NAME_PATTERN.test(serverName)) fail('SERVER_NAME');
+  // Unset, the host name is the value: the message shows it rather than "".
+  if (!SERVER_NAME_PATTERN.test(serverName)) fail('SERVER_NAME', serverName);
 
   const adminToken = value('ADMIN_TOKEN');
   if (adminToken !== undefined && adminToken.length < MIN_TOKEN_LENGTH) fail('ADMIN_TOKEN');

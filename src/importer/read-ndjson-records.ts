@@ -1,3 +1,5 @@
+import { AppError } from '../errors.js';
+import { MAX_RECORD_CHARS } from './parse-csv.js';
 import { recordFromJsonValue, type SourceRecord } from './source-record.js';
 
 /**
@@ -31,6 +33,12 @@ export async function* readNdjsonRecords(
     const lines = (pending + chunk).split('\n');
     pending = lines.pop()!;
     const records = toRecords(lines);
+    if (pending.length > MAX_RECORD_CHARS) {
+      throw new AppError(
+        'ERR_IMPORT_BAD_FILE',
+        `item ${lineNumber + 1}: a line runs over ${MAX_RECORD_CHARS} characters: NDJSON holds one user object per line`,
+      );
+    }
     if (records.length > 0) yield records;
   }
   const last = toRecords([pending]);

@@ -8,8 +8,8 @@ export interface ChildServer {
   url: string;
   /** Every stdout line so far (JSON log lines). */
   lines: string[];
-  /** Sends SIGTERM and resolves with the exit code. */
-  stop(): Promise<number | null>;
+  /** Sends SIGTERM (or `signalName`) and resolves with the exit code. */
+  stop(signalName?: NodeJS.Signals): Promise<number | null>;
 }
 
 const START_TIMEOUT_MS = 20_000;
@@ -67,8 +67,8 @@ export async function startChildServer(
     child,
     url,
     lines,
-    stop: async () => {
-      signal('SIGTERM');
+    stop: async (signalName = 'SIGTERM') => {
+      signal(signalName);
       return exited;
     },
   };

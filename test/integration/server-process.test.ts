@@ -86,7 +86,7 @@ describe('the server process', () => {
     assert.equal(await server.stop(), 0);
   });
 
-  it('finishes an in-flight request on SIGTERM', async (t) => {
+  it('finishes an in-flight request on SIGINT after a drain of 0, and exits 0', async (t) => {
     const dir = await tempDir(t);
     const server = await startChildServer(
       t,
@@ -98,10 +98,13 @@ describe('the server process', () => {
           DATABASE_URL: `sqlite:${join(dir, 'users.db')}`,
           DATA_FILE: join(REPO_ROOT, 'data/users.csv'),
           ADMIN_TOKEN: 'test-admin-token-0123456789',
+          // No drain: the server closes at once, so it is the close that must wait for the upload.
+          SHUTDOWN_DRAIN_MS: '0',
         }),
       },
     );
-    // An upload whose body is still arriving when SIGTERM lands: it must still be answered.
+    // An upload whose body is still arriving when SIGINT lands: it must still be answered.
+    let exited: Promise<number | null> | undefined;
     const answered = new Promise<{ status: number; body: string }>((resolve, reject) => {
       const req = request(`${server.url}/addtosql?mode=append`, {
         method: 'POST',
@@ -118,11 +121,12 @@ describe('the server process', () => {
       req.on('error', reject);
       req.write('NAME,STREET,CITY,STATE,USER_DATE\n');
       setTimeout(() => {
-        void server.stop();
+        exited = server.stop('SIGINT');
         setTimeout(() => req.end('Late Arrival,Hojzi Path,Zurmubku,NY,08/08/43\n'), 300);
       }, 200);
     });
     assert.deepEqual(await answered, { status: 200, body: '{"status":"imported","rows":1}' });
+    assert.equal(await exited, 0);
   });
 
   it('cuts a request that outlives SHUTDOWN_TIMEOUT_MS and still exits 0', async (t) => {

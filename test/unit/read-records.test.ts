@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { Readable } from 'node:stream';
 import { describe, it } from 'node:test';
 import { AppError } from '../../src/errors.js';
 import { decodeUtf8 } from '../../src/importer/decode-utf8.js';
@@ -141,6 +142,46 @@ describe('CSV records', () => {
       'csv/unclosed-quote.csv',
       'csv',
       /^line 2: malformed CSV: a quoted field is never closed$/,
+    );
+  });
+});
+
+describe('records that never end', () => {
+  /** 4 MB in 256 KB chunks after `head`: a stream, as a large file would arrive. */
+  const endless = (head: string, filler: string): AsyncIterable<string> =>
+    Readable.from([head, ...Array<string>(16).fill(filler.repeat(262_144 / filler.length))]);
+
+  async function assertRefused(records: AsyncGenerator<SourceRecord[]>, message: RegExp) {
+    await assert.rejects(
+      (async () => {
+        for await (const batch of records) void batch;
+      })(),
+      (error: unknown) =>
+        error instanceof AppError &&
+        error.code === 'ERR_IMPORT_BAD_FILE' &&
+        message.test(error.message),
+    );
+  }
+
+  it('refuses a CSV line without a line break once it outgrows any record', async () => {
+    await assertRefused(
+      readCsvRecords(endless('NAME,STREET,CITY,STATE,USER_DATE\n', 'x')),
+      /^line 2: malformed CSV: a record runs over 65536 characters: a line break or a closing quote is missing$/,
+    );
+  });
+
+  it('refuses a CSV quote that is never closed before the rest of the file', async () => {
+    const row = 'Duane Adams,Hojzi Path,Zurmubku,NY,08/08/43\n';
+    await assertRefused(
+      readCsvRecords(endless(`NAME,STREET,CITY,STATE,USER_DATE\n${row}"Open,`, row)),
+      /^line 3: malformed CSV: a record runs over/,
+    );
+  });
+
+  it('refuses an NDJSON line that outgrows any user object', async () => {
+    await assertRefused(
+      readNdjsonRecords(endless('{"NAME":"Duane Adams"}\n{"NAME":"', 'x')),
+      /^item 2: a line runs over 65536 characters/,
     );
   });
 });
