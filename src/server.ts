@@ -88,6 +88,10 @@ export async function startServer(
   const metrics = createMetrics({
     countUsersRows: () => countRows(),
     lastBackupSuccess: () => readBackupStatus(config.backupDir),
+    replicaMaxLagSeconds:
+      config.database.dialect === 'mysql' && config.database.replicas.length > 0
+        ? config.database.maxReplicaLagSeconds
+        : undefined,
   });
   const db = openDatabase(config.database, { observer: metrics.db, logger });
   const countRows = cacheReader(() => db.read(countUsers), {

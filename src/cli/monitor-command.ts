@@ -31,6 +31,14 @@ export interface MonitorCommandIo {
 const WEBHOOK_RETRY_DELAY_MS = 1000;
 
 /**
+ * Upper bounds of the duration options. @NOTE setTimeout (and AbortSignal.timeout) fire after
+ * 1 ms for anything above 2^31 - 1 ms (~24.8 days), so an unbounded `--interval 600h` would
+ * probe in a tight loop; these limits keep every timer well under that.
+ */
+const MAX_INTERVAL = { ms: 24 * 3_600_000, text: '24h' };
+const MAX_TIMEOUT = { ms: 3_600_000, text: '1h' };
+
+/**
  * `users-api monitor`: checks URLs until SIGINT/SIGTERM, alerts the webhook on each change
  * of state, then prints a summary. Bad arguments throw a usage error (exit 2).
  */
@@ -125,11 +133,12 @@ function checkOptions(options: MonitorCommandOptions) {
   for (const url of [...options.url, ...(options.webhook === undefined ? [] : [options.webhook])]) {
     if (!isHttpUrl(url)) usage(`${JSON.stringify(url)} is not an http:// or https:// URL`);
   }
-  const duration = (name: string, text: string): number => {
+  const duration = (name: string, text: string, max: { ms: number; text: string }): number => {
     const ms = parseDuration(text);
-    return ms !== undefined && ms > 0
-      ? ms
-      : usage(`--${name} ${JSON.stringify(text)} is not a duration such as 500ms, 30s or 5m`);
+    if (ms === undefined || ms <= 0) {
+      return usage(`--${name} ${JSON.stringify(text)} is not a duration such as 500ms, 30s or 5m`);
+    }
+    return ms <= max.ms ? ms : usage(`--${name} ${JSON.stringify(text)} is over ${max.text}`);
   };
   const integer = (name: string, text: string, min: number, max: number): number => {
     const value = /^\d+$/.test(text) ? Number(text) : NaN;
@@ -140,13 +149,15 @@ function checkOptions(options: MonitorCommandOptions) {
   if (options.expect === '') usage('--expect needs some text to look for');
   return {
     urls: [...new Set(options.url)],
-    intervalMs: duration('interval', options.interval),
-    timeoutMs: duration('timeout', options.timeout),
+    intervalMs: duration('interval', options.interval, MAX_INTERVAL),
+    timeoutMs: duration('timeout', options.timeout, MAX_TIMEOUT),
     maxLatencyMs:
-      options.maxLatency === undefined ? undefined : duration('max-latency', options.maxLatency),
+      options.maxLatency === undefined
+        ? undefined
+        : duration('max-latency', options.maxLatency, MAX_TIMEOUT),
     downAfter: integer('down-after', options.downAfter, 1, 1000),
     webhook: options.webhook,
-    webhookTimeoutMs: duration('webhook-timeout', options.webhookTimeout),
+    webhookTimeoutMs: duration('webhook-timeout', options.webhookTimeout, MAX_TIMEOUT),
     webhookRetries: integer('webhook-retries', options.webhookRetries, 0, 10),
     statePath: options.state,
     port: options.port === undefined ? undefined : integer('port', options.port, 0, 65535),

@@ -51,6 +51,13 @@ export interface MetricsOptions {
    * process's own backups. A failed read keeps the last value.
    */
   lastBackupSuccess?: () => Promise<number | undefined>;
+  /**
+   * MAX_REPLICA_LAG_SECONDS when the database has read replicas (leave it out otherwise): the
+   * lag above which the replica router takes a replica out of reads. Exported as
+   * `users_db_replica_max_lag_seconds` so the ReplicaLagHigh alert compares each replica with
+   * the limit this instance really applies instead of a copy of it in alerts.yml.
+   */
+  replicaMaxLagSeconds?: number;
 }
 
 /** Latency buckets in seconds: 1 ms … 10 s, dense around the 500 ms p99 alert threshold. */
@@ -88,6 +95,13 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     labelNames: ['replica'] as const,
     registers,
   });
+  if (options.replicaMaxLagSeconds !== undefined) {
+    new Gauge({
+      name: 'users_db_replica_max_lag_seconds',
+      help: 'Lag above which a replica leaves the read rotation (MAX_REPLICA_LAG_SECONDS).',
+      registers,
+    }).set(options.replicaMaxLagSeconds);
+  }
   const readsRoutedToPrimary = new Counter({
     name: 'users_db_reads_routed_to_primary_total',
     help: 'Reads sent to the primary because no replica was healthy.',

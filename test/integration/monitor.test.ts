@@ -179,6 +179,19 @@ describe('users-api monitor', () => {
     assert.match(monitor.lines.at(-1)!, /: down, uptime 0\.00%, /);
   });
 
+  it('accepts the longest durations and waits the interval out', async (t) => {
+    const target = await startTarget(t);
+    const monitor = startMonitor(t, [
+      ...['--url', target.url, '--interval', '24h', '--timeout', '1h'],
+      ...['--max-latency', '1h', '--webhook-timeout', '1h'],
+    ]);
+    await waitFor('the first check', () => target.requests() === 1);
+    // A timer beyond setTimeout's range would fire after 1 ms: checks in a tight loop.
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    assert.equal(target.requests(), 1);
+    assert.equal(await monitor.stop(), 0, monitor.stderr());
+  });
+
   it('exits 2 with a clear message for bad arguments', async (t) => {
     const cases: [string[], string][] = [
       [[], 'users-api: monitor needs at least one --url\n'],
@@ -194,6 +207,27 @@ describe('users-api monitor', () => {
         ['--url', 'http://127.0.0.1:9/', '--timeout', '0s'],
         'users-api: --timeout "0s" is not a duration such as 500ms, 30s or 5m\n',
       ],
+      // setTimeout fires at once beyond ~24.8 days: a longer interval would probe in a loop.
+      [
+        ['--url', 'http://127.0.0.1:9/', '--interval', '600h'],
+        'users-api: --interval "600h" is over 24h\n',
+      ],
+      [
+        ['--url', 'http://127.0.0.1:9/', '--interval', '1441m'],
+        'users-api: --interval "1441m" is over 24h\n',
+      ],
+      [
+        ['--url', 'http://127.0.0.1:9/', '--timeout', '600h'],
+        'users-api: --timeout "600h" is over 1h\n',
+      ],
+      [
+        ['--url', 'http://127.0.0.1:9/', '--max-latency', '61m'],
+        'users-api: --max-latency "61m" is over 1h\n',
+      ],
+      [
+        ['--url', 'http://127.0.0.1:9/', '--webhook-timeout', '2h'],
+        'users-api: --webhook-timeout "2h" is over 1h\n',
+      ],
       [
         ['--url', 'http://127.0.0.1:9/', '--down-after', 'two'],
         'users-api: --down-after "two" must be an integer from 1 to 1000\n',
@@ -205,7 +239,11 @@ describe('users-api monitor', () => {
     ];
     for (const [args, message] of cases) {
       const monitor = startMonitor(t, args);
-      assert.equal(await monitor.exited, 2, args.join(' '));
+      // An argument wrongly accepted starts monitoring, which never exits on its own.
+      const running = new Promise<string>((resolve) =>
+        setTimeout(resolve, WAIT_LIMIT_MS, 'still running').unref(),
+      );
+      assert.equal(await Promise.race([monitor.exited, running]), 2, args.join(' '));
       assert.equal(monitor.stderr(), message);
       assert.deepEqual(monitor.lines, []);
     }

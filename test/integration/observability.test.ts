@@ -42,8 +42,9 @@ describe('GET /metrics', () => {
       assert.match(response.body, new RegExp(`^# HELP ${name} \\S`, 'm'), name);
       assert.match(response.body, new RegExp(`^# TYPE ${name} ${type}$`, 'm'), name);
     }
-    // Replica series appear once the replica router reports; SQLite has none.
+    // Replica series appear once the replica router reports; SQLite has none, and no limit.
     assert.doesNotMatch(response.body, /^users_db_replica_healthy\{/m);
+    assert.doesNotMatch(response.body, /users_db_replica_max_lag_seconds/);
   });
 
   it('counts requests by method, route template and status, and the one in flight', async (t) => {
@@ -146,6 +147,17 @@ describe('GET /metrics', () => {
       assert.equal(sample(text, 'users_db_pool_connections_in_use{target="primary"}'), 3);
       assert.equal(sample(text, 'users_backup_last_success_timestamp_seconds'), 1735689600);
     });
+  });
+
+  it('exports the replica lag limit only when the database has replicas', async () => {
+    const withReplicas = await createMetrics({
+      processMetrics: false,
+      replicaMaxLagSeconds: 5,
+    }).render();
+    assert.match(withReplicas, /^# TYPE users_db_replica_max_lag_seconds gauge$/m);
+    assert.equal(sample(withReplicas, 'users_db_replica_max_lag_seconds'), 5);
+    const without = await createMetrics({ processMetrics: false }).render();
+    assert.doesNotMatch(without, /users_db_replica_max_lag_seconds/);
   });
 
   it('answers other methods with 405', async (t) => {

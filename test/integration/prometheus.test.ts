@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { promisify } from 'node:util';
+import { parse } from 'yaml';
 import { startChildServer, type ChildServer } from '../helpers/child-server.js';
 import { freePort, pollFor, requireBinary, startService } from '../helpers/external-services.js';
 import { REPO_ROOT } from '../helpers/paths.js';
@@ -18,8 +19,15 @@ async function tempDir(t: TestContext): Promise<string> {
   return dir;
 }
 
-/** The service as users run it (the built binary) on a free port with its own database. */
-async function startApp(t: TestContext, dir: string): Promise<ChildServer> {
+/**
+ * The service as users run it (the built binary) on a free port with its own database;
+ * `env` adds to or replaces the SQLite defaults.
+ */
+async function startApp(
+  t: TestContext,
+  dir: string,
+  env: NodeJS.ProcessEnv = {},
+): Promise<ChildServer> {
   return startChildServer(t, process.execPath, [join(REPO_ROOT, 'dist/main.js'), 'serve'], {
     cwd: dir,
     env: {
@@ -29,6 +37,7 @@ async function startApp(t: TestContext, dir: string): Promise<ChildServer> {
       SERVER_NAME: 'webserver1',
       DATABASE_URL: `sqlite:${join(dir, 'users.db')}`,
       DATA_FILE: join(REPO_ROOT, 'data/users.csv'),
+      ...env,
     },
   });
 }
@@ -89,8 +98,12 @@ describe('deploy/prometheus', () => {
   it('passes promtool check config, check rules and the rule unit tests', async (t) => {
     const promtool = await requireBinary(t, ['promtool'], 'prometheus');
     if (promtool === undefined) return;
+    // check config also checks the rule files it loads; check rules on its own is what an
+    // operator runs after editing alerts.yml, so it must pass too.
     const config = await run(promtool, ['check', 'config', 'prometheus.yml'], { cwd: DEPLOY });
     assert.match(config.stdout, /SUCCESS: 8 rules found/);
+    const rules = await run(promtool, ['check', 'rules', 'alerts.yml'], { cwd: DEPLOY });
+    assert.match(rules.stdout, /SUCCESS: 8 rules found/);
     const unit = await run(promtool, ['test', 'rules', 'alerts.test.yml'], { cwd: DEPLOY });
     assert.match(unit.stdout, /SUCCESS/);
   });
@@ -127,6 +140,23 @@ describe('deploy/prometheus', () => {
     }
   });
 
+  it('selects only jobs that prometheus.yml scrapes', async () => {
+    const config = parse(await readFile(join(DEPLOY, 'prometheus.yml'), 'utf8')) as {
+      scrape_configs: { job_name: string }[];
+    };
+    const jobs = new Set(config.scrape_configs.map((scrape) => scrape.job_name));
+    const selected = (await readAlertRules()).flatMap(({ alert, expr }) =>
+      [...expr.matchAll(/\bjob\s*=\s*"([^"]*)"/g)].map((match) => ({ alert, job: match[1]! })),
+    );
+    assert.ok(selected.length > 0, 'no job="…" selector found: has the parser broken?');
+    for (const { alert, job } of selected) {
+      assert.ok(
+        jobs.has(job),
+        `${alert} selects job="${job}", which prometheus.yml does not scrape`,
+      );
+    }
+  });
+
   it('has valid blackbox_exporter and Alertmanager configs', async (t) => {
     const blackbox = await requireBinary(
       t,
@@ -152,6 +182,22 @@ describe('deploy/prometheus', () => {
     const app = await startApp(t, dir);
     await fetch(`${app.url}/api`);
     const exported = exposedNames(await (await fetch(`${app.url}/metrics`)).text());
+
+    // users_db_replica_max_lag_seconds exists only on MySQL with replicas: a second instance
+    // is configured with a primary and a replica on closed ports (no MariaDB needed: it
+    // serves /metrics with both unreachable).
+    const [primaryPort, replicaPort] = [await freePort(), await freePort()];
+    const withReplicas = await startApp(t, dir, {
+      SERVER_NAME: 'webserver2',
+      DATABASE_URL: `mysql://users:secret@127.0.0.1:${primaryPort}/users`,
+      DATABASE_REPLICA_URLS: `mysql://users:secret@127.0.0.1:${replicaPort}/users`,
+      MAX_REPLICA_LAG_SECONDS: '7',
+      MIGRATE_ON_START: 'false',
+      IMPORT_ON_START: 'never',
+    });
+    const replicaText = await (await fetch(`${withReplicas.url}/metrics`)).text();
+    assert.match(replicaText, /^users_db_replica_max_lag_seconds 7$/m);
+    for (const name of exposedNames(replicaText)) exported.add(name);
 
     // HAProxy 2.6's built-in exporter, with a backend that has an active and a backup server.
     const [statsPort, webPort] = [await freePort(), await freePort()];
