@@ -16,6 +16,8 @@ export interface BackupScheduleOptions {
   now?: () => number;
 }
 
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 /**
  * Takes a backup now and then every `everyMs` until `stopped` resolves, logging one JSON line
  * per run. A failed run is logged and the schedule goes on (the next run may succeed); it
@@ -64,16 +66,19 @@ export async function runBackupSchedule(
         'backup failed; older backups are kept',
       );
     }
-    if (stop) break;
-    const waitMs = Math.max(0, options.everyMs - (now() - startedAt));
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, waitMs);
-      wake = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-    });
-    wake = undefined;
+    // In steps: setTimeout fires after 1 ms for anything over 2^31 - 1 ms (~24.8 days), which
+    // would turn a monthly schedule into a loop of backups.
+    const nextAt = startedAt + options.everyMs;
+    while (!stop && now() < nextAt) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, Math.min(nextAt - now(), MAX_TIMER_MS));
+        wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      wake = undefined;
+    }
   }
   return { runs, failures };
 }

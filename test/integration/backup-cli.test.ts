@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { describe, it, type TestContext } from 'node:test';
 import { promisify } from 'node:util';
 import { REPO_ROOT } from '../helpers/paths.js';
@@ -91,6 +93,39 @@ describe('users-api backup / verify / restore (built binary)', () => {
       assert.match(missing.stderr, /file not found/);
     }
     assert.equal((await run(['count'])).stdout, '1000\n');
+  });
+
+  it('runs as a scheduler: a backup at start, JSON log lines, exit 0 on SIGTERM', async (t) => {
+    const { dir, run } = await createCli(t);
+    await run(['import', join(REPO_ROOT, 'data/users.csv')]);
+    // 600h is past setTimeout's range (~24.8 days): node would fire at once, and the scheduler
+    // used to take backup after backup.
+    const scheduler = spawn(process.execPath, [BIN, 'backup', '--every', '600h', '--keep', '5'], {
+      cwd: dir,
+      env: {
+        PATH: process.env.PATH,
+        DATABASE_URL: `sqlite:${join(dir, 'users.db')}`,
+        BACKUP_DIR: join(dir, 'backups'),
+      },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    t.after(() => scheduler.kill('SIGKILL'));
+    const exited = once(scheduler, 'exit');
+    const lines: Record<string, unknown>[] = [];
+    createInterface({ input: scheduler.stdout }).on('line', (line) => {
+      lines.push(JSON.parse(line) as Record<string, unknown>);
+    });
+    for (let tries = 0; tries < 100 && !lines.some((line) => line.event === 'backup'); tries += 1)
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    scheduler.kill('SIGTERM');
+    assert.deepEqual(await exited, [0, null]);
+    const runs = lines.filter((line) => line.event === 'backup');
+    assert.equal(runs.length, 1, JSON.stringify(lines));
+    assert.equal(runs[0]!.result, 'ok');
+    assert.equal(runs[0]!.rows, 1000);
+    const files = (await readdir(join(dir, 'backups'))).filter((name) => name.endsWith('.gz'));
+    assert.deepEqual(files, [runs[0]!.file]);
   });
 
   it('exits 2 for bad --every and --keep', async (t) => {
