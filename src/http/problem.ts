@@ -125,6 +125,10 @@ function problemOf(code: ErrorCode, detail: string): Problem {
 function sendProblem(request: FastifyRequest, reply: FastifyReply, problem: Problem) {
   if (problem.status === 401) reply.header('www-authenticate', 'Bearer');
   // A refused upload's body is still arriving: closing beats reading gigabytes to discard them.
-  if (!request.raw.complete) reply.header('connection', 'close');
+  // (A request without a body is not `complete` until its empty body is read: keep it alive.)
+  const hasBody =
+    request.headers['transfer-encoding'] !== undefined ||
+    Number(request.headers['content-length'] ?? 0) > 0;
+  if (hasBody && !request.raw.complete) reply.header('connection', 'close');
   return reply.code(problem.status).type('application/problem+json').send(problem);
 }

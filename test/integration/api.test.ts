@@ -403,6 +403,8 @@ describe('GET /api query', () => {
       assert.equal(response.statusCode, 400, url);
       assert.equal(response.headers['content-type'], PROBLEM_JSON, url);
       assert.match(response.json<{ detail: string }>().detail, detail, url);
+      // Nothing is left to read of a request without a body: the connection stays open.
+      assert.notEqual(response.headers.connection, 'close', url);
     }
     // A cursor made for one sort is refused by another.
     await app.inject({ method: 'POST', url: '/addtosql' });
