@@ -1,4 +1,4 @@
-import { readdir, rm } from 'node:fs/promises';
+import { readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Database } from '../db/database.js';
 import { writeBackupStatus } from './backup-status.js';
@@ -36,5 +36,25 @@ export async function takeBackup(db: Database, options: TakeBackupOptions): Prom
       ? []
       : selectExpiredBackups(await readdir(options.dir), options.keep, backup.file);
   for (const name of deleted) await rm(join(options.dir, name), { force: true });
+  await removeAbandonedTempFiles(options.dir, finishedAt);
   return { ...backup, deleted };
+}
+
+/** A backup still being written touches its temp file all the time; a day-old one was abandoned. */
+const ABANDONED_AFTER_MS = 24 * 3_600_000;
+const TEMP_FILE_PATTERN = /^\.users-.*\.tmp$/;
+
+/** Temp files a run killed mid-write left behind (a crash, a SIGKILL) would pile up otherwise. */
+async function removeAbandonedTempFiles(dir: string, now: Date): Promise<void> {
+  for (const name of await readdir(dir)) {
+    if (!TEMP_FILE_PATTERN.test(name)) continue;
+    const path = join(dir, name);
+    const modified = await stat(path).then(
+      (stats) => stats.mtimeMs,
+      () => undefined,
+    );
+    if (modified !== undefined && now.getTime() - modified > ABANDONED_AFTER_MS) {
+      await rm(path, { force: true });
+    }
+  }
 }

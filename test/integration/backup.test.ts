@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
@@ -114,6 +114,22 @@ describe('backup retention and scheduling', () => {
     assert.deepEqual(await filesIn(dir), taken.slice(2));
     assert.ok((await readdir(dir)).includes('notes.txt'));
     assert.equal(await readBackupStatus(dir), clock.at / 1000);
+  });
+
+  it('removes temp files abandoned a day ago, and leaves a recent one (a run in progress)', async (t) => {
+    const { db, dir } = await sqliteDrill(t);
+    await importSample(db);
+    await mkdir(dir, { recursive: true });
+    const abandoned = '.users-20250101T000000.000Z.ndjson.gz.4242.deadbeef.tmp';
+    const writing = '.users-20250102T000000.000Z.ndjson.gz.4343.cafebabe.tmp';
+    await writeFile(join(dir, abandoned), 'partial');
+    await writeFile(join(dir, writing), 'partial');
+    const dayAgo = new Date(Date.now() - 25 * 3_600_000);
+    await utimes(join(dir, abandoned), dayAgo, dayAgo);
+    await takeBackup(db, { dir, serverName: 'drill', keep: 3 });
+    const names = await readdir(dir);
+    assert.ok(!names.includes(abandoned), names.join(', '));
+    assert.ok(names.includes(writing), names.join(', '));
   });
 
   it('a failed run deletes nothing: the newest good backup survives', async (t) => {
