@@ -57,49 +57,52 @@ export async function createBackup(
   const temp = join(options.dir, `.${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
 
   try {
-    await db.readSnapshot(async (snapshot, source) => {
-      // The count and every page come from the same snapshot, so they must agree.
-      const rowCount = await countUsers(snapshot);
-      const manifest: BackupManifest = {
-        format: BACKUP_FORMAT,
-        formatVersion: BACKUP_FORMAT_VERSION,
-        schemaVersion: LATEST_MIGRATION,
-        createdAt: createdAt.toISOString(),
-        sourceDialect: db.dialect,
-        source,
-        serverName: options.serverName,
-        rowCount,
-        columns: USER_FIELDS,
-      };
-      async function* lines(): AsyncGenerator<string> {
-        yield `${JSON.stringify(manifest)}\n`;
-        const hash = createHash('sha256');
-        let rows = 0;
-        for (let afterId = 0; ;) {
-          const page = await listUsersPage(snapshot, afterId, pageRows);
-          if (page.lastId === undefined) break;
-          afterId = page.lastId;
-          let text = '';
-          for (const user of page.users) {
-            text += `${JSON.stringify([user.name, user.street, user.city, user.state, user.userDate])}\n`;
+    await db.readSnapshot(
+      async (snapshot, source) => {
+        // The count and every page come from the same snapshot, so they must agree.
+        const rowCount = await countUsers(snapshot);
+        const manifest: BackupManifest = {
+          format: BACKUP_FORMAT,
+          formatVersion: BACKUP_FORMAT_VERSION,
+          schemaVersion: LATEST_MIGRATION,
+          createdAt: createdAt.toISOString(),
+          sourceDialect: db.dialect,
+          source,
+          serverName: options.serverName,
+          rowCount,
+          columns: USER_FIELDS,
+        };
+        async function* lines(): AsyncGenerator<string> {
+          yield `${JSON.stringify(manifest)}\n`;
+          const hash = createHash('sha256');
+          let rows = 0;
+          for (let afterId = 0; ;) {
+            const page = await listUsersPage(snapshot, afterId, pageRows);
+            if (page.lastId === undefined) break;
+            afterId = page.lastId;
+            let text = '';
+            for (const user of page.users) {
+              text += `${JSON.stringify([user.name, user.street, user.city, user.state, user.userDate])}\n`;
+            }
+            hash.update(text);
+            rows += page.users.length;
+            yield text;
+            await options.onPage?.(rows);
           }
-          hash.update(text);
-          rows += page.users.length;
-          yield text;
-          await options.onPage?.(rows);
+          if (rows !== rowCount) {
+            throw new Error(`snapshot inconsistent: counted ${rowCount} rows, read ${rows}`);
+          }
+          const end: BackupEndMarker = { end: BACKUP_FORMAT, rowCount, sha256: hash.digest('hex') };
+          yield `${JSON.stringify(end)}\n`;
         }
-        if (rows !== rowCount) {
-          throw new Error(`snapshot inconsistent: counted ${rowCount} rows, read ${rows}`);
-        }
-        const end: BackupEndMarker = { end: BACKUP_FORMAT, rowCount, sha256: hash.digest('hex') };
-        yield `${JSON.stringify(end)}\n`;
-      }
-      await pipeline(
-        Readable.from(lines()),
-        createGzip(),
-        createWriteStream(temp, { flags: 'wx', mode: 0o640 }),
-      );
-    });
+        await pipeline(
+          Readable.from(lines()),
+          createGzip(),
+          createWriteStream(temp, { flags: 'wx', mode: 0o640 }),
+        );
+      },
+      { holdOffSwaps: true },
+    );
     // fsync through a new descriptor flushes the file's data all the same (it is per file).
     await syncPath(temp);
     // Read back before the rename: a file that fails its own check never takes a backup's name

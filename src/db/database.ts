@@ -90,8 +90,14 @@ export interface Database {
    * committed meanwhile are not seen. `source` names where it reads (`primary` or host:port).
    * @NOTE The executor is the snapshot's own: use it only inside `read`, and never stream
    * from it while issuing another query on it (one connection answers one query at a time).
+   * `holdOffSwaps` (backups): on MySQL, table swaps (restores, replace imports) wait until the
+   * snapshot ends, and a replica is read only once it has applied every swap before it; an open
+   * snapshot would otherwise make a swap, and every read queued behind it, wait (SWAP_LOCK).
    */
-  readSnapshot<T>(read: (executor: DatabaseExecutor, source: string) => Promise<T>): Promise<T>;
+  readSnapshot<T>(
+    read: (executor: DatabaseExecutor, source: string) => Promise<T>,
+    options?: { holdOffSwaps?: boolean },
+  ): Promise<T>;
   /**
    * Runs `write` holding the database's write lock, given an executor on the lock's own
    * connection (which `write` uses for its transaction or its swap). MySQL: the named lock

@@ -3,6 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
+import { createConnection, type Connection, type RowDataPacket } from 'mysql2/promise';
 import { createBackup } from '../../src/backup/create-backup.js';
 import { restoreBackup } from '../../src/backup/restore-backup.js';
 import type { Database } from '../../src/db/database.js';
@@ -94,6 +95,52 @@ describe('restore drills on the MariaDB pair (real replication)', { timeout: 600
       sources.every((source) => source === db.replicaStates()[0]!.name),
       `snapshots read from ${sources.join(', ')}, not the replica`,
     );
+  });
+
+  it('a table swap waits for a running backup: replica reads never queue behind it', async (t) => {
+    const { ctx, db } = await mysqlDrill(t);
+    await importSample(db);
+    await db.waitForReplicas();
+    const pair = pairSuite.require();
+    const [primary, replica] = await Promise.all([
+      createConnection(pair.primary.url),
+      createConnection(pair.replica.url),
+    ]);
+    t.after(() => Promise.all([primary.end(), replica.end()]));
+    const count = async (connection: Connection) => {
+      const [rows] = await connection.query<RowDataPacket[]>('SELECT COUNT(*) AS n FROM users');
+      return Number(rows[0]!.n);
+    };
+
+    let replace: Promise<unknown> | undefined;
+    let readDuringBackup: number | undefined;
+    const backup = await createBackup(db, {
+      dir: ctx.dir,
+      serverName: 'drill',
+      pageRows: 200,
+      onPage: async () => {
+        if (replace !== undefined) return;
+        replace = importUsers(db, generatedSource(3000), 'replace');
+        // Until the replace is at its swap: renamed on the primary already, or waiting there.
+        await eventually(async () => {
+          const [waiting] = await primary.query<RowDataPacket[]>(
+            "SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE INFO LIKE 'SELECT GET_LOCK(%users-api.swap%'",
+          );
+          return Number(waiting[0]!.n) > 0 || (await count(primary)) === 3000;
+        }, 'the replace reaches its swap');
+        // Had the RENAME gone through, the replica would apply it only after this snapshot ends,
+        // and this read would queue behind it: with the backup paused here, for ever.
+        const stalled = new Promise<never>((_, reject) => {
+          setTimeout(reject, 8000, new Error('a replica read queued behind the swap')).unref();
+        });
+        readDuringBackup = await Promise.race([count(replica), stalled]);
+      },
+    });
+    await replace;
+    assert.equal(backup.rows, 1000);
+    assert.equal(readDuringBackup, 1000, 'the swap waited for the backup');
+    await db.waitForReplicas();
+    assert.equal(await count(replica), 3000);
   });
 
   it('a backup reads the primary when no replica is healthy', async (t) => {

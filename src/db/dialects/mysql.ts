@@ -6,6 +6,7 @@ import type { User } from '../../users/user.js';
 import { beginWriteTransaction, writesUnavailable } from '../begin-write-transaction.js';
 import type { Database, DatabaseExecutor, DatabaseSchema, ReplaceOutcome } from '../database.js';
 import { IGNORE_DATABASE_EVENTS, type DatabaseObserver } from '../database-observer.js';
+import { isDatabaseFailure } from '../is-database-failure.js';
 import { countUsers, insertUsers } from '../users-repository.js';
 import {
   createUsersIndexes,
@@ -39,6 +40,7 @@ export function openMysqlDatabase(
   const [primaryTarget, ...replicaTargets] = targets as [(typeof targets)[0], ...typeof targets];
   const primary = primaryTarget.executor;
   const replicas = replicaTargets.map(({ name, executor }) => ({ name, executor }));
+  const replication = mysqlReplicationSql();
   const router = createReplicaRouter({
     observer,
     afterProbe: () => {
@@ -47,12 +49,44 @@ export function openMysqlDatabase(
     },
     primary,
     replicas,
-    replication: mysqlReplicationSql(),
+    replication,
     maxLagSeconds: connection.maxReplicaLagSeconds,
     probeIntervalMs: connection.replicaProbeIntervalMs,
     waitMs: connection.replicaWaitMs,
     logger: options.logger,
   });
+  const primarySource = { name: 'primary', executor: primary };
+  const healthyReplicas = () => {
+    const healthy = new Set(
+      router
+        .states()
+        .filter((state) => state.healthy)
+        .map((state) => state.name),
+    );
+    return replicas.filter((replica) => healthy.has(replica.name));
+  };
+  /**
+   * A healthy replica that has applied everything the primary had once the swap lock was held:
+   * a swap renamed on the primary but not yet applied there would wait on the snapshot all the
+   * same. Undefined: none (read the primary).
+   */
+  const caughtUpReplica = async (lockConnection: DatabaseExecutor) => {
+    const candidates = healthyReplicas();
+    if (candidates.length === 0) return undefined;
+    const position = await replication.primaryPosition(lockConnection);
+    for (const replica of candidates) {
+      const caughtUp = await replication
+        .waitForPosition(replica.executor, position, connection.replicaWaitMs / 1000)
+        .catch(() => false);
+      if (caughtUp) return replica;
+    }
+    return undefined;
+  };
+  const backupRunning = () =>
+    new AppError(
+      'ERR_BACKUP_IN_PROGRESS',
+      `another backup (on this or another instance) held the users table for ${lockWaitMs / 1000} s; try again when it ends`,
+    );
   let snapshots = 0;
   const { poolSize } = connection;
   // Below the query timeout: a wait that outlasts it would drop the connection instead.
@@ -65,30 +99,51 @@ export function openMysqlDatabase(
     write: primary,
     maxInsertRows: MAX_INSERT_ROWS,
     insertUsers,
-    async readSnapshot(readInSnapshot) {
-      const healthy = new Set(
-        router
-          .states()
-          .filter((state) => state.healthy)
-          .map((state) => state.name),
-      );
-      const source = replicas.find((replica) => healthy.has(replica.name)) ?? {
-        name: 'primary',
-        executor: primary,
+    async readSnapshot(readInSnapshot, options = {}) {
+      const inSnapshot = async <T>(
+        connection: DatabaseExecutor,
+        source: string,
+        read: (executor: DatabaseExecutor, source: string) => Promise<T>,
+      ) => {
+        await sql`SET TRANSACTION ISOLATION LEVEL REPEATABLE READ`.execute(connection);
+        await sql`START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY`.execute(connection);
+        try {
+          return await read(connection, source);
+        } finally {
+          // A read-only transaction has nothing to keep; a dead connection has nothing to end.
+          await sql`ROLLBACK`.execute(connection).catch(() => undefined);
+        }
       };
+      // One pooled connection for the whole read: the snapshot belongs to its session.
+      const onSource = <T>(
+        source: { name: string; executor: DatabaseExecutor },
+        read: (executor: DatabaseExecutor, source: string) => Promise<T>,
+      ) =>
+        source.executor
+          .connection()
+          .execute((connection) => inSnapshot(connection, source.name, read));
       snapshots += 1;
       try {
-        // One pooled connection for the whole read: the snapshot belongs to its session.
-        return await source.executor.connection().execute(async (connection) => {
-          await sql`SET TRANSACTION ISOLATION LEVEL REPEATABLE READ`.execute(connection);
-          await sql`START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY`.execute(connection);
-          try {
-            return await readInSnapshot(connection, source.name);
-          } finally {
-            // A read-only transaction has nothing to keep; a dead connection has nothing to end.
-            await sql`ROLLBACK`.execute(connection).catch(() => undefined);
-          }
-        });
+        if (options.holdOffSwaps !== true) {
+          return await onSource(healthyReplicas()[0] ?? primarySource, readInSnapshot);
+        }
+        let locking = true;
+        try {
+          return await primary.connection().execute((lockConnection) =>
+            holdingNamedLock(lockConnection, SWAP_LOCK, lockWaitMs, backupRunning, async () => {
+              locking = false;
+              const source = await caughtUpReplica(lockConnection);
+              // No replica: the lock's own connection (a pool of one has no other to give).
+              return source === undefined
+                ? inSnapshot(lockConnection, primarySource.name, readInSnapshot)
+                : onSource(source, readInSnapshot);
+            }),
+          );
+        } catch (error) {
+          // No swap runs without the primary, so there is nothing to hold off: read anyway.
+          if (!locking || !isDatabaseFailure(error)) throw error;
+          return await onSource(healthyReplicas()[0] ?? primarySource, readInSnapshot);
+        }
       } finally {
         snapshots -= 1;
       }
@@ -106,21 +161,12 @@ export function openMysqlDatabase(
       if (turn === undefined) throw refused();
       let locked = false;
       try {
-        return await primary.connection().execute(async (connection) => {
-          const waitSeconds = Math.max(0, deadline - Date.now()) / 1000;
-          const { rows } = await sql<{ locked: number | string | null }>`
-            SELECT GET_LOCK(${WRITE_LOCK}, ${waitSeconds}) AS locked`.execute(connection);
-          if (Number(rows[0]?.locked) !== 1) throw refused();
-          locked = true;
-          try {
-            return await write(connection);
-          } finally {
-            // A dead connection has released it already: the server frees a session's locks.
-            await sql`SELECT RELEASE_LOCK(${WRITE_LOCK})`
-              .execute(connection)
-              .catch(() => undefined);
-          }
-        });
+        return await primary.connection().execute((connection) =>
+          holdingNamedLock(connection, WRITE_LOCK, deadline - Date.now(), refused, () => {
+            locked = true;
+            return write(connection);
+          }),
+        );
       } catch (error) {
         if (!locked && error instanceof AppError) throw error; // the refusal above
         throw writesUnavailable(database, error);
@@ -160,29 +206,42 @@ export function openMysqlDatabase(
         const hasUsers = await usersTableExists(locked, 'users');
         const retired = keepPrevious ? 'users_prev' : 'users_replaced';
         await dropUsersTableIfExists(locked, retired);
-        // One statement renames both tables atomically: every reader finds `users` old or new.
-        // It runs on the lock's connection: if that died (and the lock with it), so does the swap.
-        await sql
-          .raw(
-            hasUsers
-              ? `RENAME TABLE users TO ${retired}, users_staging TO users`
-              : 'RENAME TABLE users_staging TO users',
-          )
-          .execute(locked);
-        // RENAME commits implicitly, so the version is bumped just after it: a cache that read
-        // the old version with the new rows in between still sees the version change.
-        const trx = await beginWriteTransaction(database, locked);
-        try {
-          await trx.commit().execute();
-        } catch (error) {
-          // Kysely keeps a transaction's connection until it ends: end it, or the lock's
-          // RELEASE_LOCK would wait on that connection forever.
-          await trx
-            .rollback()
-            .execute()
-            .catch(() => undefined);
+        const heldOff = () =>
+          new AppError(
+            'ERR_WRITE_IN_PROGRESS',
+            `a backup held the users table for ${lockWaitMs / 1000} s, so nothing was swapped in; try again when it ends`,
+          );
+        await holdingNamedLock(locked, SWAP_LOCK, lockWaitMs, heldOff, async () => {
+          // One statement renames both tables atomically: every reader finds `users` old or
+          // new. It runs on the lock's connection: if that died (and the lock with it), so does
+          // the swap.
+          await sql
+            .raw(
+              hasUsers
+                ? `RENAME TABLE users TO ${retired}, users_staging TO users`
+                : 'RENAME TABLE users_staging TO users',
+            )
+            .execute(locked);
+          // RENAME commits implicitly, so the version is bumped just after it: a cache that
+          // read the old version with the new rows in between still sees the version change.
+          const trx = await beginWriteTransaction(database, locked);
+          try {
+            await trx.commit().execute();
+          } catch (error) {
+            // Kysely keeps a transaction's connection until it ends: end it, or the lock's
+            // RELEASE_LOCK would wait on that connection forever.
+            await trx
+              .rollback()
+              .execute()
+              .catch(() => undefined);
+            throw error;
+          }
+        }).catch(async (error: unknown) => {
+          if (error instanceof AppError && error.code === 'ERR_WRITE_IN_PROGRESS') {
+            await dropUsersTableIfExists(locked, 'users_staging').catch(() => undefined);
+          }
           throw error;
-        }
+        });
         // Best effort, after the swap is complete and announced: the next replace drops a
         // leftover anyway.
         if (!keepPrevious) {
@@ -279,6 +338,37 @@ function createTurnQueue() {
 
 /** The named lock every writer takes (MySQL locks are per server, across databases). */
 const WRITE_LOCK = 'users-api.write';
+
+/**
+ * Held by a backup for as long as its snapshot is open, and by a table swap (restore, replace
+ * or if-empty import) around its RENAME. A snapshot's transaction keeps the users table's
+ * metadata lock to its end; a RENAME needs that lock exclusively, so on the server that holds
+ * the snapshot (the replica, once the RENAME is replicated) it would wait for the backup to
+ * end, and every read of the table would queue behind it: replica reads stalled for the rest of
+ * the backup (measured on the MariaDB pair). Instead the swap waits here, where nobody reads.
+ */
+const SWAP_LOCK = 'users-api.swap';
+
+/**
+ * Runs `work` holding the named lock on `connection`; throws `refused()` when the lock is not
+ * had within `waitMs`. A dead connection releases its locks by itself (the server frees them).
+ */
+async function holdingNamedLock<T>(
+  connection: DatabaseExecutor,
+  name: string,
+  waitMs: number,
+  refused: () => Error,
+  work: () => Promise<T>,
+): Promise<T> {
+  const { rows } = await sql<{ locked: number | string | null }>`
+    SELECT GET_LOCK(${name}, ${Math.max(0, waitMs) / 1000}) AS locked`.execute(connection);
+  if (Number(rows[0]?.locked) !== 1) throw refused();
+  try {
+    return await work();
+  } finally {
+    await sql`SELECT RELEASE_LOCK(${name})`.execute(connection).catch(() => undefined);
+  }
+}
 
 /** Migration 0002's character set, for a users table the restore has to create itself. */
 const UTF8MB4_TABLE_OPTIONS = sql`CHARACTER SET utf8mb4 COLLATE utf8mb4_bin`;
