@@ -303,7 +303,15 @@ async function down(): Promise<void> {
     console.log('no local cluster is running');
     return;
   }
-  const state = JSON.parse(readFileSync(STATE_FILE, 'utf8')) as ClusterState;
+  const state = JSON.parse(readFileSync(STATE_FILE, 'utf8')) as Partial<ClusterState> & {
+    pids?: Record<string, number>;
+  };
+  if (state.processes === undefined || state.dataDir === undefined) {
+    // Written before start times were recorded: its pids may have been reused since.
+    throw new Error(
+      `${STATE_FILE} comes from an older version (pids ${JSON.stringify(state.pids ?? {})}): check and stop those processes by hand, then delete it`,
+    );
+  }
   await Promise.all(
     Object.entries(state.processes).map(async ([name, { pid, startedAt }]) => {
       if (startedAt === undefined || processStartTime(pid) !== startedAt) {

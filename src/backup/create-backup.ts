@@ -56,6 +56,7 @@ export async function createBackup(
   const path = join(options.dir, file);
   const temp = join(options.dir, `.${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
 
+  let renamed = false;
   try {
     await db.readSnapshot(
       async (snapshot, source) => {
@@ -107,12 +108,18 @@ export async function createBackup(
     await syncPath(temp);
     // Read back before the rename: a file that fails its own check never takes a backup's name
     // (nor a slot in retention).
-    const summary = await readBackup(temp);
+    const summary = await readBackup(temp).catch((error: unknown) => {
+      const reason = error instanceof Error ? error.message : String(error);
+      throw new Error(`the backup just written failed its read-back check: ${reason}`, {
+        cause: error,
+      });
+    });
     await rename(temp, path);
+    renamed = true;
     await syncPath(options.dir);
     return { ...summary, path, file };
   } catch (error) {
-    await rm(temp, { force: true });
+    await rm(renamed ? path : temp, { force: true });
     throw error;
   }
 }

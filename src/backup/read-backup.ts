@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
+import { pipeline } from 'node:stream';
 import { open } from 'node:fs/promises';
 import { createGunzip } from 'node:zlib';
 import { AppError } from '../errors.js';
@@ -84,8 +85,13 @@ export async function readBackup(
 
   const decoder = new TextDecoder('utf-8', { fatal: true });
   let pending = '';
-  const file = createReadStream(path, { highWaterMark: 256 * 1024 });
-  const stream = file.pipe(createGunzip());
+  // pipeline, not pipe: a read error of the file reaches the loop below (pipe would leave it
+  // unhandled and crash the process), and stopping early closes the file too.
+  const stream = pipeline(
+    createReadStream(path, { highWaterMark: 256 * 1024 }),
+    createGunzip(),
+    () => {},
+  );
   try {
     reading: for await (const chunk of stream) {
       let text: string;
@@ -107,10 +113,7 @@ export async function readBackup(
     if (error instanceof AppError) throw error;
     throw describeReadError(error, invalid);
   } finally {
-    // pipe() does not pass the gunzip's destruction back: a read stopped early (a listing, a
-    // corrupted file) would otherwise hold the file descriptor open until the process exits.
     stream.destroy();
-    file.destroy();
   }
 
   if (manifest === undefined) throw invalid('the file holds no manifest');

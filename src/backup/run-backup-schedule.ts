@@ -67,11 +67,14 @@ export async function runBackupSchedule(
       );
     }
     // In steps: setTimeout fires after 1 ms for anything over 2^31 - 1 ms (~24.8 days), which
-    // would turn a monthly schedule into a loop of backups.
-    const nextAt = startedAt + options.everyMs;
-    while (!stop && now() < nextAt) {
+    // would turn a monthly schedule into a loop of backups. Counted down, not read off the
+    // clock: a clock stepped back must not delay the next backup.
+    let waitMs = Math.max(0, options.everyMs - (now() - startedAt));
+    while (!stop && waitMs > 0) {
+      const step = Math.min(waitMs, MAX_TIMER_MS);
+      waitMs -= step;
       await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, Math.min(nextAt - now(), MAX_TIMER_MS));
+        const timer = setTimeout(resolve, step);
         wake = () => {
           clearTimeout(timer);
           resolve();

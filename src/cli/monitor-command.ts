@@ -33,7 +33,8 @@ const WEBHOOK_RETRY_DELAY_MS = 1000;
 /**
  * Upper bounds of the duration options. @NOTE setTimeout (and AbortSignal.timeout) fire after
  * 1 ms for anything above 2^31 - 1 ms (~24.8 days), so an unbounded `--interval 600h` would
- * probe in a tight loop; these limits keep every timer well under that.
+ * probe in a tight loop. A check longer than an hour, or a latency limit above it, is a
+ * mistake rather than a setting.
  */
 const MAX_INTERVAL = { ms: 24 * 3_600_000, text: '24h' };
 const MAX_TIMEOUT = { ms: 3_600_000, text: '1h' };

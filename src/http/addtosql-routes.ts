@@ -1,4 +1,3 @@
-import type { IncomingMessage } from 'node:http';
 import type { Readable } from 'node:stream';
 import { Type } from '@sinclair/typebox';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
@@ -18,6 +17,7 @@ import {
   type ImportObserver,
 } from '../importer/import-users.js';
 import { authorizeAdmin } from './authorize-admin.js';
+import { hasBody } from './has-body.js';
 import { ProblemSchema, registerMethodNotAllowed } from './problem.js';
 import { spoolUpload, uploadTooLarge } from './spool-upload.js';
 
@@ -113,10 +113,4 @@ export function registerAddToSqlRoutes(
     done();
   });
   registerMethodNotAllowed(app, '/addtosql', ['POST']);
-}
-
-function hasBody(raw: IncomingMessage): boolean {
-  return (
-    raw.headers['transfer-encoding'] !== undefined || Number(raw.headers['content-length'] ?? 0) > 0
-  );
 }

@@ -2,6 +2,7 @@ import { Type } from '@sinclair/typebox';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { isDatabaseFailure } from '../db/is-database-failure.js';
 import { AppError, ERROR_CODES, type ErrorCode } from '../errors.js';
+import { hasBody } from './has-body.js';
 
 /** RFC 9457 problem details, plus our stable `code` and, for bad rows, `errors`. */
 export const ProblemSchema = Type.Object({
@@ -126,9 +127,6 @@ function sendProblem(request: FastifyRequest, reply: FastifyReply, problem: Prob
   if (problem.status === 401) reply.header('www-authenticate', 'Bearer');
   // A refused upload's body is still arriving: closing beats reading gigabytes to discard them.
   // (A request without a body is not `complete` until its empty body is read: keep it alive.)
-  const hasBody =
-    request.headers['transfer-encoding'] !== undefined ||
-    Number(request.headers['content-length'] ?? 0) > 0;
-  if (hasBody && !request.raw.complete) reply.header('connection', 'close');
+  if (hasBody(request.raw) && !request.raw.complete) reply.header('connection', 'close');
   return reply.code(problem.status).type('application/problem+json').send(problem);
 }

@@ -1,11 +1,5 @@
 import { AppError } from '../errors.js';
-
-/**
- * Far longer than any valid record (five fields of at most 255 characters, quoted). Without a
- * bound, a file with no line break or an unclosed quote would be kept whole and rescanned with
- * every chunk: a 256 MB one took 91 s and 2.4 GB.
- */
-export const MAX_RECORD_CHARS = 64 * 1024;
+import { MAX_RECORD_CHARS } from './max-record-chars.js';
 
 /** One CSV record and the physical line it starts on (1-based). */
 export interface CsvRecord {

@@ -1,5 +1,5 @@
 import { AppError } from '../errors.js';
-import { MAX_RECORD_CHARS } from './parse-csv.js';
+import { MAX_RECORD_CHARS } from './max-record-chars.js';
 import { recordFromJsonValue, type SourceRecord } from './source-record.js';
 
 /**

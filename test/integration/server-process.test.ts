@@ -159,7 +159,13 @@ describe('the server process', () => {
       req.on('error', (error: NodeJS.ErrnoException) => resolve(error.code ?? error.message));
       req.write('NAME,STREET,CITY,STATE,USER_DATE\n');
     });
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    // Until the upload is in the server's hands: in flight beside this scrape itself.
+    const inFlight = async () =>
+      /^http_requests_in_flight (\d+)$/m.exec(
+        await (await fetch(`${server.url}/metrics`)).text(),
+      )?.[1];
+    for (let tries = 0; tries < 100 && Number(await inFlight()) < 2; tries += 1)
+      await new Promise((resolve) => setTimeout(resolve, 50));
     const stillRunning = new Promise((resolve) => {
       setTimeout(resolve, 15_000, 'still running').unref();
     });
