@@ -22,6 +22,24 @@ const baseEnv = (extra: Record<string, string>) => ({
   ...extra,
 });
 
+const SERVE = [join(REPO_ROOT, 'dist/main.js'), 'serve'];
+const ADMIN_TOKEN = 'test-admin-token-0123456789';
+
+/** The built server (`node dist/main.js serve`) in `dir`, on a free loopback port. */
+function startServe(t: TestContext, dir: string, env: Record<string, string>) {
+  return startChildServer(t, process.execPath, SERVE, { cwd: dir, env: baseEnv(env) });
+}
+
+/** An admin CSV upload to /addtosql?mode=append whose body is still open: the caller ends it. */
+function openUpload(url: string) {
+  const req = request(`${url}/addtosql?mode=append`, {
+    method: 'POST',
+    headers: { 'content-type': 'text/csv', authorization: `Bearer ${ADMIN_TOKEN}` },
+  });
+  req.write('NAME,STREET,CITY,STATE,USER_DATE\n');
+  return req;
+}
+
 describe('the server process', () => {
   it('`npm start` serves the bundled users on a fresh database and stops cleanly on SIGTERM', async (t) => {
     const dir = await tempDir(t);
@@ -71,15 +89,7 @@ describe('the server process', () => {
     const dir = await tempDir(t);
     await mkdir(join(dir, 'data'));
     await copyFile(join(REPO_ROOT, 'data/users.csv'), join(dir, 'data/users.csv'));
-    const server = await startChildServer(
-      t,
-      process.execPath,
-      [join(REPO_ROOT, 'dist/main.js'), 'serve'],
-      {
-        cwd: dir,
-        env: baseEnv({}),
-      },
-    );
+    const server = await startServe(t, dir, {});
     assert.ok((await stat(join(dir, 'data/users.db'))).isFile());
     const users = (await (await fetch(`${server.url}/api`)).json()) as unknown[];
     assert.equal(users.length, 1000);
@@ -88,38 +98,23 @@ describe('the server process', () => {
 
   it('finishes an in-flight request on SIGINT after a drain of 0, and exits 0', async (t) => {
     const dir = await tempDir(t);
-    const server = await startChildServer(
-      t,
-      process.execPath,
-      [join(REPO_ROOT, 'dist/main.js'), 'serve'],
-      {
-        cwd: dir,
-        env: baseEnv({
-          DATABASE_URL: `sqlite:${join(dir, 'users.db')}`,
-          DATA_FILE: join(REPO_ROOT, 'data/users.csv'),
-          ADMIN_TOKEN: 'test-admin-token-0123456789',
-          // No drain: the server closes at once, so it is the close that must wait for the upload.
-          SHUTDOWN_DRAIN_MS: '0',
-        }),
-      },
-    );
+    const server = await startServe(t, dir, {
+      DATABASE_URL: `sqlite:${join(dir, 'users.db')}`,
+      DATA_FILE: join(REPO_ROOT, 'data/users.csv'),
+      ADMIN_TOKEN,
+      // No drain: the server closes at once, so it is the close that must wait for the upload.
+      SHUTDOWN_DRAIN_MS: '0',
+    });
     // An upload whose body is still arriving when SIGINT lands: it must still be answered.
     let exited: Promise<number | null> | undefined;
     const answered = new Promise<{ status: number; body: string }>((resolve, reject) => {
-      const req = request(`${server.url}/addtosql?mode=append`, {
-        method: 'POST',
-        headers: {
-          'content-type': 'text/csv',
-          authorization: 'Bearer test-admin-token-0123456789',
-        },
-      });
+      const req = openUpload(server.url);
       req.on('response', (res) => {
         let body = '';
         res.on('data', (chunk: Buffer) => (body += chunk.toString()));
         res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
       });
       req.on('error', reject);
-      req.write('NAME,STREET,CITY,STATE,USER_DATE\n');
       setTimeout(() => {
         exited = server.stop('SIGINT');
         setTimeout(() => req.end('Late Arrival,Hojzi Path,Zurmubku,NY,08/08/43\n'), 300);
@@ -131,33 +126,18 @@ describe('the server process', () => {
 
   it('cuts a request that outlives SHUTDOWN_TIMEOUT_MS and still exits 0', async (t) => {
     const dir = await tempDir(t);
-    const server = await startChildServer(
-      t,
-      process.execPath,
-      [join(REPO_ROOT, 'dist/main.js'), 'serve'],
-      {
-        cwd: dir,
-        env: baseEnv({
-          DATABASE_URL: `sqlite:${join(dir, 'users.db')}`,
-          IMPORT_ON_START: 'never',
-          ADMIN_TOKEN: 'test-admin-token-0123456789',
-          SHUTDOWN_DRAIN_MS: '200',
-          SHUTDOWN_TIMEOUT_MS: '1500',
-        }),
-      },
-    );
+    const server = await startServe(t, dir, {
+      DATABASE_URL: `sqlite:${join(dir, 'users.db')}`,
+      IMPORT_ON_START: 'never',
+      ADMIN_TOKEN,
+      SHUTDOWN_DRAIN_MS: '200',
+      SHUTDOWN_TIMEOUT_MS: '1500',
+    });
     // An upload whose body never ends: without the timeout the shutdown would wait for ever.
     const cut = new Promise<string>((resolve) => {
-      const req = request(`${server.url}/addtosql?mode=append`, {
-        method: 'POST',
-        headers: {
-          'content-type': 'text/csv',
-          authorization: 'Bearer test-admin-token-0123456789',
-        },
-      });
+      const req = openUpload(server.url);
       req.on('response', () => resolve('answered'));
       req.on('error', (error: NodeJS.ErrnoException) => resolve(error.code ?? error.message));
-      req.write('NAME,STREET,CITY,STATE,USER_DATE\n');
     });
     // Until the upload is in the server's hands: in flight beside this scrape itself.
     const inFlight = async () =>
@@ -179,19 +159,11 @@ describe('the server process', () => {
 
   it('answers an oversized streamed upload with 413 over a real socket', async (t) => {
     const dir = await tempDir(t);
-    const server = await startChildServer(
-      t,
-      process.execPath,
-      [join(REPO_ROOT, 'dist/main.js'), 'serve'],
-      {
-        cwd: dir,
-        env: baseEnv({
-          DATABASE_URL: `sqlite:${join(dir, 'users.db')}`,
-          IMPORT_ON_START: 'never',
-          MAX_UPLOAD_BYTES: '65536',
-        }),
-      },
-    );
+    const server = await startServe(t, dir, {
+      DATABASE_URL: `sqlite:${join(dir, 'users.db')}`,
+      IMPORT_ON_START: 'never',
+      MAX_UPLOAD_BYTES: '65536',
+    });
     // curl, as an operator would: it reads the early 413 even though the server stops reading.
     // (Node's own http client drops a response that arrives while it is still writing.)
     const body = join(dir, 'big.csv');
@@ -226,14 +198,13 @@ describe('the server process', () => {
 
   it('leaves exactly one copy when two instances on one database get 20 simultaneous /addtosql', async (t) => {
     const dir = await tempDir(t);
-    const env = baseEnv({
+    const env = {
       DATABASE_URL: `sqlite:${join(dir, 'users.db')}`,
       DATA_FILE: join(REPO_ROOT, 'data/users.csv'),
       IMPORT_ON_START: 'never',
-    });
-    const args = [join(REPO_ROOT, 'dist/main.js'), 'serve'];
-    const first = await startChildServer(t, process.execPath, args, { cwd: dir, env });
-    const second = await startChildServer(t, process.execPath, args, { cwd: dir, env });
+    };
+    const first = await startServe(t, dir, env);
+    const second = await startServe(t, dir, env);
     const responses = await Promise.all(
       Array.from({ length: 20 }, (_, index) =>
         fetch(`${(index % 2 === 0 ? first : second).url}/addtosql`, { method: 'POST' }).then(
@@ -261,10 +232,7 @@ describe('the server process', () => {
   it('refuses to start on a bad configuration value, naming it (exit 1)', async (t) => {
     const dir = await tempDir(t);
     await assert.rejects(
-      startChildServer(t, process.execPath, [join(REPO_ROOT, 'dist/main.js'), 'serve'], {
-        cwd: dir,
-        env: baseEnv({ PORT: 'eighty' }),
-      }),
+      startServe(t, dir, { PORT: 'eighty' }),
       /server exited with 1 before listening: users-api: configuration error: PORT="eighty" is invalid/,
     );
   });
