@@ -124,7 +124,14 @@ export function buildApp(deps: AppDependencies): FastifyInstance {
   // that its route hook is in place first): /openapi.json and the docs page at /docs.
   registerOpenApi(app, { version: deps.version });
   void app.register((routes, _options, done) => {
-    registerUsersRoutes(routes, { db: deps.db, apiCache });
+    registerUsersRoutes(routes, {
+      db: deps.db,
+      apiCache,
+      streamLimits: {
+        idleTimeoutMs: deps.config.streamIdleTimeoutMs,
+        cut: () => deps.metrics.streamCut(),
+      },
+    });
     registerHealthRoutes(routes, {
       db: deps.db,
       serverName: deps.config.serverName,

@@ -25,6 +25,7 @@ export const ERROR_CODES = {
   ERR_DB_UNAVAILABLE: { status: 503, title: 'Database unavailable' },
   ERR_DB_PRIMARY_UNAVAILABLE: { status: 503, title: 'Primary database unavailable' },
   ERR_SHUTTING_DOWN: { status: 503, title: 'Server is shutting down' },
+  ERR_STREAMS_BUSY: { status: 503, title: 'Too many large responses in progress' },
   ERR_INTERNAL: { status: 500, title: 'Internal server error' },
 } as const satisfies Record<string, { status: number; title: string }>;
 
@@ -38,16 +39,19 @@ export class AppError extends Error {
   readonly title: string;
   /** Per-item problems (bad rows), shown to the client as the problem's `errors` array. */
   readonly errors: readonly string[] | undefined;
+  /** Sent as `Retry-After`: when trying again can succeed. */
+  readonly retryAfterSeconds: number | undefined;
 
   constructor(
     code: ErrorCode,
     detail: string,
-    options: { cause?: unknown; errors?: readonly string[] } = {},
+    options: { cause?: unknown; errors?: readonly string[]; retryAfterSeconds?: number } = {},
   ) {
     super(detail, { cause: options.cause });
     this.code = code;
     this.status = ERROR_CODES[code].status;
     this.title = ERROR_CODES[code].title;
     this.errors = options.errors;
+    this.retryAfterSeconds = options.retryAfterSeconds;
   }
 }

@@ -61,6 +61,18 @@ export const CONFIG_SCHEMA = {
     description:
       'Longest a single MySQL query may run; past it the connection is dropped and the query fails. A writer waits 80% of it for the write lock, then answers 409.',
   },
+  MAX_CONCURRENT_STREAMS: {
+    default: '8',
+    allowed: 'an integer from 1 to 1000',
+    description:
+      'Responses that may stream from a database snapshot at once (bodies over one page of 2,000 rows), per instance. Each holds a connection of its own, outside DB_POOL_SIZE, so slow clients never take the connections ordinary reads and health checks use. One more answers 503 with Retry-After.',
+  },
+  STREAM_IDLE_TIMEOUT_MS: {
+    default: '30000',
+    allowed: 'an integer from 100 to 3600000',
+    description:
+      'A streamed response whose client takes nothing for this long is cut, and its snapshot and connection released.',
+  },
   MIGRATE_ON_START: {
     default: 'true',
     allowed: 'true or false',

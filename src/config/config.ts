@@ -16,6 +16,8 @@ export interface SqliteConnection {
   dialect: 'sqlite';
   /** Absolute path of the database file. */
   path: string;
+  /** Snapshot streams held for clients at once (each on a connection of its own). */
+  maxConcurrentStreams: number;
 }
 
 /** One MySQL/MariaDB server. `name` (host:port) is what logs and metrics show: never the password. */
@@ -33,6 +35,8 @@ export interface MysqlConnection {
   primary: MysqlTarget;
   replicas: MysqlTarget[];
   poolSize: number;
+  /** Snapshot streams held for clients at once, on pools of their own (outside poolSize). */
+  maxConcurrentStreams: number;
   connectTimeoutMs: number;
   queryTimeoutMs: number;
   maxReplicaLagSeconds: number;
@@ -65,6 +69,8 @@ export interface Config {
   apiCacheMaxBytes: number;
   /** Least time between two reads of the data version by the /api cache. */
   apiCacheCheckMs: number;
+  /** A streamed response whose client takes nothing for this long is cut. */
+  streamIdleTimeoutMs: number;
 }
 
 /** A bad configuration value. Its message is one line naming the variable and what is allowed. */
@@ -125,6 +131,7 @@ export function loadConfig(raw: RawEnv, cwd: string = process.cwd()): Config {
     .split(',')
     .map((url) => url.trim())
     .filter((url) => url !== '');
+  const maxConcurrentStreams = integer('MAX_CONCURRENT_STREAMS', 1, 1000);
   let database: DatabaseConnection;
   if (databaseUrl?.startsWith('mysql:')) {
     database = {
@@ -132,6 +139,7 @@ export function loadConfig(raw: RawEnv, cwd: string = process.cwd()): Config {
       primary: parseMysqlUrl(databaseUrl) ?? fail('DATABASE_URL'),
       replicas: replicaUrls.map((url) => parseMysqlUrl(url) ?? fail('DATABASE_REPLICA_URLS')),
       poolSize: integer('DB_POOL_SIZE', 1, 1000),
+      maxConcurrentStreams,
       connectTimeoutMs: integer('DB_CONNECT_TIMEOUT_MS', 100, 600_000),
       queryTimeoutMs: integer('DB_QUERY_TIMEOUT_MS', 100, 3_600_000),
       maxReplicaLagSeconds: integer('MAX_REPLICA_LAG_SECONDS', 0, 86_400),
@@ -140,7 +148,8 @@ export function loadConfig(raw: RawEnv, cwd: string = process.cwd()): Config {
     };
   } else {
     if (replicaUrls.length > 0) fail('DATABASE_REPLICA_URLS');
-    database = parseSqliteUrl(databaseUrl, cwd) ?? fail('DATABASE_URL');
+    const path = parseSqlitePath(databaseUrl, cwd) ?? fail('DATABASE_URL');
+    database = { dialect: 'sqlite', path, maxConcurrentStreams };
   }
 
   const shutdownDrainMs = integer('SHUTDOWN_DRAIN_MS', 0, 600_000);
@@ -165,14 +174,15 @@ export function loadConfig(raw: RawEnv, cwd: string = process.cwd()): Config {
     metricsToken,
     apiCacheMaxBytes: integer('API_CACHE_MAX_BYTES', 0, Number.MAX_SAFE_INTEGER),
     apiCacheCheckMs: integer('API_CACHE_CHECK_MS', 0, 60_000),
+    streamIdleTimeoutMs: integer('STREAM_IDLE_TIMEOUT_MS', 100, 3_600_000),
   });
 }
 
-function parseSqliteUrl(url: string | undefined, cwd: string): SqliteConnection | undefined {
-  if (url === undefined) return { dialect: 'sqlite', path: resolve(cwd, DEFAULT_SQLITE_PATH) };
+function parseSqlitePath(url: string | undefined, cwd: string): string | undefined {
+  if (url === undefined) return resolve(cwd, DEFAULT_SQLITE_PATH);
   const path = /^sqlite:(?:\/\/)?(.+)$/.exec(url)?.[1];
   if (path === undefined || path === ':memory:') return undefined;
-  return { dialect: 'sqlite', path: resolve(cwd, path) };
+  return resolve(cwd, path);
 }
 
 function parseMysqlUrl(text: string): MysqlTarget | undefined {

@@ -16,6 +16,10 @@ export interface DatabaseObserver {
   readRoutedToPrimary(): void;
   /** Connections of `target`'s pool currently checked out. */
   poolConnectionsInUse(target: string, count: number): void;
+  /** Snapshot streams held for clients now (each on a connection of its own). */
+  streamsInUse(count: number): void;
+  /** A stream was refused because MAX_CONCURRENT_STREAMS were running. */
+  streamRefused(): void;
 }
 
 /** An observer that does nothing: the CLI's one-shot commands and tests that do not look. */
@@ -25,4 +29,6 @@ export const IGNORE_DATABASE_EVENTS: DatabaseObserver = {
   replicaChecked: () => undefined,
   readRoutedToPrimary: () => undefined,
   poolConnectionsInUse: () => undefined,
+  streamsInUse: () => undefined,
+  streamRefused: () => undefined,
 };

@@ -99,6 +99,13 @@ export interface Database {
     options?: { holdOffSwaps?: boolean },
   ): Promise<T>;
   /**
+   * `readSnapshot` for a response that waits on its client, on connections of its own (at most
+   * MAX_CONCURRENT_STREAMS at once; on MySQL pools outside DB_POOL_SIZE), so clients that stop
+   * reading never take the connections ordinary reads and health checks need. Throws
+   * ERR_STREAMS_BUSY (503 with Retry-After) at once when every one is in use.
+   */
+  streamSnapshot<T>(read: (executor: DatabaseExecutor, source: string) => Promise<T>): Promise<T>;
+  /**
    * Runs `write` holding the database's write lock, given an executor on the lock's own
    * connection (which `write` uses for its transaction or its swap). MySQL: the named lock
    * `users-api.write` (GET_LOCK) that every writer on every instance takes, waited for up to

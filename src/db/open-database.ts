@@ -15,7 +15,7 @@ export function openDatabase(
 ): Database {
   switch (connection.dialect) {
     case 'sqlite':
-      return openSqliteDatabase(connection.path, options.observer);
+      return openSqliteDatabase(connection, options.observer);
     case 'mysql':
       return openMysqlDatabase(connection, options);
   }

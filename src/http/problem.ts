@@ -27,6 +27,9 @@ interface Problem {
 export function registerProblemHandlers(app: FastifyInstance): void {
   app.setErrorHandler((error, request, reply) => {
     const problem = toProblem(error, request);
+    if (error instanceof AppError && error.retryAfterSeconds !== undefined) {
+      reply.header('retry-after', String(error.retryAfterSeconds));
+    }
     if (problem.status >= 500) {
       request.log.error({ err: error, code: problem.code }, 'request failed');
     } else {

@@ -63,19 +63,27 @@ export async function* renderBareUsers(
   yield head === OPEN ? EMPTY_ARRAY : CLOSE;
 }
 
+/** How a streamed body treats a client that stops reading. */
+export interface StreamLimits {
+  /** A client that takes nothing for this long is cut (STREAM_IDLE_TIMEOUT_MS). */
+  idleTimeoutMs: number;
+  /** Told of each cut (metrics, log). */
+  cut(): void;
+}
+
 /**
  * The bare `/api` body when the cache does not hold it. A table that fits in one page is read
  * with one query (which the replica router retries elsewhere if a replica dies under it); a
  * larger one is streamed from one snapshot, from its first row again.
  */
-export async function readBareUsersBody(db: Database): Promise<Readable> {
+export async function readBareUsersBody(db: Database, limits: StreamLimits): Promise<Readable> {
   const first = await db.read((executor) => readUsersJsonPage(executor, 0, STREAM_PAGE_ROWS));
   if (first.rows < STREAM_PAGE_ROWS) {
     return Readable.from([
       first.rows === 0 ? EMPTY_ARRAY : Buffer.concat([OPEN, first.json, CLOSE]),
     ]);
   }
-  return openUsersStream(db, (executor) => renderBareUsers(executor));
+  return openUsersStream(db, limits, (executor) => renderBareUsers(executor));
 }
 
 /**
@@ -85,6 +93,7 @@ export async function readBareUsersBody(db: Database): Promise<Readable> {
  */
 export async function readUsersBody(
   db: Database,
+  limits: StreamLimits,
   query: UsersQuery,
   writer: UsersWriter,
 ): Promise<Readable> {
@@ -92,18 +101,21 @@ export async function readUsersBody(
   if (first.users.length < STREAM_PAGE_ROWS) {
     return Readable.from([Buffer.from(writer.head + writer.rows(first.users, true) + writer.tail)]);
   }
-  return openUsersStream(db, (executor) => renderUsers(executor, query, writer));
+  return openUsersStream(db, limits, (executor) => renderUsers(executor, query, writer));
 }
 
 /**
- * Streams what `render` yields from one database snapshot (`readSnapshot`), with backpressure:
- * reads pause while the client is behind. Resolves with the body once the first text is ready,
- * so a database that fails before then is still a clean 503 (and the router may retry the read
- * elsewhere). Later failures cut the response: nothing can be retried once bytes have left.
- * A client that goes away destroys the body; the loop stops and the snapshot is released.
+ * Streams what `render` yields from one database snapshot (`streamSnapshot`: a bounded number
+ * at once, on connections of their own), with backpressure: reads pause while the client is
+ * behind. Resolves with the body once the first text is ready, so a database that fails
+ * before then is still a clean 503 (and the router may retry the read elsewhere). Later
+ * failures cut the response: nothing can be retried once bytes have left. A client that goes
+ * away, or takes nothing for `limits.idleTimeoutMs`, ends the body; the loop stops and the
+ * snapshot and its connection are released.
  */
 export function openUsersStream(
   db: Database,
+  limits: StreamLimits,
   render: (executor: DatabaseExecutor) => AsyncIterable<string | Buffer>,
 ): Promise<Readable> {
   return new Promise((resolve, reject) => {
@@ -114,13 +126,15 @@ export function openUsersStream(
       started = true;
       resolve(body);
     };
-    db.readSnapshot(async (executor) => {
+    db.streamSnapshot(async (executor) => {
       try {
         for await (const text of render(executor)) {
           if (body.destroyed) return;
           start();
-          if (!body.write(text)) {
-            await drainedOrClosed(body);
+          if (!body.write(text) && !(await drainedOrClosed(body, limits.idleTimeoutMs))) {
+            limits.cut();
+            body.destroy(new StreamIdleError(limits.idleTimeoutMs));
+            return;
           }
         }
         start();
@@ -133,15 +147,29 @@ export function openUsersStream(
   });
 }
 
-/** Resolves when `stream` can take more, or is gone (a client that left never drains). */
-function drainedOrClosed(stream: PassThrough): Promise<void> {
+/**
+ * Resolves true when `stream` can take more or is gone (a client that left never drains), false
+ * when neither happened within `idleMs`.
+ */
+function drainedOrClosed(stream: PassThrough, idleMs: number): Promise<boolean> {
   return new Promise((resolve) => {
-    const done = () => {
-      stream.off('drain', done);
-      stream.off('close', done);
-      resolve();
+    const done = (progressed: boolean) => () => {
+      clearTimeout(timer);
+      stream.off('drain', moved);
+      stream.off('close', moved);
+      resolve(progressed);
     };
-    stream.on('drain', done);
-    stream.on('close', done);
+    const moved = done(true);
+    const timer = setTimeout(done(false), idleMs);
+    stream.on('drain', moved);
+    stream.on('close', moved);
   });
+}
+
+/** Why a stream was cut: the client stopped taking the body. */
+export class StreamIdleError extends Error {
+  override name = 'StreamIdleError';
+  constructor(idleMs: number) {
+    super(`the client took nothing for ${idleMs} ms (STREAM_IDLE_TIMEOUT_MS): response cut`);
+  }
 }

@@ -25,7 +25,7 @@ import type { ApiCache, CachedApiBody, ContentEncoding } from './api-cache.js';
 import { brotliOptions, GZIP_OPTIONS } from './compression.js';
 import { negotiateEncoding, negotiateFormat } from './negotiate.js';
 import { ProblemSchema, registerMethodNotAllowed } from './problem.js';
-import { readBareUsersBody, readUsersBody } from './stream-users.js';
+import { readBareUsersBody, readUsersBody, type StreamLimits } from './stream-users.js';
 
 /** The public shape of a user: these keys, in this order, string values (the seed's contract). */
 export const ApiUserSchema = Type.Object(
@@ -143,6 +143,7 @@ const ApiResponseSchema = {
 export interface UsersRoutesDependencies {
   db: Database;
   apiCache: ApiCache;
+  streamLimits: StreamLimits;
 }
 
 /** Responses this small go out uncompressed: the header overhead outweighs the saving. */
@@ -154,7 +155,7 @@ const MIN_COMPRESS_BYTES = 1024;
  * `GET /api/count` and `GET /api/users/:id`.
  */
 export function registerUsersRoutes(app: FastifyInstance, deps: UsersRoutesDependencies): void {
-  const { db, apiCache } = deps;
+  const { db, apiCache, streamLimits } = deps;
   const api = app.withTypeProvider<TypeBoxTypeProvider>();
   api.get(
     '/api',
@@ -178,7 +179,7 @@ export function registerUsersRoutes(app: FastifyInstance, deps: UsersRoutesDepen
       if (format === 'json' && Object.keys(parameters).length === 0) {
         const cached = apiCache.fresh() ?? (await apiCache.current());
         if (cached !== undefined) return sendCached(request, reply, cached, encoding);
-        const body = await readBareUsersBody(db);
+        const body = await readBareUsersBody(db, streamLimits);
         return reply.type(MEDIA_TYPES.json).send(compressStream(body, reply, encoding));
       }
       const query = usersQueryOf(parameters);
@@ -193,7 +194,7 @@ export function registerUsersRoutes(app: FastifyInstance, deps: UsersRoutesDepen
         const text = writer.head + writer.rows(page.users, true) + writer.tail;
         return sendBuffer(reply, Buffer.from(text), encoding);
       }
-      const body = await readUsersBody(db, query, writer);
+      const body = await readUsersBody(db, streamLimits, query, writer);
       return reply.send(compressStream(body, reply, encoding));
     },
   );

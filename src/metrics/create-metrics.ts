@@ -34,6 +34,8 @@ export interface Metrics {
   readonly importFinished: ImportObserver;
   /** A backup taken by this process finished and was verified. */
   backupSucceeded(at: Date): void;
+  /** A streamed response was cut because its client took nothing for STREAM_IDLE_TIMEOUT_MS. */
+  streamCut(): void;
 }
 
 export interface MetricsOptions {
@@ -127,6 +129,22 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     registers,
   });
 
+  const streamsInProgress = new Gauge({
+    name: 'users_streams_in_progress',
+    help: 'Responses streaming from a database snapshot now (at most MAX_CONCURRENT_STREAMS).',
+    registers,
+  });
+  const streamsRefused = new Counter({
+    name: 'users_streams_refused_total',
+    help: 'Streamed responses refused with 503 because MAX_CONCURRENT_STREAMS were running.',
+    registers,
+  });
+  const streamsCut = new Counter({
+    name: 'users_streams_cut_total',
+    help: 'Streamed responses cut because the client took nothing for STREAM_IDLE_TIMEOUT_MS.',
+    registers,
+  });
+
   const countUsersRows = options.countUsersRows;
   new Gauge({
     name: 'users_rows',
@@ -200,6 +218,8 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       },
       readRoutedToPrimary: () => readsRoutedToPrimary.inc(),
       poolConnectionsInUse: (target, count) => poolInUse.set({ target }, count),
+      streamsInUse: (count) => streamsInProgress.set(count),
+      streamRefused: () => streamsRefused.inc(),
     },
     importFinished(outcome, rows) {
       imports.inc({ result: outcome });
@@ -209,6 +229,7 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       backupSeconds = Math.max(backupSeconds, at.getTime() / 1000);
       backupLastSuccess.set(backupSeconds);
     },
+    streamCut: () => streamsCut.inc(),
   };
 }
 

@@ -15,7 +15,9 @@ import {
   type LocalCluster,
 } from '../../scripts/local-cluster.js';
 import { freePort } from '../../scripts/mariadb-pair.js';
+import { generateUsers } from '../../scripts/generate-users-lib.js';
 import { REPO_ROOT } from '../helpers/paths.js';
+import { stalledReadersDrill } from '../helpers/slow-readers.js';
 
 /** Under CI=true a missing server binary fails the run; locally it skips loudly. */
 function skipReason(missing: string[]): string | undefined {
@@ -150,7 +152,10 @@ describe(
       reason = skipReason(missingClusterBinaries());
       if (reason !== undefined) return;
       dir = await mkdtemp(join(tmpdir(), 'users-api-cluster-'));
-      cluster = await startLocalCluster({ dir, env: { SHUTDOWN_DRAIN_MS: '2500' } });
+      cluster = await startLocalCluster({
+        dir,
+        env: { SHUTDOWN_DRAIN_MS: '2500', MAX_CONCURRENT_STREAMS: '2' },
+      });
     });
     after(async () => {
       await cluster?.stop();
@@ -298,6 +303,36 @@ describe(
       } finally {
         await guarded.stop('SIGKILL');
       }
+    });
+
+    // Last: it loads 200,000 users, which the load tests above would stream on every request.
+    it('clients that stop reading through HAProxy cannot take webserver1 down', async (t) => {
+      if (reason !== undefined) return (t as { skip(message?: string): void }).skip(reason);
+      const current = requireCluster();
+      const [webserver1] = current.webservers;
+      const loaded = await fetch(`${webserver1.url}/addtosql?mode=replace`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${current.adminToken}`, 'content-type': 'text/csv' },
+        body: [...generateUsers(200_000)].join(''),
+      });
+      assert.equal(loaded.status, 200, await loaded.text());
+      const metric = async (name: string) => {
+        const text = await (await fetch(`${webserver1.url}/metrics`)).text();
+        return Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1]);
+      };
+      const refusedBefore = await metric('users_streams_refused_total');
+      await stalledReadersDrill({
+        url: current.lbUrl,
+        maxStreams: 2,
+        activeStreams: () => metric('users_streams_in_progress'),
+      });
+      // HAProxy replays a refused GET (retry-on 503, for instances that are closing): each of
+      // the 4 refused clients costs webserver1 at most 4 cheap refusals, never a connection.
+      const refusals = (await metric('users_streams_refused_total')) - refusedBefore;
+      measured.streamRefusalsPerRefusedClient = refusals / 4;
+      assert.ok(refusals >= 4 && refusals <= 16, `${refusals} refusals for 4 refused clients`);
+      assert.equal(await serverStatus(current, 'webserver1'), 'UP');
+      assert.equal(await servedBy(current), '200 all good from webserver1');
     });
   },
 );

@@ -4,6 +4,11 @@ import type { MariadbPair } from '../../scripts/mariadb-pair.js';
 import { generateUsers } from '../../scripts/generate-users-lib.js';
 import { listUsers } from '../../src/db/users-repository.js';
 import { eventually, mariadbPairSuite, startMysqlApp } from '../helpers/mariadb.js';
+import {
+  idleStreamDrill,
+  loadGeneratedUsers,
+  stalledReadersDrill,
+} from '../helpers/slow-readers.js';
 import { contractOf, TRICKY_CITY, TRICKY_USERS_CSV } from '../helpers/tricky-users.js';
 
 const pairSuite = mariadbPairSuite();
@@ -158,5 +163,24 @@ describe('/api on MariaDB primary + replica', { timeout: 600_000 }, () => {
         `${server.name}: the indexes /api's filters use`,
       );
     }
+  });
+
+  it('clients that stop reading hold at most MAX_CONCURRENT_STREAMS connections, outside the pool', async (t) => {
+    // Twice the pool's connections in stalled readers: none of them may take a pooled one.
+    const app = await startMysqlApp(t, requirePair(), {
+      DB_POOL_SIZE: '4',
+      MAX_CONCURRENT_STREAMS: '3',
+      STREAM_IDLE_TIMEOUT_MS: '600000',
+    });
+    await loadGeneratedUsers(app.db, 200_000);
+    await eventually(() => app.db.replicaStates()[0]?.healthy === true, 'the replica is healthy');
+    const instance = { url: app.url, maxStreams: 3, activeStreams: () => app.db.activeSnapshots() };
+    await stalledReadersDrill(instance, { readers: 8 });
+    // The same data through an instance that cuts a client idle for 500 ms.
+    const cutting = await startMysqlApp(t, requirePair(), { STREAM_IDLE_TIMEOUT_MS: '500' });
+    await idleStreamDrill(
+      { url: cutting.url, maxStreams: 8, activeStreams: () => cutting.db.activeSnapshots() },
+      { idleTimeoutMs: 500 },
+    );
   });
 });

@@ -16,7 +16,11 @@ describe('loadConfig', () => {
       port: 8888,
       host: '0.0.0.0',
       serverName: hostname(),
-      database: { dialect: 'sqlite', path: '/srv/users-api/data/users.db' },
+      database: {
+        dialect: 'sqlite',
+        path: '/srv/users-api/data/users.db',
+        maxConcurrentStreams: 8,
+      },
       migrateOnStart: true,
       dataFile: '/srv/users-api/data/users.csv',
       importOnStart: 'if-empty',
@@ -30,6 +34,7 @@ describe('loadConfig', () => {
       shutdownTimeoutMs: 25_000,
       apiCacheMaxBytes: 67_108_864,
       apiCacheCheckMs: 250,
+      streamIdleTimeoutMs: 30_000,
     });
   });
 
@@ -104,6 +109,7 @@ describe('loadConfig', () => {
         },
       ],
       poolSize: 4,
+      maxConcurrentStreams: 8,
       connectTimeoutMs: 2000,
       queryTimeoutMs: 10000,
       maxReplicaLagSeconds: 2,

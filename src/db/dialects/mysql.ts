@@ -15,6 +15,7 @@ import {
   usersTableExists,
 } from '../users-staging-repository.js';
 import { createReplicaRouter, type ReplicationSql, type RouterLogger } from '../replica-router.js';
+import { createStreamSlots } from '../stream-slots.js';
 
 export type DatabaseLogger = RouterLogger;
 
@@ -36,10 +37,26 @@ export function openMysqlDatabase(
   const targets = [
     { name: 'primary', target: connection.primary },
     ...connection.replicas.map((target) => ({ name: target.name, target })),
-  ].map(({ name, target }) => ({ name, ...createExecutor(target, connection, name, observer) }));
+  ].map(({ name, target }) => ({
+    name,
+    ...createExecutor(target, connection, connection.poolSize, name, observer),
+    // Streams wait on their clients: a pool of their own, so they never hold the connections
+    // ordinary reads and health checks need.
+    streamExecutor: createExecutor(
+      target,
+      connection,
+      connection.maxConcurrentStreams,
+      name,
+      observer,
+    ).executor,
+  }));
   const [primaryTarget, ...replicaTargets] = targets as [(typeof targets)[0], ...typeof targets];
   const primary = primaryTarget.executor;
   const replicas = replicaTargets.map(({ name, executor }) => ({ name, executor }));
+  const streamSources = new Map(
+    targets.map(({ name, streamExecutor }) => [name, { name, executor: streamExecutor }]),
+  );
+  const streams = createStreamSlots(connection.maxConcurrentStreams, observer);
   const replication = mysqlReplicationSql();
   const router = createReplicaRouter({
     observer,
@@ -100,20 +117,6 @@ export function openMysqlDatabase(
     maxInsertRows: MAX_INSERT_ROWS,
     insertUsers,
     async readSnapshot(readInSnapshot, options = {}) {
-      const inSnapshot = async <T>(
-        connection: DatabaseExecutor,
-        source: string,
-        read: (executor: DatabaseExecutor, source: string) => Promise<T>,
-      ) => {
-        await sql`SET TRANSACTION ISOLATION LEVEL REPEATABLE READ`.execute(connection);
-        await sql`START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY`.execute(connection);
-        try {
-          return await read(connection, source);
-        } finally {
-          // A read-only transaction has nothing to keep; a dead connection has nothing to end.
-          await sql`ROLLBACK`.execute(connection).catch(() => undefined);
-        }
-      };
       // One pooled connection for the whole read: the snapshot belongs to its session.
       const onSource = <T>(
         source: { name: string; executor: DatabaseExecutor },
@@ -121,7 +124,7 @@ export function openMysqlDatabase(
       ) =>
         source.executor
           .connection()
-          .execute((connection) => inSnapshot(connection, source.name, read));
+          .execute((connection) => readInSnapshotOn(connection, source.name, read));
       snapshots += 1;
       try {
         if (options.holdOffSwaps !== true) {
@@ -135,7 +138,7 @@ export function openMysqlDatabase(
               const source = await caughtUpReplica(lockConnection);
               // No replica: the lock's own connection (a pool of one has no other to give).
               return source === undefined
-                ? inSnapshot(lockConnection, primarySource.name, readInSnapshot)
+                ? readInSnapshotOn(lockConnection, primarySource.name, readInSnapshot)
                 : onSource(source, readInSnapshot);
             }),
           );
@@ -148,6 +151,18 @@ export function openMysqlDatabase(
         snapshots -= 1;
       }
     },
+    streamSnapshot: (readInSnapshot) =>
+      streams.run(async () => {
+        const source = streamSources.get(healthyReplicas()[0]?.name ?? 'primary')!;
+        snapshots += 1;
+        try {
+          return await source.executor
+            .connection()
+            .execute((connection) => readInSnapshotOn(connection, source.name, readInSnapshot));
+        } finally {
+          snapshots -= 1;
+        }
+      }),
     async withWriteLock(write) {
       const refused = () =>
         new AppError(
@@ -258,7 +273,10 @@ export function openMysqlDatabase(
     async close() {
       await router.stop();
       await Promise.all(
-        [primary, ...replicas.map((replica) => replica.executor)].map((db) => db.destroy()),
+        targets.flatMap(({ executor, streamExecutor }) => [
+          executor.destroy(),
+          streamExecutor.destroy(),
+        ]),
       );
     },
   };
@@ -336,6 +354,22 @@ function createTurnQueue() {
   };
 }
 
+/** Runs `read` inside one consistent, read-only snapshot on `connection` (a session of its own). */
+async function readInSnapshotOn<T>(
+  connection: DatabaseExecutor,
+  source: string,
+  read: (executor: DatabaseExecutor, source: string) => Promise<T>,
+): Promise<T> {
+  await sql`SET TRANSACTION ISOLATION LEVEL REPEATABLE READ`.execute(connection);
+  await sql`START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY`.execute(connection);
+  try {
+    return await read(connection, source);
+  } finally {
+    // A read-only transaction has nothing to keep; a dead connection has nothing to end.
+    await sql`ROLLBACK`.execute(connection).catch(() => undefined);
+  }
+}
+
 /** The named lock every writer takes (MySQL locks are per server, across databases). */
 const WRITE_LOCK = 'users-api.write';
 
@@ -376,6 +410,7 @@ const UTF8MB4_TABLE_OPTIONS = sql`CHARACTER SET utf8mb4 COLLATE utf8mb4_bin`;
 function createExecutor(
   target: MysqlTarget,
   connection: MysqlConnection,
+  poolSize: number,
   name: string,
   observer: DatabaseObserver,
 ): { executor: DatabaseExecutor; connectionsInUse: () => number } {
@@ -385,7 +420,7 @@ function createExecutor(
     user: target.user,
     password: target.password,
     database: target.database,
-    connectionLimit: connection.poolSize,
+    connectionLimit: poolSize,
     connectTimeout: connection.connectTimeoutMs,
     enableKeepAlive: true,
     // Values stay as the server sends them: no date parsing, counts as numbers or strings.

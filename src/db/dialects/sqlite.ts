@@ -5,7 +5,9 @@ import { Kysely, SqliteDialect, type LogEvent } from 'kysely';
 import { beginWriteTransaction } from '../begin-write-transaction.js';
 import type { Database, DatabaseSchema, UsersTableName } from '../database.js';
 import type { User } from '../../users/user.js';
+import type { SqliteConnection } from '../../config/config.js';
 import { IGNORE_DATABASE_EVENTS, type DatabaseObserver } from '../database-observer.js';
+import { createStreamSlots } from '../stream-slots.js';
 import { countUsers } from '../users-repository.js';
 import {
   createUsersIndexes,
@@ -27,9 +29,13 @@ const MAX_INSERT_ROWS = 5000;
  * the `primary` target for the observer (SQLite has no replicas).
  */
 export function openSqliteDatabase(
-  path: string,
+  connection: SqliteConnection,
   observer: DatabaseObserver = IGNORE_DATABASE_EVENTS,
 ): Database {
+  const { path } = connection;
+  // Each stream holds a connection and a read transaction of its own: bounded, because open
+  // readers keep the WAL from being checkpointed back into the file.
+  const streams = createStreamSlots(connection.maxConcurrentStreams, observer);
   mkdirSync(dirname(path), { recursive: true });
   const writer = new SqliteDatabase(path, { timeout: BUSY_TIMEOUT_MS });
   writer.pragma('journal_mode = WAL');
@@ -92,6 +98,7 @@ export function openSqliteDatabase(
         await snapshot.destroy();
       }
     },
+    streamSnapshot: (read) => streams.run(() => database.readSnapshot(read)),
     // SQLite's write transactions take turns on the file's lock: the write connection is the lock.
     withWriteLock: (write) => write(database.write),
     async replaceUsersTable(load, { ifEmpty, keepPrevious }) {
