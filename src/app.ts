@@ -30,6 +30,8 @@ export interface AppDependencies {
   startedAt: number;
   /** Set `draining` when shutdown begins: readiness fails while requests are still served. */
   lifecycle?: { draining: boolean };
+  /** What the start-up steps still wait for (the primary), or why they failed; undefined: done. */
+  startupState?: () => string | undefined;
 }
 
 /**
@@ -140,6 +142,7 @@ export function buildApp(deps: AppDependencies): FastifyInstance {
       startedAt: deps.startedAt,
       countUsersRows: deps.countUsersRows,
       isDraining,
+      startupState: deps.startupState ?? (() => undefined),
       readiness,
     });
     registerAddToSqlRoutes(routes, {

@@ -5,7 +5,10 @@ import { pino, type Logger, type LoggerOptions } from 'pino';
 import { buildApp } from './app.js';
 import { readBackupStatus } from './backup/backup-status.js';
 import type { Config } from './config/config.js';
+import type { Database } from './db/database.js';
+import { isConnectionFailure } from './db/is-database-failure.js';
 import { migrateToLatest } from './db/migrate-to-latest.js';
+import { describeError } from './db/topology-monitor.js';
 import { openDatabase } from './db/open-database.js';
 import { countUsers } from './db/users-repository.js';
 import { AppError } from './errors.js';
@@ -98,7 +101,7 @@ export async function startServer(
     maxAgeMs: USERS_ROWS_MAX_AGE_MS,
     now: clock.now,
   });
-  try {
+  const startupSteps = async () => {
     if (config.migrateOnStart) {
       const applied = await migrateToLatest(db);
       if (applied.length > 0) logger.info({ migrations: applied }, 'database migrated');
@@ -106,9 +109,27 @@ export async function startServer(
     if (config.importOnStart === 'if-empty') {
       await importDataFileIfEmpty(config, db, logger, metrics);
     }
+  };
+  let startup: StartupSteps = { state: () => undefined, stop: () => undefined };
+  try {
+    await startupSteps();
   } catch (error) {
-    await db.close();
-    throw error;
+    // Reads can go on from replicas while the primary is down: serve them, and run the steps
+    // (never on a replica) once the primary answers.
+    if (config.database.dialect !== 'mysql' || !isConnectionFailure(error)) {
+      await db.close();
+      throw error;
+    }
+    logger.warn(
+      { reason: describeError(error) },
+      'the primary is unreachable: serving reads from replicas with this release schema; migrations and the start-up import wait for the primary',
+    );
+    startup = runWhenPrimaryReachable(
+      db,
+      startupSteps,
+      logger,
+      config.database.replicaProbeIntervalMs,
+    );
   }
 
   const lifecycle = { draining: false };
@@ -122,8 +143,10 @@ export async function startServer(
     now: clock.now,
     startedAt,
     lifecycle,
+    startupState: startup.state,
   });
   app.addHook('onClose', async () => {
+    startup.stop();
     await db.close();
   });
   try {
@@ -149,6 +172,54 @@ export async function startServer(
       logger.info('closing: no new connections; finishing in-flight requests');
       await app.close();
       clearTimeout(cutStragglers);
+    },
+  };
+}
+
+/** Start-up steps that wait for the primary. */
+interface StartupSteps {
+  /** What they wait for, or why they failed; undefined once done. */
+  state: () => string | undefined;
+  stop: () => void;
+}
+
+/**
+ * Runs `steps` once the topology monitor sees the primary reachable, trying again while it is
+ * not. A failure other than an unreachable primary (a bad data file, a failed migration) is
+ * logged and reported by `state`, not retried: trying it again would fail the same way.
+ */
+function runWhenPrimaryReachable(
+  db: Database,
+  steps: () => Promise<void>,
+  logger: Logger,
+  intervalMs: number,
+): StartupSteps {
+  let state: string | undefined = 'migrations and the start-up import wait for the primary';
+  let timer: NodeJS.Timeout | undefined;
+  let stopped = false;
+  const attempt = async () => {
+    if (db.primaryState().healthy) {
+      try {
+        await steps();
+        state = undefined;
+        logger.info('the primary is reachable: start-up steps done');
+        return;
+      } catch (error) {
+        if (!isConnectionFailure(error)) {
+          state = `start-up steps failed: ${describeError(error)}`;
+          logger.error({ err: error }, 'start-up steps failed once the primary was reachable');
+          return;
+        }
+      }
+    }
+    if (!stopped) timer = setTimeout(() => void attempt(), intervalMs);
+  };
+  timer = setTimeout(() => void attempt(), intervalMs);
+  return {
+    state: () => state,
+    stop() {
+      stopped = true;
+      clearTimeout(timer);
     },
   };
 }

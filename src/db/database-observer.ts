@@ -12,6 +12,8 @@ export interface DatabaseObserver {
    * (replication stopped or the replica is unreachable).
    */
   replicaChecked(replica: string, healthy: boolean, lagSeconds: number | undefined): void;
+  /** The primary was probed: reachable or not. */
+  primaryChecked(reachable: boolean): void;
   /** A read went to the primary because no replica was healthy. */
   readRoutedToPrimary(): void;
   /** Connections of `target`'s pool currently checked out. */
@@ -27,6 +29,7 @@ export const IGNORE_DATABASE_EVENTS: DatabaseObserver = {
   queryFinished: () => undefined,
   queryFailed: () => undefined,
   replicaChecked: () => undefined,
+  primaryChecked: () => undefined,
   readRoutedToPrimary: () => undefined,
   poolConnectionsInUse: () => undefined,
   streamsInUse: () => undefined,

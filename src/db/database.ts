@@ -57,8 +57,11 @@ export interface ReplicaState {
 
 /** The primary as the background probe last saw it. */
 export interface TargetState {
+  /** Reachable: it takes writes (and migrations). */
   healthy: boolean;
   reason: string | undefined;
+  /** Whether its schema has this release's migrations; undefined until a probe could tell. */
+  schemaCurrent: boolean | undefined;
   /** Unix ms of the last probe, or null if never probed. */
   probedAt: number | null;
 }

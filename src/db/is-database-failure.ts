@@ -23,3 +23,22 @@ export function isDatabaseFailure(error: unknown): boolean {
   // Kysely's message once the connection pool has been closed (shutdown in progress).
   return /driver has already been destroyed/.test(error.message);
 }
+
+/** mysql2's codes for a server that cannot be reached or dropped the connection. */
+const CONNECTION_CODES =
+  /^(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|ENOTFOUND|EAI_AGAIN|EPIPE|PROTOCOL_CONNECTION_LOST|PROTOCOL_SEQUENCE_TIMEOUT|ER_SERVER_SHUTDOWN|ER_CON_COUNT_ERROR)$/;
+
+/**
+ * True when `error` (or what it wraps: a failed migration wraps the driver's error) says the
+ * MySQL server could not be reached or went away, as opposed to refusing what was asked.
+ */
+export function isConnectionFailure(error: unknown): boolean {
+  for (let current = error; current instanceof Error; current = current.cause) {
+    const { code, fatal } = current as { code?: unknown; fatal?: unknown };
+    if (typeof code === 'string' && CONNECTION_CODES.test(code)) return true;
+    if (fatal === true && typeof (current as { sqlState?: unknown }).sqlState !== 'string') {
+      return true;
+    }
+  }
+  return false;
+}

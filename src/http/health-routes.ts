@@ -2,6 +2,7 @@ import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyBaseLogger, FastifyInstance, FastifyRequest } from 'fastify';
 import type { Database } from '../db/database.js';
 import { probeUsersTable } from '../db/users-repository.js';
+import { AppError } from '../errors.js';
 import { ProblemSchema, registerMethodNotAllowed } from './problem.js';
 
 const TextSchema = Type.String();
@@ -63,6 +64,8 @@ export interface HealthDependencies {
   countUsersRows: () => Promise<number>;
   /** True once the process is shutting down: readiness fails so the balancer moves away. */
   isDraining: () => boolean;
+  /** What the start-up steps still wait for, or why they failed; undefined once done. */
+  startupState: () => string | undefined;
   readiness: Readiness;
 }
 
@@ -144,7 +147,7 @@ export function registerHealthRoutes(app: FastifyInstance, deps: HealthDependenc
       if (!wantsJson(request)) {
         reply.type(TEXT);
         if (primary.status === 'fail') {
-          return reply.code(503).send('database unavailable: cannot read the users table');
+          return reply.code(503).send(`database unavailable: ${primary.output}`);
         }
         return allGood;
       }
@@ -210,7 +213,8 @@ async function checkPrimary(deps: ReadinessDependencies, log: FastifyBaseLogger)
       componentType: 'datastore',
       status: 'fail',
       time: new Date(deps.now()).toISOString(),
-      output: 'cannot read the users table',
+      // Our own errors say why in words safe for anyone (no host names); a driver's may not.
+      output: error instanceof AppError ? error.message : 'cannot read the users table',
     } satisfies HealthCheck;
   }
   return {
@@ -234,6 +238,13 @@ async function describeHealth(deps: HealthDependencies, primary: HealthCheck): P
     time,
   };
   const replication = describeReplication(deps.db, time);
+  const startup = deps.startupState();
+  if (startup !== undefined) {
+    // Reads may go on meanwhile; what waits is the writes' side (migrations, the import).
+    replication['startup:steps'] = [
+      { componentType: 'system', status: 'warn', time, output: startup },
+    ];
+  }
   const statuses = [
     primary.status,
     rows.status,
@@ -268,9 +279,13 @@ function describeReplication(db: Database, time: string): Record<string, HealthC
       {
         componentId: 'primary',
         componentType: 'datastore',
-        status: primary.healthy ? 'pass' : 'warn',
+        status: primary.healthy && primary.schemaCurrent !== false ? 'pass' : 'warn',
         time,
         ...(primary.reason !== undefined && { output: `${primary.reason}; writes answer 503` }),
+        ...(primary.healthy &&
+          primary.schemaCurrent === false && {
+            output: 'its schema is older than this release: run the migrations (users-api migrate)',
+          }),
       },
     ],
     ...(replicas.length > 0 && {

@@ -104,6 +104,11 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       registers,
     }).set(options.replicaMaxLagSeconds);
   }
+  const primaryReachable = new Gauge({
+    name: 'users_db_primary_reachable',
+    help: '1 when the last probe of the MySQL primary succeeded (writes possible), else 0.',
+    registers,
+  });
   const readsRoutedToPrimary = new Counter({
     name: 'users_db_reads_routed_to_primary_total',
     help: 'Reads sent to the primary because no replica was healthy.',
@@ -216,6 +221,7 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
         if (lagSeconds === undefined) replicaLag.remove({ replica });
         else replicaLag.set({ replica }, lagSeconds);
       },
+      primaryChecked: (reachable) => primaryReachable.set(reachable ? 1 : 0),
       readRoutedToPrimary: () => readsRoutedToPrimary.inc(),
       poolConnectionsInUse: (target, count) => poolInUse.set({ target }, count),
       streamsInUse: (count) => streamsInProgress.set(count),

@@ -14,10 +14,16 @@ import {
   dropUsersTableIfExists,
   usersTableExists,
 } from '../users-staging-repository.js';
-import { createReplicaRouter, type ReplicationSql, type RouterLogger } from '../replica-router.js';
+import { LATEST_MIGRATION } from '../migrate-to-latest.js';
+import { createReplicaRouter } from '../replica-router.js';
+import {
+  createTopologyMonitor,
+  type ReplicationSql,
+  type TopologyLogger,
+} from '../topology-monitor.js';
 import { createStreamSlots } from '../stream-slots.js';
 
-export type DatabaseLogger = RouterLogger;
+export type DatabaseLogger = TopologyLogger;
 
 /**
  * Rows per multi-row INSERT: 2,000 rows × 5 columns keeps a statement far below MySQL's
@@ -26,7 +32,7 @@ export type DatabaseLogger = RouterLogger;
 const MAX_INSERT_ROWS = 2000;
 
 /**
- * Opens pools to the primary and each replica and starts the replica router. The observer hears
+ * Opens pools to the primary and each replica and starts the topology monitor. The observer hears
  * every query (target `primary` or the replica's host:port), every replica check, and pool use.
  */
 export function openMysqlDatabase(
@@ -58,7 +64,7 @@ export function openMysqlDatabase(
   );
   const streams = createStreamSlots(connection.maxConcurrentStreams, observer);
   const replication = mysqlReplicationSql();
-  const router = createReplicaRouter({
+  const monitor = createTopologyMonitor({
     observer,
     afterProbe: () => {
       for (const { name, connectionsInUse } of targets)
@@ -67,21 +73,20 @@ export function openMysqlDatabase(
     primary,
     replicas,
     replication,
+    schemaMigration: LATEST_MIGRATION,
     maxLagSeconds: connection.maxReplicaLagSeconds,
     probeIntervalMs: connection.replicaProbeIntervalMs,
-    waitMs: connection.replicaWaitMs,
     logger: options.logger,
   });
-  const primarySource = { name: 'primary', executor: primary };
-  const healthyReplicas = () => {
-    const healthy = new Set(
-      router
-        .states()
-        .filter((state) => state.healthy)
-        .map((state) => state.name),
-    );
-    return replicas.filter((replica) => healthy.has(replica.name));
-  };
+  const router = createReplicaRouter({
+    monitor,
+    primary,
+    replication,
+    waitMs: connection.replicaWaitMs,
+    observer,
+    logger: options.logger,
+  });
+  const { healthyReplicas } = router;
   /**
    * A healthy replica that has applied everything the primary had once the swap lock was held:
    * a swap renamed on the primary but not yet applied there would wait on the snapshot all the
@@ -127,9 +132,8 @@ export function openMysqlDatabase(
           .execute((connection) => readInSnapshotOn(connection, source.name, read));
       snapshots += 1;
       try {
-        if (options.holdOffSwaps !== true) {
-          return await onSource(healthyReplicas()[0] ?? primarySource, readInSnapshot);
-        }
+        if (options.holdOffSwaps !== true)
+          return await onSource(router.readSource(), readInSnapshot);
         let locking = true;
         try {
           return await primary.connection().execute((lockConnection) =>
@@ -138,14 +142,14 @@ export function openMysqlDatabase(
               const source = await caughtUpReplica(lockConnection);
               // No replica: the lock's own connection (a pool of one has no other to give).
               return source === undefined
-                ? readInSnapshotOn(lockConnection, primarySource.name, readInSnapshot)
+                ? readInSnapshotOn(lockConnection, 'primary', readInSnapshot)
                 : onSource(source, readInSnapshot);
             }),
           );
         } catch (error) {
           // No swap runs without the primary, so there is nothing to hold off: read anyway.
           if (!locking || !isDatabaseFailure(error)) throw error;
-          return await onSource(healthyReplicas()[0] ?? primarySource, readInSnapshot);
+          return await onSource(router.readSource(), readInSnapshot);
         }
       } finally {
         snapshots -= 1;
@@ -153,7 +157,7 @@ export function openMysqlDatabase(
     },
     streamSnapshot: (readInSnapshot) =>
       streams.run(async () => {
-        const source = streamSources.get(healthyReplicas()[0]?.name ?? 'primary')!;
+        const source = streamSources.get(router.readSource().name)!;
         snapshots += 1;
         try {
           return await source.executor
@@ -268,10 +272,17 @@ export function openMysqlDatabase(
       return outcome;
     },
     waitForReplicas: () => router.waitForReplicas(),
-    replicaStates: () => router.states(),
-    primaryState: () => router.primaryState(),
+    replicaStates: () =>
+      monitor.replicas().map(({ name, healthy, reason, lagSeconds, probedAt }) => ({
+        name,
+        healthy,
+        reason,
+        lagSeconds,
+        probedAt,
+      })),
+    primaryState: () => monitor.primary(),
     async close() {
-      await router.stop();
+      await monitor.stop();
       await Promise.all(
         targets.flatMap(({ executor, streamExecutor }) => [
           executor.destroy(),
@@ -526,6 +537,17 @@ function mysqlReplicationSql(): ReplicationSql {
     },
     async ping(executor) {
       await sql`SELECT 1`.execute(executor);
+    },
+    async hasMigration(executor, migration) {
+      try {
+        const { rows } = await sql`
+          SELECT 1 FROM kysely_migration WHERE name = ${migration}`.execute(executor);
+        return rows.length > 0;
+      } catch (error) {
+        // A database no migration ever ran on has no schema at all.
+        if ((error as { code?: unknown }).code === 'ER_NO_SUCH_TABLE') return false;
+        throw error;
+      }
     },
     async primaryPosition(primary) {
       const query =

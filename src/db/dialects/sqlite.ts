@@ -141,7 +141,7 @@ export function openSqliteDatabase(
     },
     waitForReplicas: () => Promise.resolve(),
     replicaStates: () => [],
-    primaryState: () => ({ healthy: true, reason: undefined, probedAt: null }),
+    primaryState: () => ({ healthy: true, reason: undefined, schemaCurrent: true, probedAt: null }),
     async close() {
       await Promise.all([read.destroy(), write.destroy()]);
     },

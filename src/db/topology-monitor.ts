@@ -1,0 +1,221 @@
+import type { DatabaseExecutor, ReplicaState, TargetState } from './database.js';
+import { IGNORE_DATABASE_EVENTS, type DatabaseObserver } from './database-observer.js';
+
+/** The questions the monitor and the router ask a server, in each server flavor's SQL. */
+export interface ReplicationSql {
+  /** undefined when the server is not configured as a replica. */
+  replicaStatus(replica: DatabaseExecutor): Promise<
+    | {
+        /** `connecting`: the I/O thread is retrying its connection to the primary. */
+        ioState: 'running' | 'connecting' | 'stopped';
+        sqlRunning: boolean;
+        lagSeconds: number | null;
+      }
+    | undefined
+  >;
+  /** Throws when the server cannot answer a trivial query. */
+  ping(executor: DatabaseExecutor): Promise<void>;
+  /** Whether the server's schema has had `migration` applied (false when it has none at all). */
+  hasMigration(executor: DatabaseExecutor, migration: string): Promise<boolean>;
+  /** The primary's current replication position (a GTID set). */
+  primaryPosition(primary: DatabaseExecutor): Promise<string>;
+  /** Waits up to `seconds` for the replica to apply `position`; false on timeout. */
+  waitForPosition(replica: DatabaseExecutor, position: string, seconds: number): Promise<boolean>;
+}
+
+export interface TopologyLogger {
+  info(details: object, message: string): void;
+  warn(details: object, message: string): void;
+}
+
+/** A replica as the monitor keeps it: its state, and what it must show before it serves again. */
+export interface MonitoredReplica extends ReplicaState {
+  executor: DatabaseExecutor;
+  /** A write this replica failed to apply in time: it stays out until it has. */
+  requiredPosition: string | undefined;
+}
+
+export interface TopologyMonitorOptions {
+  primary: DatabaseExecutor;
+  replicas: { name: string; executor: DatabaseExecutor }[];
+  replication: ReplicationSql;
+  /** The newest migration this release knows: a server without it has an older schema. */
+  schemaMigration: string;
+  maxLagSeconds: number;
+  probeIntervalMs: number;
+  logger?: TopologyLogger | undefined;
+  observer?: DatabaseObserver;
+  /** Called after every round of probes (e.g. to report pool use). */
+  afterProbe?: () => void;
+  now?: () => number;
+}
+
+/**
+ * What this instance knows of its database servers: the primary (reachable, schema current)
+ * and each replica (reachable, replicating, lag, schema current), probed in the background
+ * and told of failed reads and missed replication waits. Every change of a server's state is
+ * logged once, with its reason.
+ */
+export interface TopologyMonitor {
+  primary(): TargetState;
+  /** The replicas' live records (the router reads them on every request). */
+  replicas(): readonly MonitoredReplica[];
+  /** Takes a replica out of the read rotation now (a failed read, a missed wait). */
+  takeOut(replica: MonitoredReplica, reason: string): void;
+  /** Probes every server now (the background loop does this every probe interval). */
+  probeAll(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export function createTopologyMonitor(options: TopologyMonitorOptions): TopologyMonitor {
+  const { primary, replication, logger, schemaMigration } = options;
+  const observer = options.observer ?? IGNORE_DATABASE_EVENTS;
+  const now = options.now ?? Date.now;
+  const replicas: MonitoredReplica[] = options.replicas.map(({ name, executor }) => ({
+    name,
+    executor,
+    healthy: false,
+    reason: 'not probed yet',
+    lagSeconds: null,
+    probedAt: null,
+    requiredPosition: undefined,
+  }));
+  const primaryState: TargetState = {
+    healthy: true,
+    reason: undefined,
+    schemaCurrent: undefined,
+    probedAt: null,
+  };
+  let stopped = false;
+  let timer: NodeJS.Timeout | undefined;
+  let probing: Promise<void> = Promise.resolve();
+
+  const setReplicaState = (
+    replica: MonitoredReplica,
+    reason: string | undefined,
+    lagSeconds: number | null,
+  ) => {
+    // Logged when the reason changes in kind, not when only a lag figure moves.
+    if (gist(reason) !== gist(replica.reason)) {
+      if (reason === undefined) {
+        logger?.info({ replica: replica.name, lagSeconds }, 'replica in the read rotation');
+      } else logger?.warn({ replica: replica.name, reason }, 'replica out of the read rotation');
+    }
+    replica.healthy = reason === undefined;
+    replica.reason = reason;
+    replica.lagSeconds = lagSeconds;
+    observer.replicaChecked(replica.name, replica.healthy, lagSeconds ?? undefined);
+  };
+
+  const schemaProblem = async (executor: DatabaseExecutor) =>
+    (await replication.hasMigration(executor, schemaMigration))
+      ? undefined
+      : `its schema lacks migration ${schemaMigration}, which this release reads (migrations run on the primary)`;
+
+  const probeReplica = async (replica: MonitoredReplica): Promise<void> => {
+    let reason: string | undefined;
+    let lag: number | null = null;
+    try {
+      const status = await replication.replicaStatus(replica.executor);
+      lag = status?.lagSeconds ?? null;
+      // A replica whose I/O thread is retrying because the primary is down is as fresh as any
+      // copy can be, and is exactly what reads need then; while the primary is up, the same
+      // state means it is cut off and falling behind.
+      const primaryDown = !primaryState.healthy;
+      if (status === undefined) reason = 'not configured as a replica';
+      else if (!status.sqlRunning) reason = 'replication SQL thread not running';
+      else if (status.ioState === 'stopped') reason = 'replication I/O thread not running';
+      else if (status.ioState === 'connecting' && !primaryDown) {
+        reason = 'replication I/O thread cannot reach the primary';
+      } else if (lag === null && !primaryDown) reason = 'replication lag unknown';
+      else if (lag !== null && lag > options.maxLagSeconds)
+        reason = `lag ${lag}s over ${options.maxLagSeconds}s`;
+      else reason = await schemaProblem(replica.executor);
+      if (reason === undefined && replica.requiredPosition !== undefined) {
+        const caughtUp = await replication.waitForPosition(
+          replica.executor,
+          replica.requiredPosition,
+          0,
+        );
+        if (caughtUp) replica.requiredPosition = undefined;
+        else reason = 'has not applied the last write yet';
+      }
+    } catch (error) {
+      reason = describeFailure(error);
+    }
+    if (!stopped) setReplicaState(replica, reason, lag);
+    replica.probedAt = now();
+  };
+
+  const probePrimary = async () => {
+    let reason: string | undefined;
+    let schemaCurrent: boolean | undefined;
+    try {
+      await replication.ping(primary);
+      schemaCurrent = (await schemaProblem(primary)) === undefined;
+    } catch (error) {
+      reason = describeFailure(error);
+    }
+    if (gist(reason) !== gist(primaryState.reason)) {
+      if (reason === undefined) logger?.info({}, 'primary reachable');
+      else logger?.warn({ reason }, 'primary unreachable: writes answer 503');
+    }
+    primaryState.healthy = reason === undefined;
+    primaryState.reason = reason;
+    primaryState.schemaCurrent = schemaCurrent;
+    primaryState.probedAt = now();
+    observer.primaryChecked(primaryState.healthy);
+  };
+
+  // The primary first: a replica's verdict depends on whether the primary is reachable.
+  const probeAll = async () => {
+    await probePrimary();
+    await Promise.all(replicas.map(probeReplica));
+    options.afterProbe?.();
+  };
+  const loop = () => {
+    probing = probeAll().finally(() => {
+      if (!stopped) timer = setTimeout(loop, options.probeIntervalMs).unref();
+    });
+  };
+  // Always: with no replicas the loop still keeps the primary's state (and pool use) current.
+  loop();
+
+  return {
+    primary: () => ({ ...primaryState }),
+    replicas: () => replicas,
+    takeOut: (replica, reason) => setReplicaState(replica, reason, replica.lagSeconds),
+    probeAll,
+    async stop() {
+      stopped = true;
+      clearTimeout(timer);
+      await probing;
+    },
+  };
+}
+
+/** A reason with its figures masked: two reasons of the same kind compare equal. */
+function gist(reason: string | undefined): string | undefined {
+  return reason?.replace(/\d+(\.\d+)?/g, '#');
+}
+
+/** Why a probe failed, in words an operator can act on; never credentials. */
+function describeFailure(error: unknown): string {
+  const code = (error as { code?: unknown } | undefined)?.code;
+  if (code === 'ER_SPECIFIC_ACCESS_DENIED_ERROR') {
+    return 'access denied: the application account may not read replication status (GRANT SLAVE MONITOR ON *.* on MariaDB, REPLICATION CLIENT on MySQL)';
+  }
+  if (code === 'ER_ACCESS_DENIED_ERROR' || code === 'ER_DBACCESS_DENIED_ERROR') {
+    return `access denied: ${describeError(error)}`;
+  }
+  return `unreachable: ${describeError(error)}`;
+}
+
+/** A short, credential-free description of a driver error. */
+export function describeError(error: unknown): string {
+  if (error instanceof Error) {
+    const code = (error as { code?: unknown }).code;
+    return typeof code === 'string' ? code : error.message.split('\n')[0]!.slice(0, 200);
+  }
+  return String(error);
+}
