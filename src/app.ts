@@ -134,6 +134,7 @@ export function buildApp(deps: AppDependencies): FastifyInstance {
       countUsersRows: deps.countUsersRows,
       isDraining,
       readiness,
+      metricsToken: deps.config.metricsToken,
     });
     registerAddToSqlRoutes(routes, {
       config: deps.config,
