@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { haproxyProcess } from '../../scripts/local-cluster.js';
 import { startChildServer, type ChildServer } from '../helpers/child-server.js';
-import { freePort, requireBinary } from '../helpers/external-services.js';
+import { freePort, pollFor, requireBinary } from '../helpers/external-services.js';
 import { createNetworkNamespace } from '../helpers/network-namespace.js';
 import { REPO_ROOT } from '../helpers/paths.js';
 
@@ -202,5 +202,61 @@ describe('HAProxy keeps monitoring endpoints to monitoring networks (real HAProx
     // The app itself still answers the JSON: HAProxy's rule is what kept it back.
     const direct = await get(`${edge.app.url}/healthcheck?format=json&x=%zz`);
     assert.equal(direct.headers['content-type'], 'application/health+json; charset=utf-8');
+  });
+});
+
+describe('HAProxy and the app log one request id (real HAProxy, SQLite)', () => {
+  it('keeps an id the app accepts and replaces any other with its own before forwarding', async (t) => {
+    const edge = await startEdge(t);
+    if (edge === undefined) return;
+    const ids: (string | string[] | undefined)[] = [
+      'trace-me-123',
+      'a'.repeat(128),
+      'A.b_c:d-9',
+      undefined,
+      '',
+      'has space',
+      'a'.repeat(129),
+      'a,b',
+      'ünïcode',
+      'x'.repeat(20) + '%0d',
+      ['one', 'two'],
+    ];
+    const seen: { id: string; given: string | string[] | undefined; path: string }[] = [];
+    for (const [index, given] of ids.entries()) {
+      const path = `/livez?case=${index}`;
+      const headers = given === undefined ? {} : { 'x-request-id': given };
+      const answer = await get(`${edge.lb}${path}`, headers);
+      assert.equal(answer.status, 200, path);
+      seen.push({ id: String(answer.headers['x-request-id']), given, path });
+    }
+    const haproxyLog = await pollFor(
+      "HAProxy's log lines",
+      async () => {
+        const text = await edge.log();
+        return seen.every(({ path }) => text.includes(` ${path} `)) ? text : undefined;
+      },
+      10_000,
+    );
+    for (const { id, given, path } of seen) {
+      const what = `X-Request-Id ${JSON.stringify(given)}`;
+      const line = haproxyLog.split('\n').find((candidate) => candidate.includes(` ${path} `));
+      assert.equal(/ id=(.*)$/.exec(line ?? '')?.[1], id, `${what}: HAProxy logged the app's id`);
+      const logged = (): number =>
+        edge.app.lines
+          .map((text) => JSON.parse(text) as { msg?: string; reqId?: string })
+          .filter((entry) => entry.msg === 'request' && entry.reqId === id).length;
+      await pollFor(
+        `the app's log line for ${id}`,
+        () => Promise.resolve(logged() || undefined),
+        10_000,
+      );
+      assert.equal(logged(), 1, `${what}: the app logged ${id} once`);
+      if (typeof given === 'string' && /^[A-Za-z0-9._:-]{1,128}$/.test(given)) {
+        assert.equal(id, given, `${what} is kept`);
+      } else {
+        assert.match(id, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}$/, what);
+      }
+    }
   });
 });
