@@ -163,26 +163,31 @@ export async function startLocalCluster(options: {
   }
 }
 
-/** HAProxy on loopback with the real config in front of two app addresses (not started). */
+/**
+ * HAProxy with the real config in front of two app addresses (not started), listening on `addr`
+ * (default loopback).
+ */
 export function haproxyProcess(options: {
   logFile: string;
   lbPort: number;
   statsPort: number;
   statsPassword: string;
   appAddrs: [string, string];
+  addr?: string;
   env?: NodeJS.ProcessEnv;
 }): ClusterProcess {
+  const addr = options.addr ?? '127.0.0.1';
   return managedProcess({
     name: 'haproxy',
-    url: `http://127.0.0.1:${options.lbPort}`,
+    url: `http://${addr}:${options.lbPort}`,
     readyPath: '/healthcheck',
     logFile: options.logFile,
     command: requireHaproxy(),
     args: ['-db', '-f', join(REPO_ROOT, 'deploy/haproxy/haproxy.cfg')],
     env: {
-      LB_ADDR: '127.0.0.1',
+      LB_ADDR: addr,
       LB_PORT: String(options.lbPort),
-      STATS_ADDR: '127.0.0.1',
+      STATS_ADDR: addr,
       STATS_PORT: String(options.statsPort),
       STATS_PASSWORD: options.statsPassword,
       APP1_ADDR: options.appAddrs[0],
@@ -285,7 +290,7 @@ async function up(): Promise<void> {
       '',
       `  load balancer   ${cluster.lbUrl}/api   ${cluster.lbUrl}/healthcheck`,
       `  HAProxy stats   ${cluster.statsUrl}/   (user ${cluster.statsUser}, password ${cluster.statsPassword})`,
-      `  HAProxy metrics ${cluster.statsUrl}/metrics`,
+      `  HAProxy metrics ${cluster.statsUrl}/metrics   (the same user and password)`,
       `  webserver1      ${cluster.webservers[0].url}   (active)`,
       `  webserver2      ${cluster.webservers[1].url}   (backup)`,
       `  MariaDB         primary ${cluster.pair.primary.url.replace(/:[^:@/]*@/, ':***@')}`,

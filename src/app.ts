@@ -144,6 +144,7 @@ export function buildApp(deps: AppDependencies): FastifyInstance {
       isDraining,
       startupState: deps.startupState ?? (() => undefined),
       readiness,
+      metricsToken: deps.config.metricsToken,
     });
     registerAddToSqlRoutes(routes, {
       config: deps.config,

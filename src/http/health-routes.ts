@@ -4,6 +4,7 @@ import type { Database } from '../db/database.js';
 import { probeUsersTable } from '../db/users-repository.js';
 import { AppError } from '../errors.js';
 import { ProblemSchema, registerMethodNotAllowed } from './problem.js';
+import { requireMetricsToken } from './require-metrics-token.js';
 
 const TextSchema = Type.String();
 
@@ -67,6 +68,8 @@ export interface HealthDependencies {
   /** What the start-up steps still wait for, or why they failed; undefined once done. */
   startupState: () => string | undefined;
   readiness: Readiness;
+  /** When set, the health JSON (internal host:port names) needs it as a bearer token. */
+  metricsToken: string | undefined;
 }
 
 /** Whether this instance can read users: the read behind `/healthcheck`. */
@@ -113,7 +116,8 @@ export function createReadiness(deps: ReadinessDependencies): Readiness {
  * `/healthcheck` is the readiness check the load balancer polls (the seed's contract): 200
  * `all good from <name>` when this instance can read users, else 503 with a one-line reason.
  * With `Accept: application/health+json` or `?format=json` it answers the IETF health JSON
- * (200 for pass/warn, 503 for fail). `/livez` says only that the process answers; it does no
+ * (200 for pass/warn, 503 for fail), which names internal hosts: it needs METRICS_TOKEN when
+ * one is set, as `/metrics` does. `/livez` says only that the process answers; it does no
  * I/O, for container health checks.
  */
 export function registerHealthRoutes(app: FastifyInstance, deps: HealthDependencies): void {
@@ -133,18 +137,25 @@ export function registerHealthRoutes(app: FastifyInstance, deps: HealthDependenc
           // cache-busters, and a readiness check must not fail on them.
           { additionalProperties: true },
         ),
-        response: { 200: HealthResponseSchema, 503: HealthResponseSchema, 400: ProblemSchema },
+        response: {
+          200: HealthResponseSchema,
+          503: HealthResponseSchema,
+          400: ProblemSchema,
+          401: ProblemSchema,
+        },
       },
     },
     async (request, reply) => {
       reply.header('cache-control', 'no-store');
+      const json = wantsJson(request);
+      if (json) requireMetricsToken(request, deps.metricsToken);
       if (deps.isDraining()) {
         // Still serving, but no longer ready: no database probe needed to say so.
-        if (!wantsJson(request)) return reply.code(503).type(TEXT).send(DRAINING);
+        if (!json) return reply.code(503).type(TEXT).send(DRAINING);
         return reply.code(503).type(HEALTH_JSON).send(drainingHealth(deps));
       }
       const primary = readiness.fresh() ?? (await readiness.check(request.log));
-      if (!wantsJson(request)) {
+      if (!json) {
         reply.type(TEXT);
         if (primary.status === 'fail') {
           return reply.code(503).send(`database unavailable: ${primary.output}`);

@@ -1,9 +1,8 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
-import { AppError } from '../errors.js';
 import type { Metrics } from '../metrics/create-metrics.js';
 import { ProblemSchema, registerMethodNotAllowed } from './problem.js';
-import { sameSecret } from './same-secret.js';
+import { requireMetricsToken } from './require-metrics-token.js';
 
 /**
  * `GET /metrics`: Prometheus text format. With METRICS_TOKEN set, the scraper must send
@@ -24,15 +23,7 @@ export function registerMetricsRoutes(
       },
     },
     async (request, reply) => {
-      if (metricsToken !== undefined) {
-        const given = /^Bearer +(\S+) *$/i.exec(request.headers.authorization ?? '')?.[1];
-        if (given === undefined || !sameSecret(given, metricsToken)) {
-          throw new AppError(
-            'ERR_AUTH_METRICS_TOKEN_REQUIRED',
-            'send the header Authorization: Bearer <METRICS_TOKEN>',
-          );
-        }
-      }
+      requireMetricsToken(request, metricsToken);
       reply.type(metrics.contentType).header('cache-control', 'no-store');
       return metrics.render();
     },

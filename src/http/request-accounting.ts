@@ -2,6 +2,8 @@ import { randomBytes } from 'node:crypto';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Metrics } from '../metrics/create-metrics.js';
 
+// deploy/haproxy/haproxy.cfg replaces an id that fails this rule, so both log the same one:
+// change the two together.
 const REQUEST_ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
 
 /** What one finished request reports: its log line and its histogram sample. */

@@ -259,7 +259,7 @@ describe(
       );
     });
 
-    it('the stats page needs its password; /metrics exports haproxy_ metrics', async (t) => {
+    it('the stats page and its /metrics (haproxy_ metrics) need the password', async (t) => {
       if (reason !== undefined) return (t as { skip(message?: string): void }).skip(reason);
       const current = requireCluster();
       assert.equal((await statsGet(current, '/')).status, 401);
@@ -267,10 +267,11 @@ describe(
       const page = await statsGet(current, '/', current.statsPassword);
       assert.equal(page.status, 200);
       assert.match(page.body, /webserver2/);
-      const metrics = await statsGet(current, '/metrics');
+      assert.equal((await statsGet(current, '/metrics')).status, 401);
+      const metrics = await statsGet(current, '/metrics', current.statsPassword);
       assert.equal(metrics.status, 200);
       assert.match(metrics.body, /^haproxy_backend_active_servers\{proxy="webservers"\} 1$/m);
-      // Through the load balancer the apps' /metrics is open to the default (everything) too.
+      // Through the load balancer the apps' /metrics is open to loopback (the default) too.
       assert.equal((await fetch(`${current.lbUrl}/metrics`)).status, 200);
     });
 

@@ -31,11 +31,13 @@ interface ComposeService {
   depends_on?: Record<string, { condition: string }>;
   volumes?: (string | { type?: string; source?: string })[];
   sysctls?: Record<string, string | number> | string[];
+  secrets?: string[];
 }
 
 const compose = parse(readFileSync(join(REPO_ROOT, 'compose.yaml'), 'utf8'), { merge: true }) as {
   services: Record<string, ComposeService>;
   volumes?: Record<string, unknown>;
+  secrets?: Record<string, { environment?: string; file?: string }>;
 };
 const services = compose.services;
 const appServices = Object.entries(services).filter(([, service]) => service.build !== undefined);
@@ -317,6 +319,27 @@ describe('compose.yaml', () => {
       .filter(Boolean);
     assert.ok(allowed.length > 0, 'MONITORING_ALLOW has a default');
     for (const everyone of ['0.0.0.0/0', '::/0']) assert.ok(!allowed.includes(everyone), everyone);
+    const config = readFileSync(join(REPO_ROOT, 'deploy/haproxy/haproxy.cfg'), 'utf8');
+    const own = /^\s*presetenv MONITORING_ALLOW "([^"]*)"$/m.exec(config)?.[1];
+    assert.deepEqual(allowed, own?.split(' '), "compose's default is haproxy.cfg's own");
+  });
+
+  it("gives Prometheus the stats password that HAProxy's exporter asks for, from .env", () => {
+    const scrape = parse(
+      readFileSync(join(REPO_ROOT, 'deploy/prometheus/prometheus.yml'), 'utf8'),
+    ) as {
+      scrape_configs: {
+        job_name: string;
+        basic_auth?: { username?: string; password_file?: string };
+      }[];
+    };
+    const job = scrape.scrape_configs.find((config) => config.job_name === 'haproxy');
+    const secret = /^\/run\/secrets\/(.+)$/.exec(job?.basic_auth?.password_file ?? '')?.[1];
+    assert.ok(secret !== undefined, 'the haproxy job reads its password from a compose secret');
+    assert.deepEqual(compose.secrets?.[secret], { environment: 'STATS_PASSWORD' });
+    assert.ok(services.prometheus?.secrets?.includes(secret), 'prometheus is given the secret');
+    const haproxy = services.haproxy!.environment ?? {};
+    assert.equal(job?.basic_auth?.username, interpolate(haproxy.STATS_USER ?? ''));
   });
 
   it("reports the backup sidecar unhealthy once its last verified backup is older than its schedule's", async (t) => {

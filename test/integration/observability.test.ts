@@ -279,6 +279,41 @@ describe('GET /healthcheck as health+json', () => {
     }
   });
 
+  it('needs the METRICS_TOKEN bearer for the JSON when one is set; the plain text stays public', async (t) => {
+    const { app } = await createTestApp(t, { METRICS_TOKEN: TOKEN, SERVER_NAME: 'webserver1' });
+    const asks = [
+      { url: '/healthcheck?format=json', headers: {} },
+      { url: '/healthcheck', headers: { accept: 'application/health+json' } },
+      { url: '/healthcheck', headers: { accept: 'application/json;q=0.5' } },
+    ];
+    for (const ask of asks) {
+      for (const authorization of [undefined, 'Bearer wrong-token-0123456789', TOKEN]) {
+        const headers =
+          authorization === undefined ? ask.headers : { ...ask.headers, authorization };
+        const refused = await app.inject({ method: 'GET', url: ask.url, headers });
+        assert.equal(refused.statusCode, 401, `${JSON.stringify(headers)} ${ask.url}`);
+        assert.equal(refused.headers['content-type'], 'application/problem+json; charset=utf-8');
+        assert.equal(refused.headers['www-authenticate'], 'Bearer');
+        assert.equal(refused.json<{ code: string }>().code, 'ERR_AUTH_METRICS_TOKEN_REQUIRED');
+        assert.doesNotMatch(refused.body, /webserver1|reads|uptime/);
+      }
+      const allowed = await app.inject({
+        method: 'GET',
+        url: ask.url,
+        headers: { ...ask.headers, authorization: `Bearer ${TOKEN}` },
+      });
+      assert.equal(allowed.statusCode, 200, ask.url);
+      assert.equal(allowed.headers['content-type'], 'application/health+json; charset=utf-8');
+      assert.equal(allowed.json<{ serviceId: string }>().serviceId, 'webserver1');
+    }
+    for (const url of ['/healthcheck', '/healthcheck?format=text', '/healthcheck?x=1']) {
+      const text = await app.inject({ method: 'GET', url });
+      assert.equal(text.statusCode, 200, url);
+      assert.equal(text.headers['content-type'], 'text/plain; charset=utf-8');
+      assert.equal(text.body, 'all good from webserver1');
+    }
+  });
+
   it('refuses an unknown format with 400 naming the choices', async (t) => {
     const { app } = await createTestApp(t);
     const response = await app.inject({ method: 'GET', url: '/healthcheck?format=xml' });
