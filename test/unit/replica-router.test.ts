@@ -1,0 +1,259 @@
+import assert from 'node:assert/strict';
+import { describe, it, type TestContext } from 'node:test';
+import type { DatabaseExecutor } from '../../src/db/database.js';
+import { IGNORE_DATABASE_EVENTS } from '../../src/db/database-observer.js';
+import { createReplicaRouter } from '../../src/db/replica-router.js';
+import {
+  createTopologyMonitor,
+  type ReplicationSql,
+  type TopologyMonitor,
+} from '../../src/db/topology-monitor.js';
+import { AppError } from '../../src/errors.js';
+
+const MIGRATION = '0009-newest';
+
+/** What one fake server answers; tests change it between probes. */
+interface FakeServer {
+  executor: DatabaseExecutor;
+  down?: { code: string };
+  io: 'running' | 'connecting' | 'stopped';
+  sqlRunning: boolean;
+  lagSeconds: number | null;
+  migrations: string[];
+  /** GTID positions applied, as a number (the primary's position is its count of writes). */
+  applied: number;
+}
+
+function fakeServer(name: string): FakeServer {
+  return {
+    executor: { name } as unknown as DatabaseExecutor,
+    io: 'running',
+    sqlRunning: true,
+    lagSeconds: 0,
+    migrations: [MIGRATION],
+    applied: 0,
+  };
+}
+
+/** ReplicationSql over fake servers; `clock` moves as waits would take time. */
+function fakeReplication(servers: FakeServer[], clock: { now: number }): ReplicationSql {
+  const server = (executor: DatabaseExecutor) => {
+    const found = servers.find((candidate) => candidate.executor === executor)!;
+    if (found.down !== undefined) throw Object.assign(new Error(found.down.code), found.down);
+    return found;
+  };
+  return {
+    replicaStatus: (executor) => {
+      const { io, sqlRunning, lagSeconds } = server(executor);
+      return Promise.resolve({ ioState: io, sqlRunning, lagSeconds });
+    },
+    ping: (executor) => {
+      server(executor);
+      return Promise.resolve();
+    },
+    hasMigration: (executor, migration) =>
+      Promise.resolve(server(executor).migrations.includes(migration)),
+    primaryPosition: (executor) => Promise.resolve(String(server(executor).applied)),
+    waitForPosition: (executor, position, seconds) => {
+      const caughtUp = server(executor).applied >= Number(position);
+      if (!caughtUp) clock.now += seconds * 1000;
+      return Promise.resolve(caughtUp);
+    },
+  };
+}
+
+interface Logged {
+  level: 'info' | 'warn';
+  message: string;
+  details: object;
+}
+
+function setup(t: TestContext, replicaCount = 2) {
+  const clock = { now: 1_000_000 };
+  const primary = fakeServer('primary');
+  const replicas = Array.from({ length: replicaCount }, (_, index) =>
+    fakeServer(`replica${index + 1}:3306`),
+  );
+  const replication = fakeReplication([primary, ...replicas], clock);
+  const logged: Logged[] = [];
+  const logger = {
+    info: (details: object, message: string) => logged.push({ level: 'info', message, details }),
+    warn: (details: object, message: string) => logged.push({ level: 'warn', message, details }),
+  };
+  const events = { routedToPrimary: 0, primaryReachable: [] as boolean[] };
+  const observer = {
+    ...IGNORE_DATABASE_EVENTS,
+    readRoutedToPrimary: () => void (events.routedToPrimary += 1),
+    primaryChecked: (reachable: boolean) => void events.primaryReachable.push(reachable),
+  };
+  const monitor: TopologyMonitor = createTopologyMonitor({
+    primary: primary.executor,
+    replicas: replicas.map((replica, index) => ({
+      name: `replica${index + 1}:3306`,
+      executor: replica.executor,
+    })),
+    replication,
+    schemaMigration: MIGRATION,
+    maxLagSeconds: 5,
+    // The background loop's first round runs at once; tests probe by hand after it.
+    probeIntervalMs: 3_600_000,
+    logger,
+    observer,
+    now: () => clock.now,
+  });
+  t.after(() => monitor.stop());
+  const router = createReplicaRouter({
+    monitor,
+    primary: primary.executor,
+    replication,
+    waitMs: 3000,
+    logger,
+    observer,
+    now: () => clock.now,
+  });
+  const reasons = () => monitor.replicas().map((replica) => replica.reason ?? 'healthy');
+  return { clock, primary, replicas, monitor, router, logged, events, reasons };
+}
+
+/** A read that answers with the name of the server it ran on. */
+const whichServer = (executor: DatabaseExecutor) =>
+  Promise.resolve((executor as unknown as { name: string }).name);
+
+describe('topology monitor', () => {
+  it('puts replicas that replicate within the lag limit in rotation, logging each once', async (t) => {
+    const { monitor, reasons, logged } = setup(t);
+    await monitor.probeAll();
+    await monitor.probeAll();
+    assert.deepEqual(reasons(), ['healthy', 'healthy']);
+    assert.deepEqual(
+      logged.map(({ message }) => message),
+      ['replica in the read rotation', 'replica in the read rotation'],
+    );
+  });
+
+  it('takes a lagging replica out and logs again only when the kind of reason changes', async (t) => {
+    const { monitor, replicas, reasons, logged } = setup(t, 1);
+    await monitor.probeAll();
+    logged.length = 0;
+    for (const lag of [7, 8, 9]) {
+      replicas[0]!.lagSeconds = lag;
+      await monitor.probeAll();
+    }
+    assert.deepEqual(reasons(), ['lag 9s over 5s']);
+    assert.deepEqual(
+      logged.map(({ level, message }) => `${level} ${message}`),
+      ['warn replica out of the read rotation'],
+    );
+    replicas[0]!.lagSeconds = 1;
+    await monitor.probeAll();
+    assert.deepEqual(reasons(), ['healthy']);
+    assert.equal(logged.length, 2);
+  });
+
+  it('names a missing replication-status grant as access denied, from the first probe', async (t) => {
+    const { monitor, replicas, reasons, logged } = setup(t, 1);
+    replicas[0]!.down = { code: 'ER_SPECIFIC_ACCESS_DENIED_ERROR' };
+    await monitor.probeAll();
+    assert.match(reasons()[0]!, /^access denied: .*GRANT SLAVE MONITOR.*REPLICATION CLIENT/);
+    const warning = logged.find(({ level }) => level === 'warn');
+    assert.match(JSON.stringify(warning?.details), /SLAVE MONITOR/);
+  });
+
+  it('keeps out a replica whose schema lacks this release’s newest migration', async (t) => {
+    const { monitor, replicas, reasons } = setup(t, 1);
+    replicas[0]!.migrations = ['0001-older'];
+    await monitor.probeAll();
+    assert.match(reasons()[0]!, /schema lacks migration 0009-newest/);
+  });
+
+  it('counts a replica retrying its primary as fresh only while the primary is down', async (t) => {
+    const { monitor, primary, replicas, reasons, events } = setup(t, 1);
+    replicas[0]!.io = 'connecting';
+    replicas[0]!.lagSeconds = null;
+    await monitor.probeAll();
+    assert.deepEqual(reasons(), ['replication I/O thread cannot reach the primary']);
+    primary.down = { code: 'ECONNREFUSED' };
+    await monitor.probeAll();
+    assert.deepEqual(reasons(), ['healthy']);
+    assert.deepEqual(monitor.primary().reason, 'unreachable: ECONNREFUSED');
+    assert.equal(monitor.primary().schemaCurrent, undefined);
+    assert.equal(events.primaryReachable.at(-1), false);
+  });
+});
+
+describe('replica router', () => {
+  it('reads round-robin from healthy replicas', async (t) => {
+    const { monitor, router } = setup(t);
+    await monitor.probeAll();
+    const servers = [];
+    for (let index = 0; index < 4; index += 1) servers.push(await router.read(whichServer));
+    assert.deepEqual(servers, ['replica1:3306', 'replica2:3306', 'replica1:3306', 'replica2:3306']);
+  });
+
+  it('takes a replica whose read fails out and reads the next one, then the primary', async (t) => {
+    const { monitor, router, replicas, reasons, events } = setup(t);
+    await monitor.probeAll();
+    replicas[0]!.down = { code: 'ECONNRESET' };
+    const failing = (executor: DatabaseExecutor) =>
+      executor === replicas[0]!.executor
+        ? Promise.reject(Object.assign(new Error('gone'), { code: 'ECONNRESET' }))
+        : whichServer(executor);
+    assert.equal(await router.read(failing), 'replica2:3306');
+    assert.deepEqual(reasons(), ['read failed: ECONNRESET', 'healthy']);
+    replicas[1]!.lagSeconds = 60;
+    await monitor.probeAll();
+    assert.equal(await router.read(failing), 'primary');
+    assert.equal(events.routedToPrimary, 1);
+  });
+
+  it('refuses at once, with the reason, when the primary is down and no replica can serve', async (t) => {
+    const { monitor, router, primary } = setup(t, 0);
+    primary.down = { code: 'ECONNREFUSED' };
+    await monitor.probeAll();
+    let queried = false;
+    await assert.rejects(
+      router.read((executor) => {
+        queried = true;
+        return whichServer(executor);
+      }),
+      (error: unknown) =>
+        error instanceof AppError &&
+        error.code === 'ERR_DB_UNAVAILABLE' &&
+        /the primary is unreachable/.test(error.message),
+    );
+    assert.equal(queried, false, 'no query waits on a server known to be down');
+  });
+
+  it('does not read a primary whose schema is older than this release', async (t) => {
+    const { monitor, router, primary } = setup(t, 0);
+    primary.migrations = [];
+    await monitor.probeAll();
+    await assert.rejects(router.read(whichServer), /schema is older than this release/);
+  });
+
+  it('waits for replicas after a write; one that misses the deadline leaves until it catches up', async (t) => {
+    const { monitor, router, primary, replicas, reasons } = setup(t);
+    await monitor.probeAll();
+    primary.applied = 5;
+    replicas[0]!.applied = 5;
+    replicas[1]!.applied = 4;
+    await router.waitForReplicas();
+    assert.deepEqual(reasons(), ['healthy', 'did not apply the last write within 3000 ms']);
+    await monitor.probeAll();
+    assert.deepEqual(reasons(), ['healthy', 'has not applied the last write yet']);
+    replicas[1]!.applied = 5;
+    await monitor.probeAll();
+    assert.deepEqual(reasons(), ['healthy', 'healthy']);
+  });
+
+  it('takes every replica out when the position after a write cannot be read', async (t) => {
+    const { monitor, router, primary, reasons } = setup(t);
+    await monitor.probeAll();
+    primary.down = { code: 'PROTOCOL_CONNECTION_LOST' };
+    await router.waitForReplicas();
+    assert.deepEqual(reasons(), [
+      'the last write could not be confirmed on it',
+      'the last write could not be confirmed on it',
+    ]);
+  });
+});
