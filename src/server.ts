@@ -93,7 +93,7 @@ export async function startServer(
         ? config.database.maxReplicaLagSeconds
         : undefined,
   });
-  const db = openDatabase(config.database, { observer: metrics.db, logger });
+  const db = openDatabase(config.database, { create: true, observer: metrics.db, logger });
   const countRows = cacheReader(() => db.read(countUsers), {
     maxAgeMs: USERS_ROWS_MAX_AGE_MS,
     now: clock.now,

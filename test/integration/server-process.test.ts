@@ -96,6 +96,18 @@ describe('the server process', () => {
     assert.equal(await server.stop(), 0);
   });
 
+  it('creates a missing database file and its folders for serve, unlike the other commands', async (t) => {
+    const dir = await tempDir(t);
+    const path = join(dir, 'new', 'folder', 'users.db');
+    const server = await startServe(t, dir, {
+      DATABASE_URL: `sqlite:${path}`,
+      DATA_FILE: join(REPO_ROOT, 'data/users.csv'),
+    });
+    assert.ok((await stat(path)).isFile());
+    assert.equal((await fetch(`${server.url}/api/count`)).status, 200);
+    assert.equal(await server.stop(), 0);
+  });
+
   it('finishes an in-flight request on SIGINT after a drain of 0, and exits 0', async (t) => {
     const dir = await tempDir(t);
     const server = await startServe(t, dir, {

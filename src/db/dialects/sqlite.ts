@@ -1,10 +1,11 @@
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import SqliteDatabase from 'better-sqlite3';
 import { Kysely, SqliteDialect, type LogEvent } from 'kysely';
 import { beginWriteTransaction } from '../begin-write-transaction.js';
 import type { Database, DatabaseSchema, UsersTableName } from '../database.js';
 import type { User } from '../../users/user.js';
+import { AppError } from '../../errors.js';
 import { IGNORE_DATABASE_EVENTS, type DatabaseObserver } from '../database-observer.js';
 import { countUsers } from '../users-repository.js';
 import {
@@ -21,17 +22,28 @@ const BUSY_TIMEOUT_MS = 5000;
 /** Rows handed to one synchronous insert loop: long enough to amortise, short enough to yield. */
 const MAX_INSERT_ROWS = 5000;
 
+export interface SqliteOptions {
+  /** Create the file (and its folder) if missing; otherwise a missing file is ERR_DB_NOT_FOUND. */
+  create: boolean;
+  observer?: DatabaseObserver | undefined;
+}
+
 /**
  * Opens the SQLite file with one connection for writes and one for reads. WAL mode lets the
  * reader see the last committed data while a write transaction is open. Both connections are
  * the `primary` target for the observer (SQLite has no replicas).
  */
-export function openSqliteDatabase(
-  path: string,
-  observer: DatabaseObserver = IGNORE_DATABASE_EVENTS,
-): Database {
-  mkdirSync(dirname(path), { recursive: true });
-  const writer = new SqliteDatabase(path, { timeout: BUSY_TIMEOUT_MS });
+export function openSqliteDatabase(path: string, options: SqliteOptions): Database {
+  const observer = options.observer ?? IGNORE_DATABASE_EVENTS;
+  if (options.create) mkdirSync(dirname(path), { recursive: true });
+  else if (!existsSync(path)) {
+    throw new AppError('ERR_DB_NOT_FOUND', `database not found: ${path}; nothing was created`);
+  }
+  // fileMustExist as well: the file may go between the check and the open.
+  const writer = new SqliteDatabase(path, {
+    timeout: BUSY_TIMEOUT_MS,
+    fileMustExist: !options.create,
+  });
   writer.pragma('journal_mode = WAL');
   // NORMAL is durable across application crashes in WAL mode; only an OS crash can lose the
   // last transactions, never corrupt the file.
