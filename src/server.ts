@@ -10,6 +10,7 @@ import { openDatabase } from './db/open-database.js';
 import { countUsers } from './db/users-repository.js';
 import { AppError } from './errors.js';
 import { pinNextTickShape } from './http/pin-next-tick-shape.js';
+import { removeStaleUploadSpools } from './http/spool-upload.js';
 import { fileImportSource, formatOfFileName } from './importer/import-source.js';
 import { importUsers } from './importer/import-users.js';
 import { cacheReader } from './metrics/cache-reader.js';
@@ -83,6 +84,8 @@ export async function startServer(
 ): Promise<RunningServer> {
   const startedAt = clock.now();
   pinNextTickShape();
+  const spools = await removeStaleUploadSpools(logger);
+  if (spools.length > 0) logger.info({ folders: spools }, 'removed left-over upload spool folders');
   // The metrics observe the database and the row gauge reads it: `countRows` is defined
   // below and called only on a scrape, after this function returned.
   const metrics = createMetrics({
