@@ -89,7 +89,9 @@ export function createReadiness(deps: ReadinessDependencies): Readiness {
   let pending: Promise<HealthCheck> | undefined;
   return {
     fresh: () =>
-      lastPass !== undefined && performance.now() - lastPass.at < READINESS_MAX_AGE_MS
+      lastPass !== undefined &&
+      performance.now() - lastPass.at < READINESS_MAX_AGE_MS &&
+      deps.db.corruption?.() === undefined
         ? lastPass.check
         : undefined,
     check(log) {
@@ -144,7 +146,9 @@ export function registerHealthRoutes(app: FastifyInstance, deps: HealthDependenc
       if (!wantsJson(request)) {
         reply.type(TEXT);
         if (primary.status === 'fail') {
-          return reply.code(503).send('database unavailable: cannot read the users table');
+          return reply
+            .code(503)
+            .send(deps.db.corruption?.() ?? 'database unavailable: cannot read the users table');
         }
         return allGood;
       }
@@ -201,17 +205,22 @@ export function acceptsHealthJson(accept: string | undefined): boolean {
 
 async function checkPrimary(deps: ReadinessDependencies, log: FastifyBaseLogger) {
   const started = performance.now();
-  try {
-    await deps.db.read(probeUsersTable);
-  } catch (error) {
-    log.warn({ err: error }, 'healthcheck: users table unreadable');
-    return {
+  const failed = (output: string) =>
+    ({
       componentId: 'reads',
       componentType: 'datastore',
       status: 'fail',
       time: new Date(deps.now()).toISOString(),
-      output: 'cannot read the users table',
-    } satisfies HealthCheck;
+      output,
+    }) satisfies HealthCheck;
+  // Latched by a read that found a corrupt page: the probe below would pass regardless.
+  const corrupt = deps.db.corruption?.();
+  if (corrupt !== undefined) return failed(corrupt);
+  try {
+    await deps.db.read(probeUsersTable);
+  } catch (error) {
+    log.warn({ err: error }, 'healthcheck: users table unreadable');
+    return failed(deps.db.corruption?.() ?? 'cannot read the users table');
   }
   return {
     componentId: 'reads',

@@ -8,6 +8,7 @@ import type { User } from '../../users/user.js';
 import { AppError } from '../../errors.js';
 import { IGNORE_DATABASE_EVENTS, type DatabaseObserver } from '../database-observer.js';
 import { countUsers } from '../users-repository.js';
+import { createCorruptionLatch, type SqliteLogger } from './sqlite-corruption-latch.js';
 import {
   createUsersIndexes,
   createUsersTable,
@@ -22,10 +23,17 @@ const BUSY_TIMEOUT_MS = 5000;
 /** Rows handed to one synchronous insert loop: long enough to amortise, short enough to yield. */
 const MAX_INSERT_ROWS = 5000;
 
+/** How often a file latched as corrupt is checked again (PRAGMA quick_check, in a worker). */
+const CORRUPTION_RECHECK_MS = 30_000;
+
 export interface SqliteOptions {
   /** Create the file (and its folder) if missing; otherwise a missing file is ERR_DB_NOT_FOUND. */
   create: boolean;
   observer?: DatabaseObserver | undefined;
+  /** Hears the corruption latch close and open. */
+  logger?: SqliteLogger | undefined;
+  /** Tests shorten CORRUPTION_RECHECK_MS. */
+  corruptionRecheckMs?: number | undefined;
 }
 
 /**
@@ -54,9 +62,22 @@ export function openSqliteDatabase(path: string, options: SqliteOptions): Databa
   const reader = new SqliteDatabase(path, { timeout: BUSY_TIMEOUT_MS });
   reader.pragma('query_only = ON');
 
+  const corruption = createCorruptionLatch({
+    path,
+    recheckMs: options.corruptionRecheckMs ?? CORRUPTION_RECHECK_MS,
+    logger: options.logger,
+    // Both connections may still hold the damaged pages in their caches.
+    beforeReady: () => {
+      reader.pragma('shrink_memory');
+      writer.pragma('shrink_memory');
+    },
+  });
   const observe = (operation: 'read' | 'write') => (event: LogEvent) => {
     observer.queryFinished('primary', operation, event.queryDurationMillis / 1000);
-    if (event.level === 'error') observer.queryFailed('primary');
+    if (event.level === 'error') {
+      observer.queryFailed('primary');
+      corruption.observe(event.error);
+    }
   };
   const write = new Kysely<DatabaseSchema>({
     dialect: new SqliteDialect({ database: writer }),
@@ -147,7 +168,9 @@ export function openSqliteDatabase(path: string, options: SqliteOptions): Databa
     waitForReplicas: () => Promise.resolve(),
     replicaStates: () => [],
     primaryState: () => ({ healthy: true, reason: undefined, probedAt: null }),
+    corruption: () => corruption.reason(),
     async close() {
+      await corruption.close();
       await Promise.all([read.destroy(), write.destroy()]);
     },
   };
