@@ -98,7 +98,7 @@ async function parseOnly(path: string): Promise<number> {
 
 async function importInto(env: RawEnv, path: string, dir: string) {
   const config = loadConfig({ LOG_LEVEL: 'silent', ...env }, dir);
-  const db = openDatabase(config.database);
+  const db = openDatabase(config.database, { create: true });
   try {
     await migrateToLatest(db);
     const { seconds, result } = await timed(() =>
@@ -341,7 +341,7 @@ async function sqliteWithUsers(dir: string, rows: number): Promise<string> {
 
 /** Bumps the data version the way every write does (a committed write transaction). */
 async function bumpDataVersion(path: string, dir: string): Promise<void> {
-  const db = openDatabase(loadConfig(sqliteEnv(path), dir).database);
+  const db = openDatabase(loadConfig(sqliteEnv(path), dir).database, { create: false });
   try {
     const trx = await beginWriteTransaction(db);
     await trx.commit().execute();

@@ -24,6 +24,8 @@ export const ERROR_CODES = {
   ERR_WRITE_IN_PROGRESS: { status: 409, title: 'Another write is in progress' },
   ERR_DB_UNAVAILABLE: { status: 503, title: 'Database unavailable' },
   ERR_DB_PRIMARY_UNAVAILABLE: { status: 503, title: 'Primary database unavailable' },
+  // Only the CLI meets it (the server creates its database): a 4xx, so it exits 2.
+  ERR_DB_NOT_FOUND: { status: 404, title: 'Database not found' },
   ERR_SHUTTING_DOWN: { status: 503, title: 'Server is shutting down' },
   ERR_STREAMS_BUSY: { status: 503, title: 'Too many large responses in progress' },
   ERR_INTERNAL: { status: 500, title: 'Internal server error' },

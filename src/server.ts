@@ -13,6 +13,7 @@ import { openDatabase } from './db/open-database.js';
 import { countUsers } from './db/users-repository.js';
 import { AppError } from './errors.js';
 import { pinNextTickShape } from './http/pin-next-tick-shape.js';
+import { removeStaleUploadSpools } from './http/spool-upload.js';
 import { fileImportSource, formatOfFileName } from './importer/import-source.js';
 import { importUsers } from './importer/import-users.js';
 import { cacheReader } from './metrics/cache-reader.js';
@@ -86,6 +87,8 @@ export async function startServer(
 ): Promise<RunningServer> {
   const startedAt = clock.now();
   pinNextTickShape();
+  const spools = await removeStaleUploadSpools(logger);
+  if (spools.length > 0) logger.info({ folders: spools }, 'removed left-over upload spool folders');
   // The metrics observe the database and the row gauge reads it: `countRows` is defined
   // below and called only on a scrape, after this function returned.
   const metrics = createMetrics({
@@ -96,7 +99,7 @@ export async function startServer(
         ? config.database.maxReplicaLagSeconds
         : undefined,
   });
-  const db = openDatabase(config.database, { observer: metrics.db, logger });
+  const db = openDatabase(config.database, { create: true, observer: metrics.db, logger });
   const countRows = cacheReader(() => db.read(countUsers), {
     maxAgeMs: USERS_ROWS_MAX_AGE_MS,
     now: clock.now,

@@ -1,21 +1,16 @@
 import { CommanderError, type Command } from 'commander';
-import { loadConfig } from '../config/config.js';
+import { describeDatabase, loadConfig } from '../config/config.js';
 import { readBackup, type BackupSummary } from '../backup/read-backup.js';
 import { restoreBackup } from '../backup/restore-backup.js';
 import { runBackupSchedule } from '../backup/run-backup-schedule.js';
 import { takeBackup } from '../backup/take-backup.js';
-import type { Database } from '../db/database.js';
 import { parseDuration } from '../monitor/parse-duration.js';
 import { createLogger } from '../server.js';
 import type { CliIo } from './run-cli.js';
+import { CREATE_HELP, createOption, NO_CREATE_OPTION, withDatabase } from './with-database.js';
 
 /** Exit code for bad usage or a bad file (commander errors end there too). */
 const EXIT_BAD_INPUT = 2;
-
-type WithDatabase = (
-  config: ReturnType<typeof loadConfig>,
-  use: (db: Database) => Promise<void>,
-) => Promise<void>;
 
 interface BackupOptions {
   out?: string;
@@ -37,11 +32,7 @@ function describe(summary: BackupSummary): string {
 }
 
 /** `backup`, `verify` and `restore`: see the README's "Backups and restore". */
-export function registerBackupCommands(
-  program: Command,
-  io: CliIo,
-  withDatabase: WithDatabase,
-): void {
+export function registerBackupCommands(program: Command, io: CliIo): void {
   program
     .command('backup')
     .description(
@@ -62,7 +53,7 @@ export function registerBackupCommands(
       }
       const config = loadConfig(io.env);
       const dir = options.out ?? config.backupDir;
-      await withDatabase(config, async (db) => {
+      await withDatabase(config, NO_CREATE_OPTION, async (db) => {
         const run = () => takeBackup(db, { dir, serverName: config.serverName, keep });
         if (everyMs === undefined) {
           const backup = await run();
@@ -98,24 +89,26 @@ export function registerBackupCommands(
     )
     .argument('<file>', 'backup file (.ndjson.gz)')
     .option('--yes', 'replace the users without asking')
-    .action(async (file: string, options: { yes?: boolean }) => {
+    .option('--create', CREATE_HELP)
+    .action(async (file: string, options: { yes?: boolean; create?: true }) => {
       const config = loadConfig(io.env);
+      const target = describeDatabase(config.database);
       if (options.yes !== true) {
         if (io.confirm === undefined) {
           throw usage(
-            'restore replaces every user in the database: pass --yes to confirm (there is no terminal to ask on)',
+            `restore replaces every user in ${target}: pass --yes to confirm (there is no terminal to ask on)`,
           );
         }
         const summary = await readBackup(file);
         const confirmed = await io.confirm(
-          `Replace every user in the database with the ${summary.rows} users of ${file}? [y/N] `,
+          `Replace every user in ${target} with the ${summary.rows} users of ${file}? [y/N] `,
         );
         if (!confirmed) throw usage('restore cancelled; nothing was changed');
       }
-      await withDatabase(config, async (db) => {
+      await withDatabase(config, createOption(options), async (db) => {
         const summary = await restoreBackup(db, file);
         io.stdout(
-          `restored ${summary.rows} users from ${file} (${describe(summary)}); the previous table is kept as users_prev until the next restore`,
+          `restored ${summary.rows} users into ${target} from ${file} (${describe(summary)}); the previous table is kept as users_prev until the next restore`,
         );
       });
     });

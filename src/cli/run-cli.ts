@@ -1,13 +1,13 @@
 import { Command, CommanderError, Option } from 'commander';
-import { ConfigError, loadConfig, type Config } from '../config/config.js';
+import { ConfigError, describeDatabase, loadConfig } from '../config/config.js';
 import type { RawEnv } from '../config/env.js';
-import type { Database } from '../db/database.js';
 import { migrateToLatest } from '../db/migrate-to-latest.js';
 import { openDatabase } from '../db/open-database.js';
 import { countUsers } from '../db/users-repository.js';
 import { AppError } from '../errors.js';
 import {
   IMPORT_FORMATS,
+  checkImportFile,
   fileImportSource,
   formatOfFileName,
   type ImportFormat,
@@ -15,6 +15,7 @@ import {
 import { IMPORT_MODES, importUsers, type ImportMode } from '../importer/import-users.js';
 import { createLogger, startServer } from '../server.js';
 import { registerBackupCommands } from './backup-commands.js';
+import { CREATE_HELP, createOption, NO_CREATE_OPTION, withDatabase } from './with-database.js';
 import { runMonitorCommand, type MonitorCommandOptions } from './monitor-command.js';
 
 /** Exit codes: 0 ok, 1 runtime failure (database, I/O, bad configuration), 2 usage or bad input. */
@@ -32,6 +33,12 @@ export interface CliIo {
   stopSignal: () => Promise<string>;
   /** Asks a yes/no question on the terminal; undefined when there is no terminal to ask on. */
   confirm?: (question: string) => Promise<boolean>;
+}
+
+interface ImportOptions {
+  mode: ImportMode;
+  format?: ImportFormat;
+  create?: true;
 }
 
 /**
@@ -77,7 +84,8 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
         IMPORT_FORMATS,
       ),
     )
-    .action(async (file: string, options: { mode: ImportMode; format?: ImportFormat }) => {
+    .option('--create', CREATE_HELP)
+    .action(async (file: string, options: ImportOptions) => {
       const format = options.format ?? formatOfFileName(file);
       if (format === undefined) {
         throw new CommanderError(
@@ -86,12 +94,15 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
           `cannot tell the format of ${file} from its extension; pass --format csv|json|ndjson`,
         );
       }
-      await withDatabase(loadConfig(io.env), async (db) => {
+      await checkImportFile(file);
+      const config = loadConfig(io.env);
+      const target = describeDatabase(config.database);
+      await withDatabase(config, createOption(options), async (db) => {
         const result = await importUsers(db, fileImportSource(file, format), options.mode);
         io.stdout(
           result.status === 'imported'
-            ? `imported ${result.rows} users (mode ${options.mode})`
-            : `skipped: the users table is not empty (${result.rows} users); use --mode append or --mode replace`,
+            ? `imported ${result.rows} users into ${target} (mode ${options.mode})`
+            : `skipped: the users table in ${target} is not empty (${result.rows} users); use --mode append or --mode replace`,
         );
       });
     });
@@ -101,10 +112,15 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     .description('Bring the database schema up to date (safe to run any number of times).')
     .action(async () => {
       const config = loadConfig(io.env);
-      const db = openDatabase(config.database);
+      const target = describeDatabase(config.database);
+      const db = openDatabase(config.database, { create: true });
       try {
         const applied = await migrateToLatest(db);
-        io.stdout(applied.length > 0 ? `applied ${applied.join(', ')}` : 'schema is up to date');
+        io.stdout(
+          applied.length > 0
+            ? `applied ${applied.join(', ')} to ${target}`
+            : `the schema of ${target} is up to date`,
+        );
       } finally {
         await db.close();
       }
@@ -114,12 +130,12 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     .command('count')
     .description('Print the number of users in the database.')
     .action(async () => {
-      await withDatabase(loadConfig(io.env), async (db) => {
+      await withDatabase(loadConfig(io.env), NO_CREATE_OPTION, async (db) => {
         io.stdout(String(await db.read(countUsers)));
       });
     });
 
-  registerBackupCommands(program, io, withDatabase);
+  registerBackupCommands(program, io);
 
   program
     .command('monitor')
@@ -153,16 +169,6 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     exitCode = reportError(error, io);
   }
   return exitCode;
-}
-
-async function withDatabase(config: Config, use: (db: Database) => Promise<void>): Promise<void> {
-  const db = openDatabase(config.database);
-  try {
-    await migrateToLatest(db);
-    await use(db);
-  } finally {
-    await db.close();
-  }
 }
 
 function reportError(error: unknown, io: CliIo): number {

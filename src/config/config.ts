@@ -94,11 +94,7 @@ export function loadConfig(raw: RawEnv, cwd: string = process.cwd()): Config {
     const shown =
       variable.redact === 'all'
         ? '(hidden)'
-        : JSON.stringify(
-            variable.redact === 'url-password'
-              ? text.replace(/(\/\/[^:/@]*:)[^@]*@/g, '$1***@')
-              : text,
-          );
+        : JSON.stringify(variable.redact === 'url-password' ? maskUrlPasswords(text) : text);
     throw new ConfigError(`${name}=${shown} is invalid: expected ${CONFIG_SCHEMA[name].allowed}`);
   };
   const integer = (name: ConfigVariableName, min: number, max: number): number => {
@@ -176,6 +172,23 @@ export function loadConfig(raw: RawEnv, cwd: string = process.cwd()): Config {
     apiCacheCheckMs: integer('API_CACHE_CHECK_MS', 0, 60_000),
     streamIdleTimeoutMs: integer('STREAM_IDLE_TIMEOUT_MS', 100, 3_600_000),
   });
+}
+
+/** `text` with the password of every `scheme://user:password@` in it replaced by `***`. */
+export function maskUrlPasswords(text: string): string {
+  return text.replace(/(\/\/[^:/@]*:)[^@]*@/g, '$1***@');
+}
+
+/**
+ * The database as prompts and result lines name it: `sqlite:PATH`, or the primary's
+ * `mysql://` URL with its password masked.
+ */
+export function describeDatabase(connection: DatabaseConnection): string {
+  if (connection.dialect === 'sqlite') return `sqlite:${connection.path}`;
+  const { user, password, name, database } = connection.primary;
+  const credentials =
+    encodeURIComponent(user) + (password === '' ? '' : `:${encodeURIComponent(password)}`);
+  return maskUrlPasswords(`mysql://${credentials}@${name}/${encodeURIComponent(database)}`);
 }
 
 function parseSqlitePath(url: string | undefined, cwd: string): string | undefined {

@@ -140,5 +140,11 @@ export interface Database {
   replicaStates(): ReplicaState[];
   /** The write target as the background probe last saw it (SQLite: never probed, healthy). */
   primaryState(): TargetState;
+  /**
+   * SQLite: `database corrupt: …` from the first query that found the file damaged until a
+   * restart or a passing `PRAGMA quick_check` (rechecked in the background), else undefined.
+   * A cheap probe cannot find a corrupt page, so readiness fails on this. Absent on MySQL.
+   */
+  corruption(): string | undefined;
   close(): Promise<void>;
 }

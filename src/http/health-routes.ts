@@ -95,7 +95,9 @@ export function createReadiness(deps: ReadinessDependencies): Readiness {
   let pending: Promise<HealthCheck> | undefined;
   return {
     fresh: () =>
-      lastPass !== undefined && performance.now() - lastPass.at < READINESS_MAX_AGE_MS
+      lastPass !== undefined &&
+      performance.now() - lastPass.at < READINESS_MAX_AGE_MS &&
+      deps.db.corruption() === undefined
         ? lastPass.check
         : undefined,
     check(log) {
@@ -158,7 +160,7 @@ export function registerHealthRoutes(app: FastifyInstance, deps: HealthDependenc
       if (!json) {
         reply.type(TEXT);
         if (primary.status === 'fail') {
-          return reply.code(503).send(`database unavailable: ${primary.output}`);
+          return reply.code(503).send(primary.output);
         }
         return allGood;
       }
@@ -215,18 +217,24 @@ export function acceptsHealthJson(accept: string | undefined): boolean {
 
 async function checkPrimary(deps: ReadinessDependencies, log: FastifyBaseLogger) {
   const started = performance.now();
-  try {
-    await deps.db.read(probeUsersTable);
-  } catch (error) {
-    log.warn({ err: error }, 'healthcheck: users table unreadable');
-    return {
+  const failed = (output: string) =>
+    ({
       componentId: 'reads',
       componentType: 'datastore',
       status: 'fail',
       time: new Date(deps.now()).toISOString(),
-      // Our own errors say why in words safe for anyone (no host names); a driver's may not.
-      output: error instanceof AppError ? error.message : 'cannot read the users table',
-    } satisfies HealthCheck;
+      output,
+    }) satisfies HealthCheck;
+  // Latched by a read that found a corrupt page: the probe below would pass regardless.
+  const corrupt = deps.db.corruption();
+  if (corrupt !== undefined) return failed(corrupt);
+  try {
+    await deps.db.read(probeUsersTable);
+  } catch (error) {
+    log.warn({ err: error }, 'healthcheck: users table unreadable');
+    // Our own errors say why in words safe for anyone (no host names); a driver's may not.
+    const why = error instanceof AppError ? error.message : 'cannot read the users table';
+    return failed(deps.db.corruption() ?? `database unavailable: ${why}`);
   }
   return {
     componentId: 'reads',

@@ -1,4 +1,5 @@
-import { open } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
 import { extname } from 'node:path';
 import { AppError, type ErrorCode } from '../errors.js';
 
@@ -24,6 +25,14 @@ export function formatOfFileName(path: string): ImportFormat | undefined {
 }
 
 /**
+ * Fails unless `path` is a regular file this process can read: the CLI checks its argument
+ * before it touches the database, so a typo is never reported as "the table is not empty".
+ */
+export async function checkImportFile(path: string): Promise<void> {
+  await (await openImportFile(path, 'ERR_IMPORT_FILE_NOT_FOUND')).close();
+}
+
+/**
  * A file on disk as an import source. A missing file is reported with `notFoundCode`: the
  * caller knows whether that is the user's mistake (a CLI argument) or the operator's (DATA_FILE).
  */
@@ -35,23 +44,7 @@ export function fileImportSource(
   return {
     format,
     async *open() {
-      let handle;
-      try {
-        handle = await open(path, 'r');
-      } catch (error) {
-        const code = (error as NodeJS.ErrnoException).code;
-        if (code === 'ENOENT') {
-          // The operator's DATA_FILE is a server detail: its path is not for clients.
-          const detail =
-            notFoundCode === 'ERR_IMPORT_DATA_FILE_MISSING'
-              ? 'the configured DATA_FILE does not exist on this server'
-              : `file not found: ${path}`;
-          throw new AppError(notFoundCode, detail);
-        }
-        throw new AppError('ERR_IMPORT_BAD_FILE', `cannot read ${path}: ${code ?? 'error'}`, {
-          cause: error,
-        });
-      }
+      const handle = await openImportFile(path, notFoundCode);
       const stream = handle.createReadStream({ highWaterMark: 256 * 1024 });
       try {
         for await (const chunk of stream) yield chunk as Buffer;
@@ -65,4 +58,34 @@ export function fileImportSource(
       }
     },
   };
+}
+
+/** Opens `path` for reading if it is a regular file; see fileImportSource for `notFoundCode`. */
+async function openImportFile(path: string, notFoundCode: ErrorCode): Promise<FileHandle> {
+  // The operator's DATA_FILE is a server detail: its path is not for clients.
+  const shown = notFoundCode === 'ERR_IMPORT_DATA_FILE_MISSING' ? 'the configured DATA_FILE' : path;
+  let handle;
+  try {
+    // Non-blocking: opening a FIFO for reading would wait for a writer forever.
+    handle = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') {
+      const detail =
+        notFoundCode === 'ERR_IMPORT_DATA_FILE_MISSING'
+          ? 'the configured DATA_FILE does not exist on this server'
+          : `file not found: ${path}`;
+      throw new AppError(notFoundCode, detail);
+    }
+    throw new AppError('ERR_IMPORT_BAD_FILE', `cannot read ${path}: ${code ?? 'error'}`, {
+      cause: error,
+    });
+  }
+  try {
+    if ((await handle.stat()).isFile()) return handle;
+    throw new AppError('ERR_IMPORT_BAD_FILE', `cannot import ${shown}: not a regular file`);
+  } catch (error) {
+    await handle.close();
+    throw error;
+  }
 }

@@ -106,7 +106,7 @@ export async function startMysqlApp(
     countUsersRows: () => db.read(countUsers),
     processMetrics: false,
   });
-  const db = openDatabase(config.database, { observer: metrics.db });
+  const db = openDatabase(config.database, { create: true, observer: metrics.db });
   await migrateToLatest(db);
   const app = buildApp(testAppDependencies(config, db, Date.now, metrics));
   t.after(async () => {

@@ -31,7 +31,7 @@ export async function createTestDatabase(t: TestContext, env: RawEnv = {}): Prom
     },
     dir,
   );
-  const db = openDatabase(config.database);
+  const db = openDatabase(config.database, { create: true });
   await migrateToLatest(db);
   t.after(async () => {
     await db.close();

@@ -21,11 +21,11 @@ async function createCli(t: TestContext) {
     BACKUP_DIR: join(dir, 'backups'),
     SERVER_NAME: 'cli-test',
   };
-  const run = async (args: string[]) => {
+  const run = async (args: string[], extraEnv: Record<string, string> = {}) => {
     try {
       const { stdout, stderr } = await promisify(execFile)(process.execPath, [BIN, ...args], {
         cwd: dir,
-        env,
+        env: { ...env, ...extraEnv },
       });
       return { code: 0, stdout, stderr };
     } catch (error) {
@@ -39,7 +39,7 @@ async function createCli(t: TestContext) {
 describe('users-api backup / verify / restore (built binary)', () => {
   it('backs up, verifies, refuses to restore without --yes, restores with it', async (t) => {
     const { dir, run } = await createCli(t);
-    await run(['import', join(REPO_ROOT, 'data/users.csv')]);
+    await run(['import', '--create', join(REPO_ROOT, 'data/users.csv')]);
     const backup = await run(['backup']);
     assert.equal(backup.code, 0, backup.stderr);
     assert.match(
@@ -58,20 +58,42 @@ describe('users-api backup / verify / restore (built binary)', () => {
     assert.deepEqual(unconfirmed, {
       code: 2,
       stdout: '',
-      stderr:
-        'users-api: restore replaces every user in the database: pass --yes to confirm (there is no terminal to ask on)\n',
+      stderr: `users-api: restore replaces every user in sqlite:${join(dir, 'users.db')}: pass --yes to confirm (there is no terminal to ask on)\n`,
     });
     assert.equal((await run(['count'])).stdout, '2\n');
 
     const restored = await run(['restore', path, '--yes']);
     assert.equal(restored.code, 0, restored.stderr);
-    assert.match(restored.stdout, /^restored 1000 users from /);
+    assert.match(restored.stdout, /^restored 1000 users into sqlite:.*\/users\.db from /);
     assert.equal((await run(['count'])).stdout, '1000\n');
+  });
+
+  it('restores into a lost database only with --create; without it exits 2 and creates nothing', async (t) => {
+    const { dir, run } = await createCli(t);
+    await run(['import', '--create', join(REPO_ROOT, 'data/users.csv')]);
+    await run(['backup']);
+    const [file] = (await readdir(join(dir, 'backups'))).filter((name) => name.endsWith('.gz'));
+    const path = join(dir, 'backups', file!);
+    const lost = join(dir, 'lost', 'users.db');
+    const env = { DATABASE_URL: `sqlite:${lost}` };
+
+    const refused = await run(['restore', path, '--yes'], env);
+    assert.deepEqual(refused, {
+      code: 2,
+      stdout: '',
+      stderr: `users-api: database not found: ${lost}; nothing was created (pass --create to create it)\n`,
+    });
+    assert.deepEqual((await readdir(dir)).sort(), ['backups', 'users.db']);
+
+    const restored = await run(['restore', path, '--yes', '--create'], env);
+    assert.equal(restored.code, 0, restored.stderr);
+    assert.match(restored.stdout, new RegExp(`^restored 1000 users into sqlite:${lost} from `));
+    assert.deepEqual(await run(['count'], env), { code: 0, stdout: '1000\n', stderr: '' });
   });
 
   it('exits 2 with a clear message for bad files, and changes nothing', async (t) => {
     const { dir, run } = await createCli(t);
-    await run(['import', join(REPO_ROOT, 'data/users.csv')]);
+    await run(['import', '--create', join(REPO_ROOT, 'data/users.csv')]);
     await run(['backup', '--out', join(dir, 'out')]);
     const [file] = (await readdir(join(dir, 'out'))).filter((name) => name.endsWith('.gz'));
     const bytes = await readFile(join(dir, 'out', file!));
@@ -97,7 +119,7 @@ describe('users-api backup / verify / restore (built binary)', () => {
 
   it('runs as a scheduler: a backup at start, JSON log lines, exit 0 on SIGTERM', async (t) => {
     const { dir, run } = await createCli(t);
-    await run(['import', join(REPO_ROOT, 'data/users.csv')]);
+    await run(['import', '--create', join(REPO_ROOT, 'data/users.csv')]);
     // 600h is past setTimeout's range (~24.8 days): node would fire at once, and the scheduler
     // used to take backup after backup.
     const scheduler = spawn(process.execPath, [BIN, 'backup', '--every', '600h', '--keep', '5'], {

@@ -114,7 +114,7 @@ describe('GET /metrics', () => {
   it('times every SQLite query by operation and counts failures', async (t) => {
     const { config } = await createTestDatabase(t);
     const metrics = createMetrics({ processMetrics: false });
-    const db = openDatabase(config.database, { observer: metrics.db });
+    const db = openDatabase(config.database, { create: false, observer: metrics.db });
     t.after(() => db.close());
     await db.read(countUsers);
     await db.read(countUsers);
@@ -260,7 +260,7 @@ describe('GET /healthcheck as health+json', () => {
         componentType: 'datastore',
         status: 'fail',
         time: '2025-01-01T00:00:00.000Z',
-        output: 'cannot read the users table',
+        output: 'database unavailable: cannot read the users table',
       },
     ]);
   });

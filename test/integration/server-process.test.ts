@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { copyFile, mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { execFile, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { copyFile, mkdir, mkdtemp, readdir, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { promisify } from 'node:util';
@@ -93,6 +94,18 @@ describe('the server process', () => {
     assert.ok((await stat(join(dir, 'data/users.db'))).isFile());
     const users = (await (await fetch(`${server.url}/api`)).json()) as unknown[];
     assert.equal(users.length, 1000);
+    assert.equal(await server.stop(), 0);
+  });
+
+  it('creates a missing database file and its folders for serve, unlike the other commands', async (t) => {
+    const dir = await tempDir(t);
+    const path = join(dir, 'new', 'folder', 'users.db');
+    const server = await startServe(t, dir, {
+      DATABASE_URL: `sqlite:${path}`,
+      DATA_FILE: join(REPO_ROOT, 'data/users.csv'),
+    });
+    assert.ok((await stat(path)).isFile());
+    assert.equal((await fetch(`${server.url}/api/count`)).status, 200);
     assert.equal(await server.stop(), 0);
   });
 
@@ -227,6 +240,57 @@ describe('the server process', () => {
       const users = (await (await fetch(`${server.url}/api`)).json()) as unknown[];
       assert.equal(users.length, 1000);
     }
+  });
+
+  it('removes the upload spool folders of dead processes at start, never a live one', async (t) => {
+    const dir = await tempDir(t);
+    const temp = join(dir, 'tmp');
+    await mkdir(temp);
+    const env = (name: string) => ({
+      DATABASE_URL: `sqlite:${join(dir, `${name}.db`)}`,
+      IMPORT_ON_START: 'never',
+      ADMIN_TOKEN,
+      TMPDIR: temp,
+    });
+    // A live instance with an upload in progress: its spool folder must survive the next start.
+    const live = await startServe(t, dir, env('live'));
+    const upload = openUpload(live.url);
+    const answered = once(upload, 'response');
+    const spoolOf = (pid: number | undefined) => `users-api-upload-${pid}@${hostname()}-`;
+    let liveSpool: string | undefined;
+    for (let tries = 0; tries < 100 && liveSpool === undefined; tries += 1) {
+      liveSpool = (await readdir(temp)).find((name) => name.startsWith('users-api-upload-'));
+      if (liveSpool === undefined) await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    assert.ok(liveSpool !== undefined, `no spool folder of the live server in ${temp}`);
+
+    const exited = spawn(process.execPath, ['-e', '']);
+    await once(exited, 'exit');
+    const twoDaysAgo = new Date(Date.now() - 2 * 24 * 3600 * 1000);
+    const plant = async (name: string, modified?: Date) => {
+      await mkdir(join(temp, name));
+      await writeFile(join(temp, name, 'upload'), 'NAME,STREET,CITY,STATE,USER_DATE\n');
+      if (modified === undefined) return;
+      await utimes(join(temp, name, 'upload'), modified, modified);
+      await utimes(join(temp, name), modified, modified);
+    };
+    const stale = [`${spoolOf(exited.pid)}a1B2c3`, 'users-api-upload-Old123'];
+    await plant(stale[0]!);
+    await plant(stale[1]!, twoDaysAgo);
+    const kept = [
+      'users-api-upload-New123',
+      `users-api-upload-${exited.pid}@another-host-d4E5f6`,
+      'something-else',
+    ];
+    for (const name of kept) await plant(name);
+
+    const next = await startServe(t, dir, env('next'));
+    assert.deepEqual((await readdir(temp)).sort(), [...kept, liveSpool].sort());
+    upload.end('Late Arrival,Hojzi Path,Zurmubku,NY,08/08/43\n');
+    const [response] = (await answered) as [{ statusCode: number }];
+    assert.equal(response.statusCode, 200);
+    assert.deepEqual((await readdir(temp)).sort(), [...kept].sort());
+    assert.equal(await next.stop(), 0);
   });
 
   it('refuses to start on a bad configuration value, naming it (exit 1)', async (t) => {

@@ -281,6 +281,8 @@ export function openMysqlDatabase(
         probedAt,
       })),
     primaryState: () => monitor.primary(),
+    // Corrupt pages on a MySQL server are its own to report: reads fail with its error.
+    corruption: () => undefined,
     async close() {
       await monitor.stop();
       await Promise.all(

@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import SqliteDatabase from 'better-sqlite3';
 import { Kysely, SqliteDialect, type LogEvent } from 'kysely';
@@ -6,9 +6,11 @@ import { beginWriteTransaction } from '../begin-write-transaction.js';
 import type { Database, DatabaseSchema, UsersTableName } from '../database.js';
 import type { User } from '../../users/user.js';
 import type { SqliteConnection } from '../../config/config.js';
+import { AppError } from '../../errors.js';
 import { IGNORE_DATABASE_EVENTS, type DatabaseObserver } from '../database-observer.js';
 import { createStreamSlots } from '../stream-slots.js';
 import { countUsers } from '../users-repository.js';
+import { createCorruptionLatch, type SqliteLogger } from './sqlite-corruption-latch.js';
 import {
   createUsersIndexes,
   createUsersTable,
@@ -23,21 +25,39 @@ const BUSY_TIMEOUT_MS = 5000;
 /** Rows handed to one synchronous insert loop: long enough to amortise, short enough to yield. */
 const MAX_INSERT_ROWS = 5000;
 
+/** How often a file latched as corrupt is checked again (PRAGMA quick_check, in a worker). */
+const CORRUPTION_RECHECK_MS = 30_000;
+
+export interface SqliteOptions {
+  /** Create the file (and its folder) if missing; otherwise a missing file is ERR_DB_NOT_FOUND. */
+  create: boolean;
+  observer?: DatabaseObserver | undefined;
+  /** Hears the corruption latch close and open. */
+  logger?: SqliteLogger | undefined;
+  /** Tests shorten CORRUPTION_RECHECK_MS. */
+  corruptionRecheckMs?: number | undefined;
+}
+
 /**
  * Opens the SQLite file with one connection for writes and one for reads. WAL mode lets the
  * reader see the last committed data while a write transaction is open. Both connections are
  * the `primary` target for the observer (SQLite has no replicas).
  */
-export function openSqliteDatabase(
-  connection: SqliteConnection,
-  observer: DatabaseObserver = IGNORE_DATABASE_EVENTS,
-): Database {
+export function openSqliteDatabase(connection: SqliteConnection, options: SqliteOptions): Database {
   const { path } = connection;
+  const observer = options.observer ?? IGNORE_DATABASE_EVENTS;
   // Each stream holds a connection and a read transaction of its own: bounded, because open
   // readers keep the WAL from being checkpointed back into the file.
   const streams = createStreamSlots(connection.maxConcurrentStreams, observer);
-  mkdirSync(dirname(path), { recursive: true });
-  const writer = new SqliteDatabase(path, { timeout: BUSY_TIMEOUT_MS });
+  if (options.create) mkdirSync(dirname(path), { recursive: true });
+  else if (!existsSync(path)) {
+    throw new AppError('ERR_DB_NOT_FOUND', `database not found: ${path}; nothing was created`);
+  }
+  // fileMustExist as well: the file may go between the check and the open.
+  const writer = new SqliteDatabase(path, {
+    timeout: BUSY_TIMEOUT_MS,
+    fileMustExist: !options.create,
+  });
   writer.pragma('journal_mode = WAL');
   // NORMAL is durable across application crashes in WAL mode; only an OS crash can lose the
   // last transactions, never corrupt the file.
@@ -48,9 +68,22 @@ export function openSqliteDatabase(
   const reader = new SqliteDatabase(path, { timeout: BUSY_TIMEOUT_MS });
   reader.pragma('query_only = ON');
 
+  const corruption = createCorruptionLatch({
+    path,
+    recheckMs: options.corruptionRecheckMs ?? CORRUPTION_RECHECK_MS,
+    logger: options.logger,
+    // Both connections may still hold the damaged pages in their caches.
+    beforeReady: () => {
+      reader.pragma('shrink_memory');
+      writer.pragma('shrink_memory');
+    },
+  });
   const observe = (operation: 'read' | 'write') => (event: LogEvent) => {
     observer.queryFinished('primary', operation, event.queryDurationMillis / 1000);
-    if (event.level === 'error') observer.queryFailed('primary');
+    if (event.level === 'error') {
+      observer.queryFailed('primary');
+      corruption.observe(event.error);
+    }
   };
   const write = new Kysely<DatabaseSchema>({
     dialect: new SqliteDialect({ database: writer }),
@@ -142,7 +175,9 @@ export function openSqliteDatabase(
     waitForReplicas: () => Promise.resolve(),
     replicaStates: () => [],
     primaryState: () => ({ healthy: true, reason: undefined, schemaCurrent: true, probedAt: null }),
+    corruption: () => corruption.reason(),
     async close() {
+      await corruption.close();
       await Promise.all([read.destroy(), write.destroy()]);
     },
   };
