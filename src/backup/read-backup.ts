@@ -4,7 +4,7 @@ import { pipeline } from 'node:stream';
 import { open } from 'node:fs/promises';
 import { createGunzip } from 'node:zlib';
 import { AppError } from '../errors.js';
-import type { User } from '../users/user.js';
+import { USER_FIELDS, type User } from '../users/user.js';
 import {
   BACKUP_FORMAT,
   BACKUP_FORMAT_VERSION,
@@ -201,16 +201,24 @@ function parseManifest(line: string, path: string, invalid: Invalid): BackupMani
       `${path} is a backup in format version ${version}, newer than this users-api reads (${BACKUP_FORMAT_VERSION}): restore it with a newer users-api`,
     );
   }
-  const rowCount = value.rowCount;
-  if (
-    typeof rowCount !== 'number' ||
-    !Number.isSafeInteger(rowCount) ||
-    rowCount < 0 ||
-    typeof value.createdAt !== 'string' ||
-    (value.sourceDialect !== 'sqlite' && value.sourceDialect !== 'mysql')
-  ) {
-    throw invalid('the manifest lacks rowCount, createdAt or sourceDialect');
-  }
+  // Every field a listing or `verify` shows: a manifest without one is refused here, where
+  // the file is named, rather than failing whatever displays it.
+  const { rowCount, columns } = value;
+  const lacking = Object.entries({
+    schemaVersion: typeof value.schemaVersion === 'string',
+    createdAt: typeof value.createdAt === 'string',
+    sourceDialect: value.sourceDialect === 'sqlite' || value.sourceDialect === 'mysql',
+    source: typeof value.source === 'string',
+    serverName: typeof value.serverName === 'string',
+    rowCount: typeof rowCount === 'number' && Number.isSafeInteger(rowCount) && rowCount >= 0,
+    columns:
+      Array.isArray(columns) &&
+      columns.length === USER_FIELDS.length &&
+      USER_FIELDS.every((field, index) => columns[index] === field),
+  })
+    .filter(([, valid]) => !valid)
+    .map(([field]) => field);
+  if (lacking.length > 0) throw invalid(`the manifest lacks a valid ${lacking.join(', ')}`);
   return value as BackupManifest;
 }
 

@@ -3,6 +3,8 @@ import { mkdir, mkdtemp, readdir, readFile, rm, utimes, writeFile } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
+import { gunzipSync, gzipSync } from 'node:zlib';
+import type { FastifyInstance } from 'fastify';
 import { readBackupStatus } from '../../src/backup/backup-status.js';
 import { backupFileName } from '../../src/backup/backup-format.js';
 import { listBackups } from '../../src/backup/list-backups.js';
@@ -268,6 +270,51 @@ describe('/admin/backups', () => {
       remoteAddress: '203.0.113.9',
     });
     assert.equal(remote.statusCode, 403);
+  });
+});
+
+describe('/admin/backups trusts only regular, valid backup files in BACKUP_DIR', () => {
+  interface Listing {
+    file: string;
+    bytes?: number;
+    manifest?: Record<string, unknown>;
+    problem?: string;
+  }
+  const list = async (app: FastifyInstance) => {
+    const response = await app.inject({ method: 'GET', url: '/admin/backups' });
+    assert.equal(response.statusCode, 200, response.body);
+    return response.json<{ backups: Listing[] }>().backups;
+  };
+  const restore = (app: FastifyInstance, file: string) =>
+    app.inject({ method: 'POST', url: `/admin/backups/${file}/restore` });
+
+  it('a backup whose manifest lacks fields is listed with its problem; the rest is served', async (t) => {
+    const { app, db, config } = await createTestApp(t);
+    await importSample(db);
+    const good = await takeBackup(db, { dir: config.backupDir, serverName: 'drill' });
+    const lines = gunzipSync(await readFile(good.path))
+      .toString()
+      .split('\n');
+    const manifest = JSON.parse(lines[0]!) as Record<string, unknown>;
+    delete manifest.serverName;
+    delete manifest.source;
+    delete manifest.schemaVersion;
+    lines[0] = JSON.stringify(manifest);
+    const bare = 'users-20200101T000000.000Z.ndjson.gz';
+    await writeFile(join(config.backupDir, bare), gzipSync(lines.join('\n')));
+
+    const backups = await list(app);
+    assert.deepEqual(
+      backups.map((entry) => entry.file),
+      [good.file, bare],
+    );
+    assert.equal(backups[0]!.manifest?.serverName, 'drill');
+    assert.equal(
+      backups[1]!.problem,
+      `${join(config.backupDir, bare)} is not a valid users-api backup: the manifest lacks a valid schemaVersion, source, serverName`,
+    );
+    const refused = await restore(app, bare);
+    assert.equal(refused.statusCode, 422, refused.body);
   });
 });
 
