@@ -1,7 +1,5 @@
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { pipeline } from 'node:stream';
-import { open } from 'node:fs/promises';
 import { createGunzip } from 'node:zlib';
 import { AppError } from '../errors.js';
 import { USER_FIELDS, type User } from '../users/user.js';
@@ -11,6 +9,12 @@ import {
   type BackupEndMarker,
   type BackupManifest,
 } from './backup-format.js';
+import {
+  invalidBackup,
+  openBackupFile,
+  type BackupFile,
+  type OpenBackupOptions,
+} from './open-backup-file.js';
 
 export interface BackupSummary {
   manifest: BackupManifest;
@@ -19,7 +23,7 @@ export interface BackupSummary {
   bytes: number;
 }
 
-export interface ReadBackupOptions {
+export interface ReadBackupOptions extends OpenBackupOptions {
   /** Rows per `onRows` call. */
   batchRows?: number;
   /** Hears the rows in order; awaited before more is read. Omitted: rows are only checked. */
@@ -30,26 +34,35 @@ export interface ReadBackupOptions {
 
 /** Longer than any manifest or row can be (5 × 255 characters); a longer line is not ours. */
 const MAX_LINE_CHARS = 64 * 1024;
-const GZIP_MAGIC = [0x1f, 0x8b];
 
 /**
  * Reads a backup file and checks all of it: the manifest, every row's shape, the row count and
- * the SHA-256 against the end marker. Throws ERR_BACKUP_INVALID (not a backup, truncated,
- * corrupted), ERR_BACKUP_UNSUPPORTED_VERSION (written by a newer users-api) or
- * ERR_BACKUP_NOT_FOUND, each naming the file and what is wrong with it. Streams: memory stays
- * flat whatever the size. `onRows` may see rows before a later problem is found: a caller that
- * writes them somewhere must discard them when this throws.
+ * the SHA-256 against the end marker. Throws ERR_BACKUP_INVALID (not a regular file, not a
+ * backup, truncated, corrupted), ERR_BACKUP_UNSUPPORTED_VERSION (written by a newer users-api)
+ * or ERR_BACKUP_NOT_FOUND, each naming the file and what is wrong with it. `source` is a path
+ * (opened and closed here) or a file opened with `openBackupFile`, read from its start.
+ * Streams: memory stays flat whatever the size. `onRows` may see rows before a later problem
+ * is found: a caller that writes them somewhere must discard them when this throws.
  */
 export async function readBackup(
-  path: string,
+  source: string | BackupFile,
   options: ReadBackupOptions = {},
 ): Promise<BackupSummary> {
-  const invalid = (reason: string, cause?: unknown) =>
-    new AppError('ERR_BACKUP_INVALID', `${path} is not a valid users-api backup: ${reason}`, {
-      cause,
-    });
-  const bytes = await checkGzipMagic(path, invalid);
+  if (typeof source !== 'string') return readBackupFile(source, options);
+  const file = await openBackupFile(source, options);
+  try {
+    return await readBackupFile(file, options);
+  } finally {
+    await file.handle.close();
+  }
+}
 
+async function readBackupFile(
+  file: BackupFile,
+  options: ReadBackupOptions,
+): Promise<BackupSummary> {
+  const { path, bytes } = file;
+  const invalid: Invalid = (reason, cause) => invalidBackup(path, reason, { cause });
   const batchRows = options.batchRows ?? 2000;
   const hash = createHash('sha256');
   let manifest: BackupManifest | undefined;
@@ -86,9 +99,10 @@ export async function readBackup(
   const decoder = new TextDecoder('utf-8', { fatal: true });
   let pending = '';
   // pipeline, not pipe: a read error of the file reaches the loop below (pipe would leave it
-  // unhandled and crash the process), and stopping early closes the file too.
+  // unhandled and crash the process), and stopping early ends the read. From byte 0 on the
+  // caller's handle, which stays open: a restore reads the same file twice through it.
   const stream = pipeline(
-    createReadStream(path, { highWaterMark: 256 * 1024 }),
+    file.handle.createReadStream({ start: 0, highWaterMark: 256 * 1024, autoClose: false }),
     createGunzip(),
     () => {},
   );
@@ -137,34 +151,6 @@ export async function readBackup(
 }
 
 type Invalid = (reason: string, cause?: unknown) => AppError;
-
-async function checkGzipMagic(path: string, invalid: Invalid): Promise<number> {
-  let handle;
-  try {
-    handle = await open(path, 'r');
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') throw new AppError('ERR_BACKUP_NOT_FOUND', `file not found: ${path}`);
-    throw error;
-  }
-  try {
-    const stats = await handle.stat();
-    // Linux opens a folder for reading without complaint; reading it fails with EISDIR.
-    if (stats.isDirectory()) throw invalid('it is a directory');
-    const { size } = stats;
-    if (size === 0) throw invalid('the file is empty');
-    const head = Buffer.alloc(2);
-    const { bytesRead } = await handle.read(head, 0, 2, 0);
-    if (bytesRead < 2 || head[0] !== GZIP_MAGIC[0] || head[1] !== GZIP_MAGIC[1]) {
-      throw invalid(
-        'it is not gzip-compressed (a backup is the .ndjson.gz file `users-api backup` writes; CSV, JSON and NDJSON files are loaded with `users-api import`)',
-      );
-    }
-    return size;
-  } finally {
-    await handle.close();
-  }
-}
 
 function describeReadError(error: unknown, invalid: Invalid): unknown {
   const code = (error as { code?: unknown }).code;

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
-import { copyFile, readFile, writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { constants } from 'node:fs';
+import { copyFile, open, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { gzipSync, gunzipSync } from 'node:zlib';
 import { sql } from 'kysely';
@@ -102,6 +104,39 @@ async function flipByte(path: string, to: string, offset: number): Promise<void>
   const at = offset < 0 ? bytes.length + offset : offset;
   bytes[at] = bytes[at]! ^ 0xff;
   await writeFile(to, bytes);
+}
+
+/** A named pipe at `path`: opening it for reading waits for a writer, for ever if none comes. */
+export function makeFifo(path: string): void {
+  execFileSync('mkfifo', [path]);
+}
+
+/**
+ * Opens and closes the writing end of the FIFO at `path`, so a reader stuck opening it (the
+ * code under test, when it waits for a writer) wakes up and the test process can end.
+ */
+export async function releaseFifo(path: string): Promise<void> {
+  try {
+    const writer = await open(path, constants.O_WRONLY | constants.O_NONBLOCK);
+    await writer.close();
+  } catch (error) {
+    // ENXIO: nobody has it open for reading, so nobody is stuck; ENOENT: already removed.
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code !== 'ENXIO' && code !== 'ENOENT') throw error;
+  }
+}
+
+/** `promise`, or a rejection naming `what` once `ms` have passed: a hang fails the test. */
+export async function within<T>(ms: number, what: string, promise: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not answer within ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** Drill 3: truncated, flipped byte, other formats, newer version → refused, table untouched. */

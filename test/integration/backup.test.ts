@@ -1,5 +1,14 @@
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
+import {
+  mkdir,
+  mkdtemp,
+  readdir,
+  readFile,
+  rm,
+  symlink,
+  utimes,
+  writeFile,
+} from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
@@ -20,6 +29,10 @@ import {
   drillTableDropped,
   drillWipedOut,
   importSample,
+  makeFifo,
+  primaryUsers,
+  releaseFifo,
+  within,
   type DrillContext,
 } from '../helpers/backup-drills.js';
 import { createTestApp } from '../helpers/test-app.js';
@@ -77,7 +90,7 @@ describe('restore drills on SQLite', () => {
 
     await assert.rejects(() => readBackup(dir), {
       code: 'ERR_BACKUP_INVALID',
-      message: `${dir} is not a valid users-api backup: it is a directory`,
+      message: `${dir} is not a valid users-api backup: it is a directory, not a regular file`,
     });
   });
 
@@ -316,6 +329,70 @@ describe('/admin/backups trusts only regular, valid backup files in BACKUP_DIR',
     const refused = await restore(app, bare);
     assert.equal(refused.statusCode, 422, refused.body);
   });
+
+  it('a symlink in BACKUP_DIR to a valid backup outside it is not restored, and says why', async (t) => {
+    const outside = await mkdtemp(join(tmpdir(), 'users-api-outside-'));
+    t.after(() => rm(outside, { recursive: true, force: true }));
+    // BACKUP_DIR itself may be a link: only what is inside it must be a regular file.
+    const linkedDir = join(outside, 'backups-link');
+    const { app, db, dir } = await createTestApp(t, { BACKUP_DIR: linkedDir });
+    await mkdir(join(dir, 'real-backups'));
+    await symlink(join(dir, 'real-backups'), linkedDir);
+    await importSample(db);
+    const foreign = await takeBackup(db, { dir: outside, serverName: 'elsewhere' });
+    await db.write.deleteFrom('users').where('id', '>', 10).execute();
+    const own = await takeBackup(db, { dir: linkedDir, serverName: 'drill' });
+    const live = await primaryUsers(db);
+    const link = 'users-20200101T000000.000Z.ndjson.gz';
+    await symlink(foreign.path, join(linkedDir, link));
+
+    const backups = await list(app);
+    assert.deepEqual(
+      backups.map((entry) => entry.file),
+      [own.file, link],
+    );
+    assert.equal(backups[0]!.manifest?.rows, 10);
+    assert.match(backups[1]!.problem ?? '', /symbolic link/);
+    const refused = await restore(app, link);
+    assert.equal(refused.statusCode, 422, refused.body);
+    assert.match(refused.json<{ detail: string }>().detail, /symbolic link/);
+    assert.deepEqual(await primaryUsers(db), live);
+    const restored = await restore(app, own.file);
+    assert.equal(restored.statusCode, 200, restored.body);
+  });
+
+  it('a FIFO named like a backup hangs neither listing nor restore; later restores still run', async (t) => {
+    const { app, db, config } = await createTestApp(t);
+    await importSample(db);
+    await mkdir(config.backupDir, { recursive: true });
+    const fifo = 'users-20200101T000000.000Z.ndjson.gz';
+    makeFifo(join(config.backupDir, fifo));
+    t.after(() => releaseFifo(join(config.backupDir, fifo)));
+
+    const backups = await within(5000, 'GET /admin/backups', list(app));
+    assert.deepEqual(backups, [
+      {
+        file: fifo,
+        problem: `${join(config.backupDir, fifo)} is not a valid users-api backup: it is a FIFO, not a regular file`,
+      },
+    ]);
+    const refused = await within(5000, 'restoring the FIFO', restore(app, fifo));
+    assert.equal(refused.statusCode, 422, refused.body);
+    assert.match(refused.json<{ detail: string }>().detail, /it is a FIFO, not a regular file/);
+
+    const taken = await within(
+      5000,
+      'a backup',
+      app.inject({ method: 'POST', url: '/admin/backups' }),
+    );
+    assert.equal(taken.statusCode, 201, taken.body);
+    const restored = await within(
+      5000,
+      'a restore',
+      restore(app, taken.json<{ file: string }>().file),
+    );
+    assert.equal(restored.statusCode, 200, restored.body);
+  });
 });
 
 describe('the service reads the scheduler status file for its metric', () => {
@@ -335,6 +412,22 @@ describe('the service reads the scheduler status file for its metric', () => {
     assert.match(
       await metrics.render(),
       /^users_backup_last_success_timestamp_seconds 1735711200$/m,
+    );
+  });
+
+  it('a FIFO named like the status file does not hang the metrics scrape', async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), 'users-api-status-'));
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    const { createMetrics } = await import('../../src/metrics/create-metrics.js');
+    const metrics = createMetrics({
+      processMetrics: false,
+      lastBackupSuccess: () => readBackupStatus(dir),
+    });
+    makeFifo(join(dir, 'last-success.json'));
+    t.after(() => releaseFifo(join(dir, 'last-success.json')));
+    assert.match(
+      await within(5000, 'a metrics scrape', metrics.render()),
+      /^users_backup_last_success_timestamp_seconds 0$/m,
     );
   });
 });
