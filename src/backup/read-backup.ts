@@ -2,7 +2,9 @@ import { createHash } from 'node:crypto';
 import { pipeline } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { AppError } from '../errors.js';
-import { USER_FIELDS, type User } from '../users/user.js';
+import { MAX_REPORTED_BAD_ROWS } from '../importer/validate-records.js';
+import { USER_FIELDS, type RawUser, type User } from '../users/user.js';
+import { validateUser } from '../users/validate-user.js';
 import {
   BACKUP_FORMAT,
   BACKUP_FORMAT_VERSION,
@@ -36,13 +38,15 @@ export interface ReadBackupOptions extends OpenBackupOptions {
 const MAX_LINE_CHARS = 64 * 1024;
 
 /**
- * Reads a backup file and checks all of it: the manifest, every row's shape, the row count and
- * the SHA-256 against the end marker. Throws ERR_BACKUP_INVALID (not a regular file, not a
- * backup, truncated, corrupted), ERR_BACKUP_UNSUPPORTED_VERSION (written by a newer users-api)
- * or ERR_BACKUP_NOT_FOUND, each naming the file and what is wrong with it. `source` is a path
+ * Reads a backup file and checks all of it: the manifest, every row (its shape, and the rules
+ * every import applies), the row count and the SHA-256 against the end marker. Throws
+ * ERR_BACKUP_INVALID (not a regular file, not a backup, truncated, corrupted, rows an import
+ * would refuse), ERR_BACKUP_UNSUPPORTED_VERSION (written by a newer users-api) or
+ * ERR_BACKUP_NOT_FOUND, each naming the file and what is wrong with it. `source` is a path
  * (opened and closed here) or a file opened with `openBackupFile`, read from its start.
- * Streams: memory stays flat whatever the size. `onRows` may see rows before a later problem
- * is found: a caller that writes them somewhere must discard them when this throws.
+ * Streams: memory stays flat whatever the size. `onRows` hears valid rows only, but may hear
+ * some before a later problem is found: a caller that writes them somewhere must discard them
+ * when this throws.
  */
 export async function readBackup(
   source: string | BackupFile,
@@ -70,6 +74,10 @@ async function readBackupFile(
   let rows = 0;
   let lineNumber = 0;
   let batch: User[] = [];
+  // Rows an import would refuse: reported only once the file proved intact (a damaged file is
+  // "corrupted", not a list of odd rows), and nothing more is handed on after the first.
+  let badRows = 0;
+  const ruleErrors: string[] = [];
 
   const takeLine = async (line: string) => {
     lineNumber += 1;
@@ -85,10 +93,21 @@ async function readBackupFile(
       end = parseEndMarker(line, invalid);
       return;
     }
-    batch.push(parseRow(line, lineNumber, invalid));
+    const checked = validateUser(parseRow(line, lineNumber, invalid));
     hash.update(line);
     hash.update('\n');
     rows += 1;
+    if (!checked.ok) {
+      badRows += 1;
+      if (badRows <= MAX_REPORTED_BAD_ROWS) {
+        for (const { field, reason } of checked.problems) {
+          ruleErrors.push(`line ${lineNumber}: ${field}: ${reason}`);
+        }
+      }
+      return;
+    }
+    if (badRows > 0) return;
+    batch.push(checked.user);
     if (batch.length >= batchRows) {
       const full = batch;
       batch = [];
@@ -145,6 +164,11 @@ async function readBackupFile(
   }
   if (end.sha256 !== sha256) {
     throw invalid(`corrupted: the rows' SHA-256 is ${sha256}, the end marker says ${end.sha256}`);
+  }
+  if (badRows > 0) {
+    const counted = badRows === 1 ? '1 row breaks' : `${badRows} rows break`;
+    const reason = `${counted} the rules every import checks; the first: ${ruleErrors[0]!}`;
+    throw invalidBackup(path, reason, { errors: ruleErrors });
   }
   if (batch.length > 0) await options.onRows?.(batch);
   return { manifest, rows, sha256, bytes };
@@ -222,7 +246,7 @@ function parseEndMarker(line: string, invalid: Invalid): BackupEndMarker {
   return value as BackupEndMarker;
 }
 
-function parseRow(line: string, lineNumber: number, invalid: Invalid): User {
+function parseRow(line: string, lineNumber: number, invalid: Invalid): RawUser {
   const value = parseJsonLine(line);
   if (
     !Array.isArray(value) ||
@@ -231,6 +255,6 @@ function parseRow(line: string, lineNumber: number, invalid: Invalid): User {
   ) {
     throw invalid(`corrupted: line ${lineNumber} is not a user row`);
   }
-  const [name, street, city, state, userDate] = value as [string, string, string, string, string];
-  return { name, street, city, state, userDate };
+  const [NAME, STREET, CITY, STATE, USER_DATE] = value as [string, string, string, string, string];
+  return { NAME, STREET, CITY, STATE, USER_DATE };
 }

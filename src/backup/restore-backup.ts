@@ -4,8 +4,9 @@ import { openBackupFile, type OpenBackupOptions } from './open-backup-file.js';
 import { readBackup, type BackupSummary } from './read-backup.js';
 
 /**
- * Restores a backup file over the users table. The whole file is verified first (a bad file
- * changes nothing and throws ERR_BACKUP_*); then its rows are streamed into a staging table and swapped in atomically (`db.replaceUsersTable`),
+ * Restores a backup file over the users table. The whole file is verified first, every row
+ * against the import's rules too (a bad file changes nothing and throws ERR_BACKUP_*); then its
+ * rows are streamed into a staging table and swapped in atomically (`db.replaceUsersTable`),
  * checked again on the way (a file changed since the first pass is refused, and the staging
  * rows are discarded). Both passes read one opened handle, so the name cannot be pointed at
  * another file between them. The previous table is kept as `users_prev` until the next

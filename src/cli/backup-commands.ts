@@ -90,7 +90,9 @@ export function registerBackupCommands(
 
   program
     .command('verify')
-    .description('Check a backup file: manifest, every row, row count and SHA-256.')
+    .description(
+      'Check a backup file: manifest, every row (by the import rules), row count and SHA-256.',
+    )
     .argument('<file>', 'backup file (.ndjson.gz)')
     .action(async (file: string) => {
       const summary = await readBackup(file, OPERATOR_PATH);

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { describe, it, type TestContext } from 'node:test';
 import { promisify } from 'node:util';
-import { makeFifo, releaseFifo } from '../helpers/backup-drills.js';
+import { makeFifo, rehashBackup, releaseFifo, setField } from '../helpers/backup-drills.js';
 import { REPO_ROOT } from '../helpers/paths.js';
 
 const BIN = join(REPO_ROOT, 'dist/main.js');
@@ -101,6 +101,36 @@ describe('users-api backup / verify / restore (built binary)', () => {
       assert.match(missing.stderr, /file not found/);
     }
     assert.equal((await run(['count'])).stdout, '1000\n');
+  });
+
+  it('verify and restore refuse a re-hashed backup whose rows break the import rules', async (t) => {
+    const { dir, run } = await createCli(t);
+    await run(['import', join(REPO_ROOT, 'data/users.csv')]);
+    await run(['backup', '--out', join(dir, 'out')]);
+    const [file] = (await readdir(join(dir, 'out'))).filter((name) => name.endsWith('.gz'));
+    const tampered = join(dir, 'tampered.ndjson.gz');
+    await rehashBackup(join(dir, 'out', file!), tampered, (rows) => {
+      setField(rows[0]!, 'NAME', 'N'.repeat(60_000));
+      setField(rows[499]!, 'STATE', 'ZZ');
+      setField(rows[999]!, 'USER_DATE', '99/99/99');
+    });
+    await run(['import', join(REPO_ROOT, 'test/fixtures/json/users.json'), '--mode', 'replace']);
+    for (const args of [
+      ['verify', tampered],
+      ['restore', tampered, '--yes'],
+    ]) {
+      const refused = await run(args);
+      assert.equal(refused.code, 2, refused.stderr);
+      assert.equal(refused.stdout, '');
+      const [first, ...rest] = refused.stderr.trimEnd().split('\n');
+      assert.match(first!, /tampered\.ndjson\.gz is not a valid users-api backup: .*line 2: NAME/);
+      assert.deepEqual(rest, [
+        '  line 2: NAME: longer than 255 characters',
+        '  line 501: STATE: "ZZ" is not a US state, DC or territory code (e.g. NY)',
+        '  line 1001: USER_DATE: "99/99/99" has no month 99',
+      ]);
+    }
+    assert.equal((await run(['count'])).stdout, '2\n');
   });
 
   it('verify and restore refuse a FIFO or a device at once; a symlink given to them is followed', async (t) => {

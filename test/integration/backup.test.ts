@@ -31,7 +31,9 @@ import {
   importSample,
   makeFifo,
   primaryUsers,
+  rehashBackup,
   releaseFifo,
+  setField,
   within,
   type DrillContext,
 } from '../helpers/backup-drills.js';
@@ -165,6 +167,27 @@ describe('backup retention and scheduling', () => {
       /disk on fire/,
     );
     assert.deepEqual(await readdir(dir), [good.file, 'last-success.json'].sort());
+  });
+
+  it('a backup of a table holding a row the import rules refuse fails, naming the line', async (t) => {
+    // A returned backup is a restorable one: better a loud failed run than a file restore refuses.
+    const { db, dir } = await sqliteDrill(t);
+    await importSample(db);
+    await db.write
+      .insertInto('users')
+      .values({
+        name: 'Odd',
+        street: 'Odd Street',
+        city: 'Odd',
+        state: 'ZZ',
+        user_date: '01/01/01',
+      })
+      .execute();
+    await assert.rejects(
+      takeBackup(db, { dir, serverName: 'drill' }),
+      /failed its read-back check: .* 1 row breaks the rules every import checks; the first: line 1002: STATE: "ZZ"/,
+    );
+    assert.deepEqual(await readdir(dir), []);
   });
 
   it('the scheduler runs on its interval, logs one JSON-able line per run, and stops', async (t) => {
@@ -392,6 +415,41 @@ describe('/admin/backups trusts only regular, valid backup files in BACKUP_DIR',
       restore(app, taken.json<{ file: string }>().file),
     );
     assert.equal(restored.statusCode, 200, restored.body);
+  });
+
+  it('a re-hashed backup whose rows break the import rules is refused, naming the lines', async (t) => {
+    const { app, db, config } = await createTestApp(t);
+    await importSample(db);
+    const good = await takeBackup(db, { dir: config.backupDir, serverName: 'drill' });
+    await db.write.deleteFrom('users').where('id', '>', 10).execute();
+    const live = await primaryUsers(db);
+
+    const tampered = 'users-20200101T000000.000Z.ndjson.gz';
+    await rehashBackup(good.path, join(config.backupDir, tampered), (rows) => {
+      setField(rows[0]!, 'NAME', 'N'.repeat(60_000));
+      setField(rows[499]!, 'STATE', 'ZZ');
+      setField(rows[999]!, 'USER_DATE', '99/99/99');
+    });
+    const refused = await restore(app, tampered);
+    assert.equal(refused.statusCode, 422, refused.body);
+    const problem = refused.json<{ code: string; detail: string; errors: string[] }>();
+    assert.equal(problem.code, 'ERR_BACKUP_INVALID');
+    assert.match(problem.detail, /line 2: NAME: longer than 255 characters/);
+    assert.deepEqual(problem.errors, [
+      'line 2: NAME: longer than 255 characters',
+      'line 501: STATE: "ZZ" is not a US state, DC or territory code (e.g. NY)',
+      'line 1001: USER_DATE: "99/99/99" has no month 99',
+    ]);
+    assert.deepEqual(await primaryUsers(db), live);
+
+    // The same helper with an edit the rules allow: the file restores, so only the rows stopped it.
+    const edited = 'users-20200102T000000.000Z.ndjson.gz';
+    await rehashBackup(good.path, join(config.backupDir, edited), (rows) => {
+      setField(rows[0]!, 'NAME', 'Duane Adamz');
+    });
+    const restored = await restore(app, edited);
+    assert.equal(restored.statusCode, 200, restored.body);
+    assert.equal((await primaryUsers(db))[0]!.name, 'Duane Adamz');
   });
 });
 
