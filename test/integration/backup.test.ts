@@ -389,28 +389,32 @@ describe('/admin/backups trusts only regular, valid backup files in BACKUP_DIR',
     await importSample(db);
     await mkdir(config.backupDir, { recursive: true });
     const fifo = 'users-20200101T000000.000Z.ndjson.gz';
-    makeFifo(join(config.backupDir, fifo));
-    t.after(() => releaseFifo(join(config.backupDir, fifo)));
-
-    const backups = await within(5000, 'GET /admin/backups', list(app));
-    assert.deepEqual(backups, [
-      {
-        file: fifo,
-        problem: `${join(config.backupDir, fifo)} is not a valid users-api backup: it is a FIFO, not a regular file`,
-      },
-    ]);
-    const refused = await within(5000, 'restoring the FIFO', restore(app, fifo));
-    assert.equal(refused.statusCode, 422, refused.body);
-    assert.match(refused.json<{ detail: string }>().detail, /it is a FIFO, not a regular file/);
+    const fifoPath = join(config.backupDir, fifo);
+    makeFifo(fifoPath);
+    // Released before the test's folder is removed: a reader stuck on it would keep the process.
+    try {
+      const backups = await within(10_000, 'GET /admin/backups', list(app));
+      assert.deepEqual(backups, [
+        {
+          file: fifo,
+          problem: `${fifoPath} is not a valid users-api backup: it is a FIFO, not a regular file`,
+        },
+      ]);
+      const refused = await within(10_000, 'restoring the FIFO', restore(app, fifo));
+      assert.equal(refused.statusCode, 422, refused.body);
+      assert.match(refused.json<{ detail: string }>().detail, /it is a FIFO, not a regular file/);
+    } finally {
+      await releaseFifo(fifoPath);
+    }
 
     const taken = await within(
-      5000,
+      10_000,
       'a backup',
       app.inject({ method: 'POST', url: '/admin/backups' }),
     );
     assert.equal(taken.statusCode, 201, taken.body);
     const restored = await within(
-      5000,
+      10_000,
       'a restore',
       restore(app, taken.json<{ file: string }>().file),
     );
@@ -475,16 +479,20 @@ describe('the service reads the scheduler status file for its metric', () => {
 
   it('a FIFO named like the status file does not hang the metrics scrape', async (t) => {
     const dir = await mkdtemp(join(tmpdir(), 'users-api-status-'));
-    t.after(() => rm(dir, { recursive: true, force: true }));
+    const fifo = join(dir, 'last-success.json');
+    makeFifo(fifo);
+    // Released before the folder is removed: a reader stuck on it would keep the process.
+    t.after(async () => {
+      await releaseFifo(fifo);
+      await rm(dir, { recursive: true, force: true });
+    });
     const { createMetrics } = await import('../../src/metrics/create-metrics.js');
     const metrics = createMetrics({
       processMetrics: false,
       lastBackupSuccess: () => readBackupStatus(dir),
     });
-    makeFifo(join(dir, 'last-success.json'));
-    t.after(() => releaseFifo(join(dir, 'last-success.json')));
     assert.match(
-      await within(5000, 'a metrics scrape', metrics.render()),
+      await within(10_000, 'a metrics scrape', metrics.render()),
       /^users_backup_last_success_timestamp_seconds 0$/m,
     );
   });
