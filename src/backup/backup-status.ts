@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { open, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { backupDirReadFlags } from './open-backup-file.js';
 
 /** File in the backups folder that names the last verified backup. */
 export const BACKUP_STATUS_FILE = 'last-success.json';
@@ -28,14 +29,32 @@ export async function writeBackupStatus(dir: string, status: BackupStatus): Prom
   }
 }
 
-/** Unix seconds of the last verified backup the status file records; undefined when none. */
+/** Far more than a status line; a bigger file is not one writeBackupStatus wrote. */
+const MAX_STATUS_BYTES = 64 * 1024;
+
+/**
+ * Unix seconds of the last verified backup the status file records; undefined when none. Read
+ * on every metrics scrape, so only the regular file writeBackupStatus renames into place is read
+ * (a FIFO there would hold each scrape, and a libuv thread, for ever): anything else throws.
+ */
 export async function readBackupStatus(dir: string): Promise<number | undefined> {
-  let text: string;
+  const path = join(dir, BACKUP_STATUS_FILE);
+  let handle;
   try {
-    text = await readFile(join(dir, BACKUP_STATUS_FILE), 'utf8');
+    handle = await open(path, backupDirReadFlags(false));
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw error;
+  }
+  let text: string;
+  try {
+    const stats = await handle.stat();
+    if (!stats.isFile() || stats.size > MAX_STATUS_BYTES) {
+      throw new Error(`${path} is not a backup status file`);
+    }
+    text = await handle.readFile('utf8');
+  } finally {
+    await handle.close();
   }
   const at = Date.parse((JSON.parse(text) as Partial<BackupStatus>).at ?? '');
   return Number.isFinite(at) ? at / 1000 : undefined;

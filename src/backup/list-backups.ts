@@ -10,7 +10,9 @@ export type BackupListing =
 /**
  * The backups in `dir`, newest first, each with its manifest (read from the first line only:
  * listing stays cheap however large the files are; `users-api verify` checks a whole file).
- * A file whose manifest cannot be read is listed with the problem. A missing folder is empty.
+ * A file whose manifest cannot be read, or a name that is not a regular file (a symbolic link,
+ * a FIFO, a folder), is listed with the problem rather than hidden: the operator sees why it
+ * cannot be restored. A missing folder is empty.
  */
 export async function listBackups(dir: string): Promise<BackupListing[]> {
   let names: string[];

@@ -1,16 +1,22 @@
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { pipeline } from 'node:stream';
-import { open } from 'node:fs/promises';
 import { createGunzip } from 'node:zlib';
 import { AppError } from '../errors.js';
-import type { User } from '../users/user.js';
+import { MAX_REPORTED_BAD_ROWS } from '../importer/validate-records.js';
+import { USER_FIELDS, type RawUser, type User } from '../users/user.js';
+import { validateUser } from '../users/validate-user.js';
 import {
   BACKUP_FORMAT,
   BACKUP_FORMAT_VERSION,
   type BackupEndMarker,
   type BackupManifest,
 } from './backup-format.js';
+import {
+  invalidBackup,
+  openBackupFile,
+  type BackupFile,
+  type OpenBackupOptions,
+} from './open-backup-file.js';
 
 export interface BackupSummary {
   manifest: BackupManifest;
@@ -19,7 +25,7 @@ export interface BackupSummary {
   bytes: number;
 }
 
-export interface ReadBackupOptions {
+export interface ReadBackupOptions extends OpenBackupOptions {
   /** Rows per `onRows` call. */
   batchRows?: number;
   /** Hears the rows in order; awaited before more is read. Omitted: rows are only checked. */
@@ -30,26 +36,37 @@ export interface ReadBackupOptions {
 
 /** Longer than any manifest or row can be (5 × 255 characters); a longer line is not ours. */
 const MAX_LINE_CHARS = 64 * 1024;
-const GZIP_MAGIC = [0x1f, 0x8b];
 
 /**
- * Reads a backup file and checks all of it: the manifest, every row's shape, the row count and
- * the SHA-256 against the end marker. Throws ERR_BACKUP_INVALID (not a backup, truncated,
- * corrupted), ERR_BACKUP_UNSUPPORTED_VERSION (written by a newer users-api) or
- * ERR_BACKUP_NOT_FOUND, each naming the file and what is wrong with it. Streams: memory stays
- * flat whatever the size. `onRows` may see rows before a later problem is found: a caller that
- * writes them somewhere must discard them when this throws.
+ * Reads a backup file and checks all of it: the manifest, every row (its shape, and the rules
+ * every import applies), the row count and the SHA-256 against the end marker. Throws
+ * ERR_BACKUP_INVALID (not a regular file, not a backup, truncated, corrupted, rows an import
+ * would refuse), ERR_BACKUP_UNSUPPORTED_VERSION (written by a newer users-api) or
+ * ERR_BACKUP_NOT_FOUND, each naming the file and what is wrong with it. `source` is a path
+ * (opened and closed here) or a file opened with `openBackupFile`, read from its start.
+ * Streams: memory stays flat whatever the size. `onRows` hears valid rows only, but may hear
+ * some before a later problem is found: a caller that writes them somewhere must discard them
+ * when this throws.
  */
 export async function readBackup(
-  path: string,
+  source: string | BackupFile,
   options: ReadBackupOptions = {},
 ): Promise<BackupSummary> {
-  const invalid = (reason: string, cause?: unknown) =>
-    new AppError('ERR_BACKUP_INVALID', `${path} is not a valid users-api backup: ${reason}`, {
-      cause,
-    });
-  const bytes = await checkGzipMagic(path, invalid);
+  if (typeof source !== 'string') return readBackupFile(source, options);
+  const file = await openBackupFile(source, options);
+  try {
+    return await readBackupFile(file, options);
+  } finally {
+    await file.handle.close();
+  }
+}
 
+async function readBackupFile(
+  file: BackupFile,
+  options: ReadBackupOptions,
+): Promise<BackupSummary> {
+  const { path, bytes } = file;
+  const invalid: Invalid = (reason, cause) => invalidBackup(path, reason, { cause });
   const batchRows = options.batchRows ?? 2000;
   const hash = createHash('sha256');
   let manifest: BackupManifest | undefined;
@@ -57,6 +74,10 @@ export async function readBackup(
   let rows = 0;
   let lineNumber = 0;
   let batch: User[] = [];
+  // Rows an import would refuse: reported only once the file proved intact (a damaged file is
+  // "corrupted", not a list of odd rows), and nothing more is handed on after the first.
+  let badRows = 0;
+  const ruleErrors: string[] = [];
 
   const takeLine = async (line: string) => {
     lineNumber += 1;
@@ -72,10 +93,21 @@ export async function readBackup(
       end = parseEndMarker(line, invalid);
       return;
     }
-    batch.push(parseRow(line, lineNumber, invalid));
+    const checked = validateUser(parseRow(line, lineNumber, invalid));
     hash.update(line);
     hash.update('\n');
     rows += 1;
+    if (!checked.ok) {
+      badRows += 1;
+      if (badRows <= MAX_REPORTED_BAD_ROWS) {
+        for (const { field, reason } of checked.problems) {
+          ruleErrors.push(`line ${lineNumber}: ${field}: ${reason}`);
+        }
+      }
+      return;
+    }
+    if (badRows > 0) return;
+    batch.push(checked.user);
     if (batch.length >= batchRows) {
       const full = batch;
       batch = [];
@@ -86,9 +118,10 @@ export async function readBackup(
   const decoder = new TextDecoder('utf-8', { fatal: true });
   let pending = '';
   // pipeline, not pipe: a read error of the file reaches the loop below (pipe would leave it
-  // unhandled and crash the process), and stopping early closes the file too.
+  // unhandled and crash the process), and stopping early ends the read. From byte 0 on the
+  // caller's handle, which stays open: a restore reads the same file twice through it.
   const stream = pipeline(
-    createReadStream(path, { highWaterMark: 256 * 1024 }),
+    file.handle.createReadStream({ start: 0, highWaterMark: 256 * 1024, autoClose: false }),
     createGunzip(),
     () => {},
   );
@@ -132,39 +165,16 @@ export async function readBackup(
   if (end.sha256 !== sha256) {
     throw invalid(`corrupted: the rows' SHA-256 is ${sha256}, the end marker says ${end.sha256}`);
   }
+  if (badRows > 0) {
+    const counted = badRows === 1 ? '1 row breaks' : `${badRows} rows break`;
+    const reason = `${counted} the rules every import checks; the first: ${ruleErrors[0]!}`;
+    throw invalidBackup(path, reason, { errors: ruleErrors });
+  }
   if (batch.length > 0) await options.onRows?.(batch);
   return { manifest, rows, sha256, bytes };
 }
 
 type Invalid = (reason: string, cause?: unknown) => AppError;
-
-async function checkGzipMagic(path: string, invalid: Invalid): Promise<number> {
-  let handle;
-  try {
-    handle = await open(path, 'r');
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') throw new AppError('ERR_BACKUP_NOT_FOUND', `file not found: ${path}`);
-    throw error;
-  }
-  try {
-    const stats = await handle.stat();
-    // Linux opens a folder for reading without complaint; reading it fails with EISDIR.
-    if (stats.isDirectory()) throw invalid('it is a directory');
-    const { size } = stats;
-    if (size === 0) throw invalid('the file is empty');
-    const head = Buffer.alloc(2);
-    const { bytesRead } = await handle.read(head, 0, 2, 0);
-    if (bytesRead < 2 || head[0] !== GZIP_MAGIC[0] || head[1] !== GZIP_MAGIC[1]) {
-      throw invalid(
-        'it is not gzip-compressed (a backup is the .ndjson.gz file `users-api backup` writes; CSV, JSON and NDJSON files are loaded with `users-api import`)',
-      );
-    }
-    return size;
-  } finally {
-    await handle.close();
-  }
-}
 
 function describeReadError(error: unknown, invalid: Invalid): unknown {
   const code = (error as { code?: unknown }).code;
@@ -201,16 +211,24 @@ function parseManifest(line: string, path: string, invalid: Invalid): BackupMani
       `${path} is a backup in format version ${version}, newer than this users-api reads (${BACKUP_FORMAT_VERSION}): restore it with a newer users-api`,
     );
   }
-  const rowCount = value.rowCount;
-  if (
-    typeof rowCount !== 'number' ||
-    !Number.isSafeInteger(rowCount) ||
-    rowCount < 0 ||
-    typeof value.createdAt !== 'string' ||
-    (value.sourceDialect !== 'sqlite' && value.sourceDialect !== 'mysql')
-  ) {
-    throw invalid('the manifest lacks rowCount, createdAt or sourceDialect');
-  }
+  // Every field a listing or `verify` shows: a manifest without one is refused here, where
+  // the file is named, rather than failing whatever displays it.
+  const { rowCount, columns } = value;
+  const lacking = Object.entries({
+    schemaVersion: typeof value.schemaVersion === 'string',
+    createdAt: typeof value.createdAt === 'string',
+    sourceDialect: value.sourceDialect === 'sqlite' || value.sourceDialect === 'mysql',
+    source: typeof value.source === 'string',
+    serverName: typeof value.serverName === 'string',
+    rowCount: typeof rowCount === 'number' && Number.isSafeInteger(rowCount) && rowCount >= 0,
+    columns:
+      Array.isArray(columns) &&
+      columns.length === USER_FIELDS.length &&
+      USER_FIELDS.every((field, index) => columns[index] === field),
+  })
+    .filter(([, valid]) => !valid)
+    .map(([field]) => field);
+  if (lacking.length > 0) throw invalid(`the manifest lacks a valid ${lacking.join(', ')}`);
   return value as BackupManifest;
 }
 
@@ -228,7 +246,7 @@ function parseEndMarker(line: string, invalid: Invalid): BackupEndMarker {
   return value as BackupEndMarker;
 }
 
-function parseRow(line: string, lineNumber: number, invalid: Invalid): User {
+function parseRow(line: string, lineNumber: number, invalid: Invalid): RawUser {
   const value = parseJsonLine(line);
   if (
     !Array.isArray(value) ||
@@ -237,6 +255,6 @@ function parseRow(line: string, lineNumber: number, invalid: Invalid): User {
   ) {
     throw invalid(`corrupted: line ${lineNumber} is not a user row`);
   }
-  const [name, street, city, state, userDate] = value as [string, string, string, string, string];
-  return { name, street, city, state, userDate };
+  const [NAME, STREET, CITY, STATE, USER_DATE] = value as [string, string, string, string, string];
+  return { NAME, STREET, CITY, STATE, USER_DATE };
 }

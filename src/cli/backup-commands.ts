@@ -12,6 +12,12 @@ import { CREATE_HELP, createOption, NO_CREATE_OPTION, withDatabase } from './wit
 /** Exit code for bad usage or a bad file (commander errors end there too). */
 const EXIT_BAD_INPUT = 2;
 
+/**
+ * A FILE named on the command line may be a symbolic link (e.g. latest.ndjson.gz): the operator
+ * chose the path and could name the target as well. A FIFO or a device is still refused.
+ */
+const OPERATOR_PATH = { followSymlinks: true } as const;
+
 interface BackupOptions {
   out?: string;
   every?: string;
@@ -75,10 +81,12 @@ export function registerBackupCommands(program: Command, io: CliIo): void {
 
   program
     .command('verify')
-    .description('Check a backup file: manifest, every row, row count and SHA-256.')
+    .description(
+      'Check a backup file: manifest, every row (by the import rules), row count and SHA-256.',
+    )
     .argument('<file>', 'backup file (.ndjson.gz)')
     .action(async (file: string) => {
-      const summary = await readBackup(file);
+      const summary = await readBackup(file, OPERATOR_PATH);
       io.stdout(`ok: ${file}: ${describe(summary)}`);
     });
 
@@ -99,14 +107,14 @@ export function registerBackupCommands(program: Command, io: CliIo): void {
             `restore replaces every user in ${target}: pass --yes to confirm (there is no terminal to ask on)`,
           );
         }
-        const summary = await readBackup(file);
+        const summary = await readBackup(file, OPERATOR_PATH);
         const confirmed = await io.confirm(
           `Replace every user in ${target} with the ${summary.rows} users of ${file}? [y/N] `,
         );
         if (!confirmed) throw usage('restore cancelled; nothing was changed');
       }
       await withDatabase(config, createOption(options), async (db) => {
-        const summary = await restoreBackup(db, file);
+        const summary = await restoreBackup(db, file, OPERATOR_PATH);
         io.stdout(
           `restored ${summary.rows} users into ${target} from ${file} (${describe(summary)}); the previous table is kept as users_prev until the next restore`,
         );

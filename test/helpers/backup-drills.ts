@@ -1,5 +1,8 @@
 import assert from 'node:assert/strict';
-import { copyFile, readFile, writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { constants } from 'node:fs';
+import { copyFile, open, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { gzipSync, gunzipSync } from 'node:zlib';
 import { sql } from 'kysely';
@@ -11,6 +14,7 @@ import { countUsers, listUsers } from '../../src/db/users-repository.js';
 import { AppError } from '../../src/errors.js';
 import type { ImportSource } from '../../src/importer/import-source.js';
 import { importUsers } from '../../src/importer/import-users.js';
+import { USER_FIELDS, type UserField } from '../../src/users/user.js';
 import { generateUsers } from '../../scripts/generate-users-lib.js';
 import { REPO_ROOT } from './paths.js';
 
@@ -104,6 +108,69 @@ async function flipByte(path: string, to: string, offset: number): Promise<void>
   await writeFile(to, bytes);
 }
 
+/**
+ * Writes a copy of the backup at `path` to `to` with its rows edited by `edit` (arrays of the
+ * five fields, in file order), then recomputes the row counts and the SHA-256: the copy passes
+ * every integrity check, so only the checks on the rows themselves can stop it.
+ */
+export async function rehashBackup(
+  path: string,
+  to: string,
+  edit: (rows: string[][]) => void,
+): Promise<void> {
+  const lines = gunzipSync(await readFile(path))
+    .toString('utf8')
+    .split('\n');
+  assert.equal(lines.pop(), '', 'a backup ends with a line feed');
+  lines.pop(); // the end marker, written anew below
+  const manifest = JSON.parse(lines.shift()!) as { rowCount: number };
+  const rows = lines.map((line) => JSON.parse(line) as string[]);
+  edit(rows);
+  const text = rows.map((row) => `${JSON.stringify(row)}\n`).join('');
+  const sha256 = createHash('sha256').update(text).digest('hex');
+  manifest.rowCount = rows.length;
+  const end = { end: 'users-api-backup', rowCount: rows.length, sha256 };
+  await writeFile(to, gzipSync(`${JSON.stringify(manifest)}\n${text}${JSON.stringify(end)}\n`));
+}
+
+/** Sets one field of a backup row by its name (NAME, STREET, CITY, STATE, USER_DATE). */
+export function setField(row: string[], field: UserField, value: string): void {
+  row[USER_FIELDS.indexOf(field)] = value;
+}
+
+/** A named pipe at `path`: opening it for reading waits for a writer, for ever if none comes. */
+export function makeFifo(path: string): void {
+  execFileSync('mkfifo', [path]);
+}
+
+/**
+ * Opens and closes the writing end of the FIFO at `path`, so a reader stuck opening it (the
+ * code under test, when it waits for a writer) wakes up and the test process can end.
+ */
+export async function releaseFifo(path: string): Promise<void> {
+  try {
+    const writer = await open(path, constants.O_WRONLY | constants.O_NONBLOCK);
+    await writer.close();
+  } catch (error) {
+    // ENXIO: nobody has it open for reading, so nobody is stuck; ENOENT: already removed.
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code !== 'ENXIO' && code !== 'ENOENT') throw error;
+  }
+}
+
+/** `promise`, or a rejection naming `what` once `ms` have passed: a hang fails the test. */
+export async function within<T>(ms: number, what: string, promise: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not answer within ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** Drill 3: truncated, flipped byte, other formats, newer version → refused, table untouched. */
 export async function drillBadFiles(ctx: DrillContext): Promise<void> {
   await importUsers(ctx.db, generatedSource(3000), 'replace');
@@ -152,6 +219,21 @@ export async function drillBadFiles(ctx: DrillContext): Promise<void> {
         await writeFile(to, gzipSync(text));
       },
       message: /SHA-256/,
+    },
+    {
+      name: 'a 60,000-character NAME, re-hashed',
+      make: (to) =>
+        rehashBackup(good.path, to, (rows) => setField(rows[0]!, 'NAME', 'N'.repeat(60_000))),
+      message: /line 2: NAME: longer than 255 characters/,
+    },
+    {
+      name: 'STATE "ZZ" and USER_DATE "99/99/99", re-hashed',
+      make: (to) =>
+        rehashBackup(good.path, to, (rows) => {
+          setField(rows[1499]!, 'STATE', 'ZZ');
+          setField(rows[2999]!, 'USER_DATE', '99/99/99');
+        }),
+      message: /line 1501: STATE: "ZZ" is not a US state/,
     },
     {
       name: 'a row missing (counts disagree)',

@@ -1,12 +1,13 @@
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { describe, it, type TestContext } from 'node:test';
 import { promisify } from 'node:util';
+import { makeFifo, rehashBackup, setField } from '../helpers/backup-drills.js';
 import { REPO_ROOT } from '../helpers/paths.js';
 
 const BIN = join(REPO_ROOT, 'dist/main.js');
@@ -23,13 +24,20 @@ async function createCli(t: TestContext) {
   };
   const run = async (args: string[], extraEnv: Record<string, string> = {}) => {
     try {
+      // Bounded: a command stuck on a file (a FIFO) is killed and fails its test instead of CI.
       const { stdout, stderr } = await promisify(execFile)(process.execPath, [BIN, ...args], {
         cwd: dir,
         env: { ...env, ...extraEnv },
+        timeout: 30_000,
+        killSignal: 'SIGKILL',
       });
       return { code: 0, stdout, stderr };
     } catch (error) {
-      const failed = error as { code: number; stdout: string; stderr: string };
+      const failed = error as { code: number; killed: boolean; stdout: string; stderr: string };
+      if (failed.killed)
+        throw new Error(`users-api ${args.join(' ')} did not end within 30 s`, {
+          cause: error,
+        });
       return { code: failed.code, stdout: failed.stdout, stderr: failed.stderr };
     }
   };
@@ -114,6 +122,70 @@ describe('users-api backup / verify / restore (built binary)', () => {
       assert.equal(missing.code, 2);
       assert.match(missing.stderr, /file not found/);
     }
+    assert.equal((await run(['count'])).stdout, '1000\n');
+  });
+
+  it('verify and restore refuse a re-hashed backup whose rows break the import rules', async (t) => {
+    const { dir, run } = await createCli(t);
+    await run(['import', '--create', join(REPO_ROOT, 'data/users.csv')]);
+    await run(['backup', '--out', join(dir, 'out')]);
+    const [file] = (await readdir(join(dir, 'out'))).filter((name) => name.endsWith('.gz'));
+    const tampered = join(dir, 'tampered.ndjson.gz');
+    await rehashBackup(join(dir, 'out', file!), tampered, (rows) => {
+      setField(rows[0]!, 'NAME', 'N'.repeat(60_000));
+      setField(rows[499]!, 'STATE', 'ZZ');
+      setField(rows[999]!, 'USER_DATE', '99/99/99');
+    });
+    await run(['import', join(REPO_ROOT, 'test/fixtures/json/users.json'), '--mode', 'replace']);
+    for (const args of [
+      ['verify', tampered],
+      ['restore', tampered, '--yes'],
+    ]) {
+      const refused = await run(args);
+      assert.equal(refused.code, 2, refused.stderr);
+      assert.equal(refused.stdout, '');
+      const [first, ...rest] = refused.stderr.trimEnd().split('\n');
+      assert.match(first!, /tampered\.ndjson\.gz is not a valid users-api backup: .*line 2: NAME/);
+      assert.deepEqual(rest, [
+        '  line 2: NAME: longer than 255 characters',
+        '  line 501: STATE: "ZZ" is not a US state, DC or territory code (e.g. NY)',
+        '  line 1001: USER_DATE: "99/99/99" has no month 99',
+      ]);
+    }
+    assert.equal((await run(['count'])).stdout, '2\n');
+  });
+
+  it('verify and restore refuse a FIFO or a device at once; a symlink given to them is followed', async (t) => {
+    const { dir, run } = await createCli(t);
+    await run(['import', '--create', join(REPO_ROOT, 'data/users.csv')]);
+    await run(['backup', '--out', join(dir, 'out')]);
+    const [file] = (await readdir(join(dir, 'out'))).filter((name) => name.endsWith('.gz'));
+    const fifo = join(dir, 'fifo.ndjson.gz');
+    // No release needed: a command stuck on it is killed by run's timeout.
+    makeFifo(fifo);
+    for (const command of ['verify', 'restore']) {
+      const args = command === 'restore' ? ['--yes'] : [];
+      const piped = await run([command, fifo, ...args]);
+      assert.deepEqual(piped, {
+        code: 2,
+        stdout: '',
+        stderr: `users-api: ${fifo} is not a valid users-api backup: it is a FIFO, not a regular file\n`,
+      });
+      const device = await run([command, '/dev/zero', ...args]);
+      assert.equal(device.code, 2);
+      assert.match(
+        device.stderr,
+        /\/dev\/zero is not a valid users-api backup: it is a character device/,
+      );
+    }
+    // An operator's own path may be a link (e.g. latest.ndjson.gz to the newest backup).
+    const latest = join(dir, 'latest.ndjson.gz');
+    await symlink(join(dir, 'out', file!), latest);
+    const verified = await run(['verify', latest]);
+    assert.equal(verified.code, 0, verified.stderr);
+    await run(['import', join(REPO_ROOT, 'test/fixtures/json/users.json'), '--mode', 'replace']);
+    const restored = await run(['restore', latest, '--yes']);
+    assert.equal(restored.code, 0, restored.stderr);
     assert.equal((await run(['count'])).stdout, '1000\n');
   });
 

@@ -1,8 +1,19 @@
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
+import {
+  mkdir,
+  mkdtemp,
+  readdir,
+  readFile,
+  rm,
+  symlink,
+  utimes,
+  writeFile,
+} from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
+import { gunzipSync, gzipSync } from 'node:zlib';
+import type { FastifyInstance } from 'fastify';
 import { readBackupStatus } from '../../src/backup/backup-status.js';
 import { backupFileName } from '../../src/backup/backup-format.js';
 import { listBackups } from '../../src/backup/list-backups.js';
@@ -18,6 +29,12 @@ import {
   drillTableDropped,
   drillWipedOut,
   importSample,
+  makeFifo,
+  primaryUsers,
+  rehashBackup,
+  releaseFifo,
+  setField,
+  within,
   type DrillContext,
 } from '../helpers/backup-drills.js';
 import { createTestApp } from '../helpers/test-app.js';
@@ -75,7 +92,7 @@ describe('restore drills on SQLite', () => {
 
     await assert.rejects(() => readBackup(dir), {
       code: 'ERR_BACKUP_INVALID',
-      message: `${dir} is not a valid users-api backup: it is a directory`,
+      message: `${dir} is not a valid users-api backup: it is a directory, not a regular file`,
     });
   });
 
@@ -150,6 +167,27 @@ describe('backup retention and scheduling', () => {
       /disk on fire/,
     );
     assert.deepEqual(await readdir(dir), [good.file, 'last-success.json'].sort());
+  });
+
+  it('a backup of a table holding a row the import rules refuse fails, naming the line', async (t) => {
+    // A returned backup is a restorable one: better a loud failed run than a file restore refuses.
+    const { db, dir } = await sqliteDrill(t);
+    await importSample(db);
+    await db.write
+      .insertInto('users')
+      .values({
+        name: 'Odd',
+        street: 'Odd Street',
+        city: 'Odd',
+        state: 'ZZ',
+        user_date: '01/01/01',
+      })
+      .execute();
+    await assert.rejects(
+      takeBackup(db, { dir, serverName: 'drill' }),
+      /failed its read-back check: .* 1 row breaks the rules every import checks; the first: line 1002: STATE: "ZZ"/,
+    );
+    assert.deepEqual(await readdir(dir), []);
   });
 
   it('the scheduler runs on its interval, logs one JSON-able line per run, and stops', async (t) => {
@@ -271,6 +309,154 @@ describe('/admin/backups', () => {
   });
 });
 
+describe('/admin/backups trusts only regular, valid backup files in BACKUP_DIR', () => {
+  interface Listing {
+    file: string;
+    bytes?: number;
+    manifest?: Record<string, unknown>;
+    problem?: string;
+  }
+  const list = async (app: FastifyInstance) => {
+    const response = await app.inject({ method: 'GET', url: '/admin/backups' });
+    assert.equal(response.statusCode, 200, response.body);
+    return response.json<{ backups: Listing[] }>().backups;
+  };
+  const restore = (app: FastifyInstance, file: string) =>
+    app.inject({ method: 'POST', url: `/admin/backups/${file}/restore` });
+
+  it('a backup whose manifest lacks fields is listed with its problem; the rest is served', async (t) => {
+    const { app, db, config } = await createTestApp(t);
+    await importSample(db);
+    const good = await takeBackup(db, { dir: config.backupDir, serverName: 'drill' });
+    const lines = gunzipSync(await readFile(good.path))
+      .toString()
+      .split('\n');
+    const manifest = JSON.parse(lines[0]!) as Record<string, unknown>;
+    delete manifest.serverName;
+    delete manifest.source;
+    delete manifest.schemaVersion;
+    lines[0] = JSON.stringify(manifest);
+    const bare = 'users-20200101T000000.000Z.ndjson.gz';
+    await writeFile(join(config.backupDir, bare), gzipSync(lines.join('\n')));
+
+    const backups = await list(app);
+    assert.deepEqual(
+      backups.map((entry) => entry.file),
+      [good.file, bare],
+    );
+    assert.equal(backups[0]!.manifest?.serverName, 'drill');
+    assert.equal(
+      backups[1]!.problem,
+      `${join(config.backupDir, bare)} is not a valid users-api backup: the manifest lacks a valid schemaVersion, source, serverName`,
+    );
+    const refused = await restore(app, bare);
+    assert.equal(refused.statusCode, 422, refused.body);
+  });
+
+  it('a symlink in BACKUP_DIR to a valid backup outside it is not restored, and says why', async (t) => {
+    const outside = await mkdtemp(join(tmpdir(), 'users-api-outside-'));
+    t.after(() => rm(outside, { recursive: true, force: true }));
+    // BACKUP_DIR itself may be a link: only what is inside it must be a regular file.
+    const linkedDir = join(outside, 'backups-link');
+    const { app, db, dir } = await createTestApp(t, { BACKUP_DIR: linkedDir });
+    await mkdir(join(dir, 'real-backups'));
+    await symlink(join(dir, 'real-backups'), linkedDir);
+    await importSample(db);
+    const foreign = await takeBackup(db, { dir: outside, serverName: 'elsewhere' });
+    await db.write.deleteFrom('users').where('id', '>', 10).execute();
+    const own = await takeBackup(db, { dir: linkedDir, serverName: 'drill' });
+    const live = await primaryUsers(db);
+    const link = 'users-20200101T000000.000Z.ndjson.gz';
+    await symlink(foreign.path, join(linkedDir, link));
+
+    const backups = await list(app);
+    assert.deepEqual(
+      backups.map((entry) => entry.file),
+      [own.file, link],
+    );
+    assert.equal(backups[0]!.manifest?.rows, 10);
+    assert.match(backups[1]!.problem ?? '', /symbolic link/);
+    const refused = await restore(app, link);
+    assert.equal(refused.statusCode, 422, refused.body);
+    assert.match(refused.json<{ detail: string }>().detail, /symbolic link/);
+    assert.deepEqual(await primaryUsers(db), live);
+    const restored = await restore(app, own.file);
+    assert.equal(restored.statusCode, 200, restored.body);
+  });
+
+  it('a FIFO named like a backup hangs neither listing nor restore; later restores still run', async (t) => {
+    const { app, db, config } = await createTestApp(t);
+    await importSample(db);
+    await mkdir(config.backupDir, { recursive: true });
+    const fifo = 'users-20200101T000000.000Z.ndjson.gz';
+    const fifoPath = join(config.backupDir, fifo);
+    makeFifo(fifoPath);
+    // Released before the test's folder is removed: a reader stuck on it would keep the process.
+    try {
+      const backups = await within(10_000, 'GET /admin/backups', list(app));
+      assert.deepEqual(backups, [
+        {
+          file: fifo,
+          problem: `${fifoPath} is not a valid users-api backup: it is a FIFO, not a regular file`,
+        },
+      ]);
+      const refused = await within(10_000, 'restoring the FIFO', restore(app, fifo));
+      assert.equal(refused.statusCode, 422, refused.body);
+      assert.match(refused.json<{ detail: string }>().detail, /it is a FIFO, not a regular file/);
+    } finally {
+      await releaseFifo(fifoPath);
+    }
+
+    const taken = await within(
+      10_000,
+      'a backup',
+      app.inject({ method: 'POST', url: '/admin/backups' }),
+    );
+    assert.equal(taken.statusCode, 201, taken.body);
+    const restored = await within(
+      10_000,
+      'a restore',
+      restore(app, taken.json<{ file: string }>().file),
+    );
+    assert.equal(restored.statusCode, 200, restored.body);
+  });
+
+  it('a re-hashed backup whose rows break the import rules is refused, naming the lines', async (t) => {
+    const { app, db, config } = await createTestApp(t);
+    await importSample(db);
+    const good = await takeBackup(db, { dir: config.backupDir, serverName: 'drill' });
+    await db.write.deleteFrom('users').where('id', '>', 10).execute();
+    const live = await primaryUsers(db);
+
+    const tampered = 'users-20200101T000000.000Z.ndjson.gz';
+    await rehashBackup(good.path, join(config.backupDir, tampered), (rows) => {
+      setField(rows[0]!, 'NAME', 'N'.repeat(60_000));
+      setField(rows[499]!, 'STATE', 'ZZ');
+      setField(rows[999]!, 'USER_DATE', '99/99/99');
+    });
+    const refused = await restore(app, tampered);
+    assert.equal(refused.statusCode, 422, refused.body);
+    const problem = refused.json<{ code: string; detail: string; errors: string[] }>();
+    assert.equal(problem.code, 'ERR_BACKUP_INVALID');
+    assert.match(problem.detail, /line 2: NAME: longer than 255 characters/);
+    assert.deepEqual(problem.errors, [
+      'line 2: NAME: longer than 255 characters',
+      'line 501: STATE: "ZZ" is not a US state, DC or territory code (e.g. NY)',
+      'line 1001: USER_DATE: "99/99/99" has no month 99',
+    ]);
+    assert.deepEqual(await primaryUsers(db), live);
+
+    // The same helper with an edit the rules allow: the file restores, so only the rows stopped it.
+    const edited = 'users-20200102T000000.000Z.ndjson.gz';
+    await rehashBackup(good.path, join(config.backupDir, edited), (rows) => {
+      setField(rows[0]!, 'NAME', 'Duane Adamz');
+    });
+    const restored = await restore(app, edited);
+    assert.equal(restored.statusCode, 200, restored.body);
+    assert.equal((await primaryUsers(db))[0]!.name, 'Duane Adamz');
+  });
+});
+
 describe('the service reads the scheduler status file for its metric', () => {
   it('users_backup_last_success_timestamp_seconds follows last-success.json', async (t) => {
     const dir = await mkdtemp(join(tmpdir(), 'users-api-status-'));
@@ -288,6 +474,26 @@ describe('the service reads the scheduler status file for its metric', () => {
     assert.match(
       await metrics.render(),
       /^users_backup_last_success_timestamp_seconds 1735711200$/m,
+    );
+  });
+
+  it('a FIFO named like the status file does not hang the metrics scrape', async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), 'users-api-status-'));
+    const fifo = join(dir, 'last-success.json');
+    makeFifo(fifo);
+    // Released before the folder is removed: a reader stuck on it would keep the process.
+    t.after(async () => {
+      await releaseFifo(fifo);
+      await rm(dir, { recursive: true, force: true });
+    });
+    const { createMetrics } = await import('../../src/metrics/create-metrics.js');
+    const metrics = createMetrics({
+      processMetrics: false,
+      lastBackupSuccess: () => readBackupStatus(dir),
+    });
+    assert.match(
+      await within(10_000, 'a metrics scrape', metrics.render()),
+      /^users_backup_last_success_timestamp_seconds 0$/m,
     );
   });
 });
