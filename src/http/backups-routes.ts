@@ -9,7 +9,7 @@ import { takeBackup } from '../backup/take-backup.js';
 import type { Config } from '../config/config.js';
 import type { Database } from '../db/database.js';
 import { AppError } from '../errors.js';
-import { authorizeAdmin } from './authorize-admin.js';
+import { adminOnly } from './authorize-admin.js';
 import { ProblemSchema, registerMethodNotAllowed } from './problem.js';
 
 const ManifestSchema = Type.Object({
@@ -59,6 +59,7 @@ export function registerBackupsRoutes(
 ): void {
   const { config, db, metrics } = deps;
   const routes = app.withTypeProvider<TypeBoxTypeProvider>();
+  const onRequest = adminOnly(config.adminToken);
   let busy: string | undefined;
   const exclusive = async <T>(what: string, work: () => Promise<T>): Promise<T> => {
     if (busy !== undefined) {
@@ -75,6 +76,7 @@ export function registerBackupsRoutes(
   routes.get(
     '/admin/backups',
     {
+      onRequest,
       schema: {
         querystring: Type.Object({}, { additionalProperties: false }),
         response: {
@@ -83,8 +85,7 @@ export function registerBackupsRoutes(
         },
       },
     },
-    async (request) => {
-      authorizeAdmin(request, config.adminToken);
+    async () => {
       const listings = await listBackups(config.backupDir);
       return {
         backups: listings.map((listing) =>
@@ -103,13 +104,13 @@ export function registerBackupsRoutes(
   routes.post(
     '/admin/backups',
     {
+      onRequest,
       schema: {
         querystring: Type.Object({}, { additionalProperties: false }),
         response: { 201: BackupTakenSchema, ...problems([400, 401, 403, 409, 500, 503]) },
       },
     },
     async (request, reply) => {
-      authorizeAdmin(request, config.adminToken);
       const backup = await exclusive('backup', () =>
         takeBackup(db, {
           dir: config.backupDir,
@@ -133,6 +134,7 @@ export function registerBackupsRoutes(
   routes.post(
     '/admin/backups/:file/restore',
     {
+      onRequest,
       schema: {
         params: Type.Object({ file: Type.String() }),
         querystring: Type.Object({}, { additionalProperties: false }),
@@ -140,7 +142,6 @@ export function registerBackupsRoutes(
       },
     },
     async (request) => {
-      authorizeAdmin(request, config.adminToken);
       const { file } = request.params;
       // Only names of backup files: never a path that reaches outside BACKUP_DIR.
       if (!isBackupFileName(file)) {
