@@ -10,7 +10,7 @@ import { createFastPath } from './http/fast-path.js';
 import { createReadiness, registerHealthRoutes } from './http/health-routes.js';
 import { registerMetricsRoutes } from './http/metrics-routes.js';
 import { registerOpenApi } from './http/openapi.js';
-import { registerProblemHandlers } from './http/problem.js';
+import { registerEveryHttpMethod, registerProblemHandlers } from './http/problem.js';
 import { createRequestAccounting } from './http/request-accounting.js';
 import { registerUsersRoutes } from './http/users-routes.js';
 import type { Metrics } from './metrics/create-metrics.js';
@@ -120,6 +120,7 @@ export function buildApp(deps: AppDependencies): FastifyInstance {
   });
 
   registerProblemHandlers(app);
+  registerEveryHttpMethod(app);
   // The OpenAPI document is built from the routes registered after it (in the plugin below, so
   // that its route hook is in place first): /openapi.json and the docs page at /docs.
   registerOpenApi(app, { version: deps.version });

@@ -159,4 +159,5 @@ export function registerBackupsRoutes(
   );
 
   registerMethodNotAllowed(app, '/admin/backups', ['GET', 'POST']);
+  registerMethodNotAllowed(app, '/admin/backups/:file/restore', ['POST']);
 }

@@ -1,3 +1,4 @@
+import { METHODS } from 'node:http';
 import { Type } from '@sinclair/typebox';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { isDatabaseFailure } from '../db/is-database-failure.js';
@@ -46,29 +47,47 @@ export function registerProblemHandlers(app: FastifyInstance): void {
   );
 }
 
-/** Answers 405 for every method of `url` other than `allowed` (HEAD rides along with GET). */
+/**
+ * Answers 405 for every method of `url` other than `allowed` (HEAD rides along with GET): every
+ * method the app routes (see registerEveryHttpMethod), OPTIONS and TRACE included. There is no
+ * CORS: OPTIONS is refused like any other method, and TRACE never echoes the request.
+ */
 export function registerMethodNotAllowed(
   app: FastifyInstance,
   url: string,
   allowed: readonly ('GET' | 'POST')[],
 ): void {
-  const allow = allowed.includes('GET') ? [...allowed, 'HEAD'] : [...allowed];
-  const methods = (['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'] as const).filter(
-    (method) => !allow.includes(method),
-  );
+  const allow: string[] = allowed.includes('GET') ? [...allowed, 'HEAD'] : [...allowed];
+  const methods = app.supportedMethods.filter((method) => !allow.includes(method));
+  const refuse = (request: FastifyRequest, reply: FastifyReply) => {
+    reply.header('allow', allow.join(', '));
+    return new AppError(
+      'ERR_HTTP_METHOD_NOT_ALLOWED',
+      `${request.method} is not supported on ${url}; use ${allow.join(' or ')}`,
+    );
+  };
   app.route({
-    method: [...methods],
+    method: methods,
     url,
     exposeHeadRoute: false,
     schema: { hide: true, response: { 405: ProblemSchema } },
+    // Refused before the body is read: a PUT with broken JSON is a 405 all the same.
+    onRequest: (request, reply, done) => done(refuse(request, reply)),
     handler: (request, reply) => {
-      reply.header('allow', allow.join(', '));
-      throw new AppError(
-        'ERR_HTTP_METHOD_NOT_ALLOWED',
-        `${request.method} is not supported on ${url}; use ${allow.join(' or ')}`,
-      );
+      throw refuse(request, reply);
     },
   });
+}
+
+/**
+ * Routes every method node:http parses, not only the ones Fastify knows: a known URL then answers
+ * 405 with Allow to PURGE or PROPFIND too, instead of 404. CONNECT never reaches the router
+ * (node:http hands it to a 'connect' listener, and without one closes the connection).
+ */
+export function registerEveryHttpMethod(app: FastifyInstance): void {
+  for (const method of METHODS) {
+    if (method !== 'CONNECT' && !app.supportedMethods.includes(method)) app.addHttpMethod(method);
+  }
 }
 
 function toProblem(thrown: unknown, request: FastifyRequest): Problem {

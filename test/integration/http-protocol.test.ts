@@ -1,0 +1,105 @@
+import assert from 'node:assert/strict';
+import { connect } from 'node:net';
+import { describe, it, type TestContext } from 'node:test';
+import { createTestApp } from '../helpers/test-app.js';
+
+const PROBLEM_JSON = 'application/problem+json; charset=utf-8';
+
+/** The real app listening on a free loopback port. */
+async function listeningApp(t: TestContext): Promise<{ port: number }> {
+  const { app } = await createTestApp(t);
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  const address = app.server.address();
+  assert.ok(address !== null && typeof address === 'object');
+  return { port: address.port };
+}
+
+interface RawAnswer {
+  status: number;
+  headers: Record<string, string>;
+  body: string;
+  /** The server closed the connection (within the bound). */
+  closed: boolean;
+}
+
+/**
+ * Writes `bytes` on a fresh TCP connection and reads until the server closes it (at most a few
+ * seconds: an answer that never comes fails the test, it does not hang it).
+ */
+async function sendRaw(port: number, bytes: string | Buffer): Promise<RawAnswer> {
+  const socket = connect({ port, host: '127.0.0.1' });
+  const chunks: Buffer[] = [];
+  socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+  // The server may close while the rest of a large request is still being written.
+  socket.on('error', () => undefined);
+  socket.write(bytes);
+  const closed = await new Promise<boolean>((resolve) => {
+    const timer = setTimeout(() => resolve(false), 5000);
+    socket.on('close', () => {
+      clearTimeout(timer);
+      resolve(true);
+    });
+  });
+  socket.destroy();
+  const text = Buffer.concat(chunks).toString('latin1');
+  const [head = '', ...rest] = text.split('\r\n\r\n');
+  const [statusLine = '', ...headerLines] = head.split('\r\n');
+  const headers: Record<string, string> = {};
+  for (const line of headerLines) {
+    const colon = line.indexOf(':');
+    headers[line.slice(0, colon).toLowerCase()] = line.slice(colon + 1).trim();
+  }
+  return { status: Number(statusLine.split(' ')[1]), headers, body: rest.join('\r\n\r\n'), closed };
+}
+
+describe('methods a route does not serve', () => {
+  const routes: [url: string, allow: string][] = [
+    ['/api', 'GET, HEAD'],
+    ['/api/count', 'GET, HEAD'],
+    ['/api/users/1', 'GET, HEAD'],
+    ['/healthcheck', 'GET, HEAD'],
+    ['/addtosql', 'POST'],
+    ['/admin/backups', 'GET, POST, HEAD'],
+    ['/admin/backups/users-20200101T000000.000Z.ndjson.gz/restore', 'POST'],
+  ];
+  for (const [url, allow] of routes) {
+    it(`${url}: OPTIONS, TRACE and others get 405 with Allow: ${allow}`, async (t) => {
+      const { app } = await createTestApp(t);
+      for (const method of ['OPTIONS', 'TRACE', 'PURGE', 'PROPFIND', 'QUERY'] as const) {
+        const response = await app.inject({
+          method,
+          url,
+          headers: { 'x-secret': 'never-echoed', authorization: 'Bearer never-echoed-either' },
+        });
+        assert.equal(response.statusCode, 405, `${method} ${url}: ${response.body}`);
+        assert.equal(response.headers.allow, allow);
+        assert.equal(response.headers['content-type'], PROBLEM_JSON);
+        assert.equal(response.json<{ code: string }>().code, 'ERR_HTTP_METHOD_NOT_ALLOWED');
+        assert.doesNotMatch(response.body, /never-echoed/);
+      }
+    });
+  }
+
+  it('a PUT with a body that does not parse is still a 405, not a 400', async (t) => {
+    const { app } = await createTestApp(t);
+    const response = await app.inject({
+      method: 'PUT',
+      url: '/api',
+      headers: { 'content-type': 'application/json' },
+      payload: '{"oops',
+    });
+    assert.equal(response.statusCode, 405, response.body);
+    assert.equal(response.headers.allow, 'GET, HEAD');
+  });
+
+  it('TRACE through a real socket is refused and echoes nothing', async (t) => {
+    const { port } = await listeningApp(t);
+    const answer = await sendRaw(
+      port,
+      'TRACE /api HTTP/1.1\r\nHost: x\r\nCookie: session=never-echoed\r\nConnection: close\r\n\r\n',
+    );
+    assert.equal(answer.status, 405);
+    assert.equal(answer.headers.allow, 'GET, HEAD');
+    assert.doesNotMatch(answer.body, /never-echoed/);
+  });
+});
