@@ -10,7 +10,11 @@ import { createFastPath } from './http/fast-path.js';
 import { createReadiness, registerHealthRoutes } from './http/health-routes.js';
 import { registerMetricsRoutes } from './http/metrics-routes.js';
 import { registerOpenApi } from './http/openapi.js';
-import { registerEveryHttpMethod, registerProblemHandlers } from './http/problem.js';
+import {
+  createClientErrorHandler,
+  registerEveryHttpMethod,
+  registerProblemHandlers,
+} from './http/problem.js';
 import { createRequestAccounting } from './http/request-accounting.js';
 import { registerUsersRoutes } from './http/users-routes.js';
 import type { Metrics } from './metrics/create-metrics.js';
@@ -80,6 +84,10 @@ export function buildApp(deps: AppDependencies): FastifyInstance {
       server.requestTimeout = REQUEST_TIMEOUT_MS;
       return server;
     },
+    clientErrorHandler: createClientErrorHandler({
+      requestId: () => accounting.requestId(undefined),
+      logger: deps.logger,
+    }),
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false } },
   }).withTypeProvider<TypeBoxTypeProvider>();
 

@@ -1,6 +1,13 @@
-import { METHODS } from 'node:http';
+import { maxHeaderSize, METHODS, STATUS_CODES, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import { Type } from '@sinclair/typebox';
-import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type {
+  FastifyBaseLogger,
+  FastifyError,
+  FastifyInstance,
+  FastifyReply,
+  FastifyRequest,
+} from 'fastify';
 import { isDatabaseFailure } from '../db/is-database-failure.js';
 import { AppError, ERROR_CODES, type ErrorCode } from '../errors.js';
 import { hasBody } from './has-body.js';
@@ -88,6 +95,70 @@ export function registerEveryHttpMethod(app: FastifyInstance): void {
   for (const method of METHODS) {
     if (method !== 'CONNECT' && !app.supportedMethods.includes(method)) app.addHttpMethod(method);
   }
+}
+
+/** What node:http reports when it refuses a request (llhttp's code and reason, the bytes read). */
+type ClientError = Error & { code?: string; reason?: string; rawPacket?: Buffer };
+
+/**
+ * Answers what node:http refuses before the app sees a request (a request line or header that
+ * is not HTTP, headers over the size limit, a request too slow to arrive) as problem+json with
+ * an X-Request-Id, like every other answer, logs it under that id, and closes the connection.
+ */
+export function createClientErrorHandler(deps: {
+  requestId: () => string;
+  logger: FastifyBaseLogger;
+}): (error: Error, socket: Socket) => void {
+  return (thrown, socket) => {
+    const error = thrown as ClientError;
+    // A reset connection has nobody left to answer.
+    if (error.code === 'ECONNRESET' || socket.destroyed) return;
+    const problem = clientErrorProblem(error);
+    const requestId = deps.requestId();
+    deps.logger.info(
+      { reqId: requestId, status: problem.status, code: problem.code, reason: error.code },
+      'request refused by the HTTP parser',
+    );
+    // node:http's link to a response under way on this connection (pipelining): never write
+    // into the middle of one.
+    const inFlight = (socket as Socket & { _httpMessage?: ServerResponse })._httpMessage;
+    if (socket.writable && inFlight?.headersSent !== true) {
+      const body = JSON.stringify(problem);
+      socket.write(
+        `HTTP/1.1 ${problem.status} ${STATUS_CODES[problem.status]}\r\n` +
+          'content-type: application/problem+json; charset=utf-8\r\n' +
+          `content-length: ${Buffer.byteLength(body)}\r\n` +
+          `x-request-id: ${requestId}\r\nconnection: close\r\n\r\n${body}`,
+      );
+    }
+    socket.destroy();
+  };
+}
+
+function clientErrorProblem(error: ClientError): Problem {
+  if (error.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
+    return problemOf(
+      'ERR_HTTP_REQUEST_TIMEOUT',
+      'the request did not arrive in full in time; send it again on a new connection',
+    );
+  }
+  if (error.code === 'HPE_HEADER_OVERFLOW') {
+    // The bytes read hold no end of the request line yet: the URL alone is over the limit.
+    return /^[A-Z-]+ \S*$/.test(error.rawPacket?.toString('latin1') ?? '')
+      ? problemOf(
+          'ERR_HTTP_URI_TOO_LONG',
+          `the URL is longer than the server reads in a request line and headers (${maxHeaderSize} bytes)`,
+        )
+      : problemOf(
+          'ERR_HTTP_HEADERS_TOO_LARGE',
+          `the request line and headers are larger than the server reads (${maxHeaderSize} bytes)`,
+        );
+  }
+  // llhttp's reasons are fixed texts ("Invalid method encountered"), never request bytes.
+  return problemOf(
+    'ERR_HTTP_BAD_REQUEST',
+    `the request is not valid HTTP/1.1: ${error.reason ?? error.code ?? 'unreadable'}`,
+  );
 }
 
 function toProblem(thrown: unknown, request: FastifyRequest): Problem {

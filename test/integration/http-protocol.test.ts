@@ -52,6 +52,52 @@ async function sendRaw(port: number, bytes: string | Buffer): Promise<RawAnswer>
   return { status: Number(statusLine.split(' ')[1]), headers, body: rest.join('\r\n\r\n'), closed };
 }
 
+function assertProblem(answer: RawAnswer, status: number, code: string) {
+  assert.equal(answer.status, status, JSON.stringify(answer));
+  assert.equal(answer.headers['content-type'], PROBLEM_JSON);
+  assert.match(answer.headers['x-request-id'] ?? '', /^[0-9a-f]{12}-[0-9a-z]+$/);
+  assert.equal(answer.headers.connection, 'close');
+  assert.equal(Number(answer.headers['content-length']), Buffer.byteLength(answer.body));
+  const problem = JSON.parse(answer.body) as Record<string, unknown>;
+  assert.equal(problem.status, status);
+  assert.equal(problem.code, code);
+  assert.equal(problem.type, `urn:users-api:problem:${code}`);
+  assert.equal(typeof problem.title, 'string');
+  assert.equal(typeof problem.detail, 'string');
+  assert.ok(answer.closed, 'the server closes the connection');
+}
+
+describe('requests node:http refuses before the app sees them', () => {
+  it('headers over the size limit: 431 problem+json with a request id, connection closed', async (t) => {
+    const { port } = await listeningApp(t);
+    const answer = await sendRaw(
+      port,
+      `GET /api HTTP/1.1\r\nHost: x\r\nX-Padding: ${'a'.repeat(70 * 1024)}\r\n\r\n`,
+    );
+    assertProblem(answer, 431, 'ERR_HTTP_HEADERS_TOO_LARGE');
+  });
+
+  it('a URL over the size limit: 414 problem+json with a request id', async (t) => {
+    const { port } = await listeningApp(t);
+    const answer = await sendRaw(
+      port,
+      `GET /api?q=${'a'.repeat(70 * 1024)} HTTP/1.1\r\nHost: x\r\n\r\n`,
+    );
+    assertProblem(answer, 414, 'ERR_HTTP_URI_TOO_LONG');
+  });
+
+  it('a request line that is not HTTP: 400 problem+json with a request id', async (t) => {
+    const { port } = await listeningApp(t);
+    for (const garbage of [
+      '\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n',
+      'HELLO\r\n\r\n',
+      'GET / HTTP/9.Z\r\n\r\n',
+    ]) {
+      assertProblem(await sendRaw(port, garbage), 400, 'ERR_HTTP_BAD_REQUEST');
+    }
+  });
+});
+
 describe('methods a route does not serve', () => {
   const routes: [url: string, allow: string][] = [
     ['/api', 'GET, HEAD'],
