@@ -22,6 +22,12 @@ export const ProblemSchema = Type.Object({
   errors: Type.Optional(Type.Array(Type.String())),
 });
 
+/**
+ * For free-text query values: no C0 control character or DEL. SQLite's LIKE stops at a NUL (so
+ * `q=%00` matched every row) where MySQL's does not; neither is text a user searches for.
+ */
+export const NO_CONTROL_CHARACTERS_PATTERN = '^[^\\u0000-\\u001F\\u007F]*$';
+
 interface Problem {
   type: string;
   title: string;
@@ -181,6 +187,10 @@ function toProblem(thrown: unknown, request: FastifyRequest): Problem {
         return `unknown ${context} parameter ${JSON.stringify(name)}`;
       }
       const where = issue.instancePath.replace(/^\//, '').replaceAll('/', '.') || context;
+      const pattern = (issue.params as { pattern?: unknown }).pattern;
+      if (issue.keyword === 'pattern' && pattern === NO_CONTROL_CHARACTERS_PATTERN) {
+        return `${context} parameter ${JSON.stringify(where)} must not contain control characters (U+0000 to U+001F, U+007F)`;
+      }
       const allowed = (issue.params as { allowedValues?: unknown[] }).allowedValues;
       return `${context} parameter ${JSON.stringify(where)} ${issue.message ?? 'is invalid'}${
         allowed ? `: ${allowed.join(', ')}` : ''

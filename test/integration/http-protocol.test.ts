@@ -149,3 +149,51 @@ describe('methods a route does not serve', () => {
     assert.doesNotMatch(answer.body, /never-echoed/);
   });
 });
+
+describe('control characters in query values', () => {
+  const values = ['%00', 'a%00b', '%01', 'ab%09', '%0A', '%1B[31m', '%1F', '%7F'];
+  const parameters: [path: string, name: string][] = [
+    ['/api', 'q'],
+    ['/api', 'city'],
+    ['/api', 'name'],
+    ['/api', 'state'],
+    ['/api', 'cursor'],
+    ['/api', 'fields'],
+    ['/api', 'sort'],
+    ['/api', 'limit'],
+    ['/api/count', 'q'],
+    ['/api/count', 'city'],
+    ['/api/count', 'name'],
+    ['/api/count', 'state'],
+  ];
+  for (const [path, name] of parameters) {
+    it(`${path}?${name}= with a control character is a 400 naming ${name}`, async (t) => {
+      const { app } = await createTestApp(t);
+      await app.inject({ method: 'POST', url: '/addtosql' });
+      for (const value of values) {
+        const response = await app.inject({ method: 'GET', url: `${path}?${name}=${value}` });
+        assert.equal(response.statusCode, 400, `${name}=${value}: ${response.body}`);
+        assert.equal(response.headers['content-type'], PROBLEM_JSON);
+        const problem = response.json<{ code: string; detail: string }>();
+        assert.equal(problem.code, 'ERR_HTTP_BAD_REQUEST');
+        assert.match(problem.detail, new RegExp(`"${name}"`));
+      }
+    });
+  }
+
+  it('q=%00 used to match every row on SQLite: now a 400 that says why', async (t) => {
+    const { app } = await createTestApp(t);
+    await app.inject({ method: 'POST', url: '/addtosql' });
+    const response = await app.inject({ method: 'GET', url: '/api/count?q=%00' });
+    assert.equal(response.statusCode, 400, response.body);
+    assert.equal(
+      response.json<{ detail: string }>().detail,
+      'query parameter "q" must not contain control characters (U+0000 to U+001F, U+007F)',
+    );
+    // Printable text, spaces and non-ASCII letters are still searched.
+    const plain = await app.inject({ method: 'GET', url: '/api/count?q=Duane%20Adams' });
+    assert.ok(plain.json<{ count: number }>().count > 0, plain.body);
+    const unicode = await app.inject({ method: 'GET', url: '/api/count?city=Z%C3%BCrich' });
+    assert.deepEqual(unicode.json(), { count: 0 });
+  });
+});
