@@ -24,9 +24,12 @@ export const ERROR_CODES = {
   ERR_BACKUP_UNSUPPORTED_VERSION: { status: 422, title: 'Backup format too new' },
   ERR_BACKUP_NOT_FOUND: { status: 404, title: 'Backup not found' },
   ERR_BACKUP_IN_PROGRESS: { status: 409, title: 'A backup is already running' },
+  ERR_BACKUP_DIR_NOT_WRITABLE: { status: 500, title: 'Backup folder not writable' },
+  ERR_STORAGE_FAILED: { status: 500, title: 'Server storage failed' },
   ERR_WRITE_IN_PROGRESS: { status: 409, title: 'Another write is in progress' },
   ERR_DB_UNAVAILABLE: { status: 503, title: 'Database unavailable' },
   ERR_DB_PRIMARY_UNAVAILABLE: { status: 503, title: 'Primary database unavailable' },
+  ERR_DB_DATA_REJECTED: { status: 500, title: 'Database refused the data' },
   ERR_SHUTTING_DOWN: { status: 503, title: 'Server is shutting down' },
   ERR_INTERNAL: { status: 500, title: 'Internal server error' },
 } as const satisfies Record<string, { status: number; title: string }>;

@@ -10,6 +10,7 @@ import type { Config } from '../config/config.js';
 import type { Database } from '../db/database.js';
 import { AppError } from '../errors.js';
 import { adminOnly } from './authorize-admin.js';
+import { describeFileSystemError, isFileSystemError } from './file-system-error.js';
 import { ProblemSchema, registerMethodNotAllowed } from './problem.js';
 
 const ManifestSchema = Type.Object({
@@ -117,7 +118,15 @@ export function registerBackupsRoutes(
           serverName: config.serverName,
           succeeded: (at) => metrics.backupSucceeded(at),
         }),
-      );
+      ).catch((error: unknown) => {
+        // Every file a backup writes is in BACKUP_DIR: name the setting an operator can fix.
+        if (!isFileSystemError(error)) throw error;
+        throw new AppError(
+          'ERR_BACKUP_DIR_NOT_WRITABLE',
+          `BACKUP_DIR cannot be written: ${describeFileSystemError(error)}; give the service's user write access to it or set BACKUP_DIR to a folder it can write (the server log has the path under request id ${request.id})`,
+          { cause: error },
+        );
+      });
       request.log.info({ file: backup.file, rows: backup.rows }, 'backup taken');
       return reply.code(201).send({
         file: backup.file,

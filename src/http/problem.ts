@@ -8,8 +8,9 @@ import type {
   FastifyReply,
   FastifyRequest,
 } from 'fastify';
-import { isDatabaseFailure } from '../db/is-database-failure.js';
+import { isDatabaseDataError, isDatabaseFailure } from '../db/is-database-failure.js';
 import { AppError, ERROR_CODES, type ErrorCode } from '../errors.js';
+import { describeFileSystemError, isFileSystemError } from './file-system-error.js';
 import { hasBody } from './has-body.js';
 
 /** RFC 9457 problem details, plus our stable `code` and, for bad rows, `errors`. */
@@ -211,6 +212,19 @@ function toProblem(thrown: unknown, request: FastifyRequest): Problem {
   }
   if (isDatabaseFailure(thrown)) {
     return problemOf('ERR_DB_UNAVAILABLE', 'the database cannot be reached; try again shortly');
+  }
+  if (isDatabaseDataError(thrown)) {
+    const code = (thrown as { code?: unknown }).code;
+    return problemOf(
+      'ERR_DB_DATA_REJECTED',
+      `the database refused a value it was given${typeof code === 'string' ? ` (${code})` : ''}; the server log has the details under request id ${request.id}`,
+    );
+  }
+  if (isFileSystemError(thrown)) {
+    return problemOf(
+      'ERR_STORAGE_FAILED',
+      `a file operation on the server failed: ${describeFileSystemError(thrown)}; the server log has the path under request id ${request.id}`,
+    );
   }
   return problemOf(
     'ERR_INTERNAL',

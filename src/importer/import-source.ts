@@ -35,31 +35,36 @@ export function fileImportSource(
   return {
     format,
     async *open() {
+      // The operator's DATA_FILE is a server detail: its path is not for clients, and a file
+      // the server cannot read is not their mistake.
+      const dataFile = notFoundCode === 'ERR_IMPORT_DATA_FILE_MISSING';
+      const unreadable = (error: unknown) => {
+        const code = (error as NodeJS.ErrnoException).code ?? 'error';
+        return dataFile
+          ? new AppError(
+              'ERR_STORAGE_FAILED',
+              `the configured DATA_FILE cannot be read on this server: ${code}`,
+              { cause: error },
+            )
+          : new AppError('ERR_IMPORT_BAD_FILE', `cannot read ${path}: ${code}`, { cause: error });
+      };
       let handle;
       try {
         handle = await open(path, 'r');
       } catch (error) {
-        const code = (error as NodeJS.ErrnoException).code;
-        if (code === 'ENOENT') {
-          // The operator's DATA_FILE is a server detail: its path is not for clients.
-          const detail =
-            notFoundCode === 'ERR_IMPORT_DATA_FILE_MISSING'
-              ? 'the configured DATA_FILE does not exist on this server'
-              : `file not found: ${path}`;
+        if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
+          const detail = dataFile
+            ? 'the configured DATA_FILE does not exist on this server'
+            : `file not found: ${path}`;
           throw new AppError(notFoundCode, detail);
         }
-        throw new AppError('ERR_IMPORT_BAD_FILE', `cannot read ${path}: ${code ?? 'error'}`, {
-          cause: error,
-        });
+        throw unreadable(error);
       }
       const stream = handle.createReadStream({ highWaterMark: 256 * 1024 });
       try {
         for await (const chunk of stream) yield chunk as Buffer;
       } catch (error) {
-        const code = (error as NodeJS.ErrnoException).code;
-        throw new AppError('ERR_IMPORT_BAD_FILE', `cannot read ${path}: ${code ?? 'error'}`, {
-          cause: error,
-        });
+        throw unreadable(error);
       } finally {
         stream.destroy();
       }
