@@ -10,7 +10,11 @@ import { createFastPath } from './http/fast-path.js';
 import { createReadiness, registerHealthRoutes } from './http/health-routes.js';
 import { registerMetricsRoutes } from './http/metrics-routes.js';
 import { registerOpenApi } from './http/openapi.js';
-import { registerProblemHandlers } from './http/problem.js';
+import {
+  createClientErrorHandler,
+  registerEveryHttpMethod,
+  registerProblemHandlers,
+} from './http/problem.js';
 import { createRequestAccounting } from './http/request-accounting.js';
 import { registerUsersRoutes } from './http/users-routes.js';
 import type { Metrics } from './metrics/create-metrics.js';
@@ -82,6 +86,10 @@ export function buildApp(deps: AppDependencies): FastifyInstance {
       server.requestTimeout = REQUEST_TIMEOUT_MS;
       return server;
     },
+    clientErrorHandler: createClientErrorHandler({
+      requestId: () => accounting.requestId(undefined),
+      logger: deps.logger,
+    }),
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false } },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
@@ -122,6 +130,7 @@ export function buildApp(deps: AppDependencies): FastifyInstance {
   });
 
   registerProblemHandlers(app);
+  registerEveryHttpMethod(app);
   // The OpenAPI document is built from the routes registered after it (in the plugin below, so
   // that its route hook is in place first): /openapi.json and the docs page at /docs.
   registerOpenApi(app, { version: deps.version });

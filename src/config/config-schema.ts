@@ -13,6 +13,9 @@ export interface ConfigVariable {
   redact?: 'all' | 'url-password';
 }
 
+const BEARER_TOKEN_ALLOWED =
+  'at least 16 characters of letters, digits and - . _ ~ + / (then optional trailing =), as a Bearer token carries them';
+
 export const CONFIG_SCHEMA = {
   PORT: {
     default: '8888',
@@ -115,7 +118,7 @@ export const CONFIG_SCHEMA = {
   },
   ADMIN_TOKEN: {
     default: undefined,
-    allowed: 'at least 16 characters',
+    allowed: BEARER_TOKEN_ALLOWED,
     description:
       'Bearer token for admin operations (uploads to `/addtosql`, `mode=append|replace`). Unset: admin operations are accepted from loopback only.',
     redact: 'all',
@@ -150,7 +153,7 @@ export const CONFIG_SCHEMA = {
   },
   METRICS_TOKEN: {
     default: undefined,
-    allowed: 'at least 16 characters',
+    allowed: BEARER_TOKEN_ALLOWED,
     description:
       'Bearer token `GET /metrics` requires. Unset: `/metrics` is open (keep it off the public frontend).',
     redact: 'all',

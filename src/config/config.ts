@@ -81,6 +81,8 @@ export class ConfigError extends Error {
 const DEFAULT_SQLITE_PATH = 'data/users.db';
 const SERVER_NAME_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
 const MIN_TOKEN_LENGTH = 16;
+/** RFC 6750's b64token: anything else cannot arrive in `Authorization: Bearer`, so never matches. */
+const BEARER_TOKEN_PATTERN = /^[A-Za-z0-9\-._~+/]+=*$/;
 
 /**
  * Applies defaults, parses and checks every variable, and returns one frozen Config.
@@ -111,10 +113,13 @@ export function loadConfig(raw: RawEnv, cwd: string = process.cwd()): Config {
   // Unset, the host name is the value: the message shows it rather than "".
   if (!SERVER_NAME_PATTERN.test(serverName)) fail('SERVER_NAME', serverName);
 
-  const adminToken = value('ADMIN_TOKEN');
-  if (adminToken !== undefined && adminToken.length < MIN_TOKEN_LENGTH) fail('ADMIN_TOKEN');
-  const metricsToken = value('METRICS_TOKEN');
-  if (metricsToken !== undefined && metricsToken.length < MIN_TOKEN_LENGTH) fail('METRICS_TOKEN');
+  const token = (name: 'ADMIN_TOKEN' | 'METRICS_TOKEN'): string | undefined => {
+    const text = value(name);
+    if (text === undefined) return undefined;
+    return text.length >= MIN_TOKEN_LENGTH && BEARER_TOKEN_PATTERN.test(text) ? text : fail(name);
+  };
+  const adminToken = token('ADMIN_TOKEN');
+  const metricsToken = token('METRICS_TOKEN');
 
   const dataFile = value('DATA_FILE') ?? fail('DATA_FILE');
   if (!/\.(csv|json|ndjson|jsonl)$/i.test(dataFile)) fail('DATA_FILE');

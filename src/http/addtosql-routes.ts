@@ -1,7 +1,7 @@
 import type { Readable } from 'node:stream';
 import { Type } from '@sinclair/typebox';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Config } from '../config/config.js';
 import type { Database } from '../db/database.js';
 import { AppError } from '../errors.js';
@@ -16,7 +16,7 @@ import {
   type ImportMode,
   type ImportObserver,
 } from '../importer/import-users.js';
-import { authorizeAdmin } from './authorize-admin.js';
+import { adminOnly } from './authorize-admin.js';
 import { hasBody } from './has-body.js';
 import { ProblemSchema, registerMethodNotAllowed } from './problem.js';
 import { spoolUpload, uploadTooLarge } from './spool-upload.js';
@@ -57,6 +57,7 @@ export function registerAddToSqlRoutes(
     scope.withTypeProvider<TypeBoxTypeProvider>().post(
       '/addtosql',
       {
+        onRequest: adminOnly(config.adminToken, isAdminImport),
         schema: {
           querystring: Type.Object(
             {
@@ -76,16 +77,9 @@ export function registerAddToSqlRoutes(
       },
       async (request) => {
         const mode = request.query.mode ?? 'if-empty';
-        const mediaType = (request.headers['content-type'] ?? '')
-          .split(';')[0]!
-          .trim()
-          .toLowerCase();
+        const mediaType = mediaTypeOf(request);
         const format = FORMAT_BY_MEDIA_TYPE[mediaType];
-        // An import media type makes it an upload even when empty (that is a client's mistake
-        // to report); any other type counts only with a body (curl -d '' sends a form type).
-        const upload = format !== undefined || hasBody(request.raw);
-        if (upload || mode !== 'if-empty') authorizeAdmin(request, config.adminToken);
-        if (!upload) {
+        if (!isUpload(request)) {
           const source = fileImportSource(
             config.dataFile,
             dataFileFormat,
@@ -113,4 +107,22 @@ export function registerAddToSqlRoutes(
     done();
   });
   registerMethodNotAllowed(app, '/addtosql', ['POST']);
+}
+
+function mediaTypeOf(request: FastifyRequest): string {
+  return (request.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+}
+
+/**
+ * An import media type makes a request an upload even when empty (that is a client's mistake to
+ * report); any other type counts only with a body (curl -d '' sends a form type).
+ */
+function isUpload(request: FastifyRequest): boolean {
+  return FORMAT_BY_MEDIA_TYPE[mediaTypeOf(request)] !== undefined || hasBody(request.raw);
+}
+
+/** An upload, or any mode but the seed's if-empty (even one that is not valid): admin only. */
+function isAdminImport(request: FastifyRequest): boolean {
+  const { mode } = request.query as { mode?: unknown };
+  return isUpload(request) || (mode !== undefined && mode !== 'if-empty');
 }

@@ -1,4 +1,4 @@
-import type { FastifyRequest } from 'fastify';
+import type { FastifyRequest, onRequestHookHandler } from 'fastify';
 import { AppError } from '../errors.js';
 import { sameSecret } from './same-secret.js';
 
@@ -23,6 +23,27 @@ export function authorizeAdmin(request: FastifyRequest, adminToken: string | und
       'this is an admin operation: send the header Authorization: Bearer <ADMIN_TOKEN>',
     );
   }
+}
+
+/**
+ * Checks who is asking before anything else (an onRequest hook): before the body is parsed and
+ * the query validated, so an anonymous caller gets 401/403 whatever else is wrong with its
+ * request, and learns nothing from a 400 or 415. `when` limits it to the requests of a route
+ * that are admin operations.
+ */
+export function adminOnly(
+  adminToken: string | undefined,
+  when: (request: FastifyRequest) => boolean = () => true,
+): onRequestHookHandler {
+  return (request, _reply, done) => {
+    try {
+      if (when(request)) authorizeAdmin(request, adminToken);
+    } catch (error) {
+      done(error as Error);
+      return;
+    }
+    done();
+  };
 }
 
 function isDirectLoopbackClient(request: FastifyRequest): boolean {

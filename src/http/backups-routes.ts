@@ -9,7 +9,8 @@ import { takeBackup } from '../backup/take-backup.js';
 import type { Config } from '../config/config.js';
 import type { Database } from '../db/database.js';
 import { AppError } from '../errors.js';
-import { authorizeAdmin } from './authorize-admin.js';
+import { adminOnly } from './authorize-admin.js';
+import { describeFileSystemError, isFileSystemError } from './file-system-error.js';
 import { ProblemSchema, registerMethodNotAllowed } from './problem.js';
 
 const ManifestSchema = Type.Object({
@@ -59,6 +60,7 @@ export function registerBackupsRoutes(
 ): void {
   const { config, db, metrics } = deps;
   const routes = app.withTypeProvider<TypeBoxTypeProvider>();
+  const onRequest = adminOnly(config.adminToken);
   let busy: string | undefined;
   const exclusive = async <T>(what: string, work: () => Promise<T>): Promise<T> => {
     if (busy !== undefined) {
@@ -75,6 +77,7 @@ export function registerBackupsRoutes(
   routes.get(
     '/admin/backups',
     {
+      onRequest,
       schema: {
         querystring: Type.Object({}, { additionalProperties: false }),
         response: {
@@ -83,8 +86,7 @@ export function registerBackupsRoutes(
         },
       },
     },
-    async (request) => {
-      authorizeAdmin(request, config.adminToken);
+    async () => {
       const listings = await listBackups(config.backupDir);
       return {
         backups: listings.map((listing) =>
@@ -103,20 +105,28 @@ export function registerBackupsRoutes(
   routes.post(
     '/admin/backups',
     {
+      onRequest,
       schema: {
         querystring: Type.Object({}, { additionalProperties: false }),
         response: { 201: BackupTakenSchema, ...problems([400, 401, 403, 409, 500, 503]) },
       },
     },
     async (request, reply) => {
-      authorizeAdmin(request, config.adminToken);
       const backup = await exclusive('backup', () =>
         takeBackup(db, {
           dir: config.backupDir,
           serverName: config.serverName,
           succeeded: (at) => metrics.backupSucceeded(at),
         }),
-      );
+      ).catch((error: unknown) => {
+        // Every file a backup writes is in BACKUP_DIR: name the setting an operator can fix.
+        if (!isFileSystemError(error)) throw error;
+        throw new AppError(
+          'ERR_BACKUP_DIR_NOT_WRITABLE',
+          `BACKUP_DIR cannot be written: ${describeFileSystemError(error)}; give the service's user write access to it or set BACKUP_DIR to a folder it can write (the server log has the path under request id ${request.id})`,
+          { cause: error },
+        );
+      });
       request.log.info({ file: backup.file, rows: backup.rows }, 'backup taken');
       return reply.code(201).send({
         file: backup.file,
@@ -133,6 +143,7 @@ export function registerBackupsRoutes(
   routes.post(
     '/admin/backups/:file/restore',
     {
+      onRequest,
       schema: {
         params: Type.Object({ file: Type.String() }),
         querystring: Type.Object({}, { additionalProperties: false }),
@@ -140,7 +151,6 @@ export function registerBackupsRoutes(
       },
     },
     async (request) => {
-      authorizeAdmin(request, config.adminToken);
       const { file } = request.params;
       // Only names of backup files: never a path that reaches outside BACKUP_DIR.
       if (!isBackupFileName(file)) {
@@ -158,4 +168,5 @@ export function registerBackupsRoutes(
   );
 
   registerMethodNotAllowed(app, '/admin/backups', ['GET', 'POST']);
+  registerMethodNotAllowed(app, '/admin/backups/:file/restore', ['POST']);
 }

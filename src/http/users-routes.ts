@@ -24,7 +24,11 @@ import {
 import type { ApiCache, CachedApiBody, ContentEncoding } from './api-cache.js';
 import { brotliOptions, GZIP_OPTIONS } from './compression.js';
 import { negotiateEncoding, negotiateFormat } from './negotiate.js';
-import { ProblemSchema, registerMethodNotAllowed } from './problem.js';
+import {
+  NO_CONTROL_CHARACTERS_PATTERN,
+  ProblemSchema,
+  registerMethodNotAllowed,
+} from './problem.js';
 import { readBareUsersBody, readUsersBody, type StreamLimits } from './stream-users.js';
 
 /** The public shape of a user: these keys, in this order, string values (the seed's contract). */
@@ -72,12 +76,18 @@ const FilterProperties = {
     }),
   ),
   city: Type.Optional(
-    Type.String({ minLength: 1, maxLength: 255, description: 'Users in this city (exact).' }),
+    Type.String({
+      minLength: 1,
+      maxLength: 255,
+      pattern: NO_CONTROL_CHARACTERS_PATTERN,
+      description: 'Users in this city (exact).',
+    }),
   ),
   name: Type.Optional(
     Type.String({
       minLength: 1,
       maxLength: 255,
+      pattern: NO_CONTROL_CHARACTERS_PATTERN,
       description: 'NAME starts with this, ignoring case.',
     }),
   ),
@@ -85,6 +95,7 @@ const FilterProperties = {
     Type.String({
       minLength: 1,
       maxLength: 255,
+      pattern: NO_CONTROL_CHARACTERS_PATTERN,
       description: 'NAME, STREET, CITY or STATE contains this, ignoring case.',
     }),
   ),

@@ -49,10 +49,7 @@ export function fileImportSource(
       try {
         for await (const chunk of stream) yield chunk as Buffer;
       } catch (error) {
-        const code = (error as NodeJS.ErrnoException).code;
-        throw new AppError('ERR_IMPORT_BAD_FILE', `cannot read ${path}: ${code ?? 'error'}`, {
-          cause: error,
-        });
+        throw unreadable(path, notFoundCode, error);
       } finally {
         stream.destroy();
       }
@@ -62,30 +59,42 @@ export function fileImportSource(
 
 /** Opens `path` for reading if it is a regular file; see fileImportSource for `notFoundCode`. */
 async function openImportFile(path: string, notFoundCode: ErrorCode): Promise<FileHandle> {
-  // The operator's DATA_FILE is a server detail: its path is not for clients.
-  const shown = notFoundCode === 'ERR_IMPORT_DATA_FILE_MISSING' ? 'the configured DATA_FILE' : path;
   let handle;
   try {
     // Non-blocking: opening a FIFO for reading would wait for a writer forever.
     handle = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') {
-      const detail =
-        notFoundCode === 'ERR_IMPORT_DATA_FILE_MISSING'
-          ? 'the configured DATA_FILE does not exist on this server'
-          : `file not found: ${path}`;
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
+      const detail = isDataFile(notFoundCode)
+        ? 'the configured DATA_FILE does not exist on this server'
+        : `file not found: ${path}`;
       throw new AppError(notFoundCode, detail);
     }
-    throw new AppError('ERR_IMPORT_BAD_FILE', `cannot read ${path}: ${code ?? 'error'}`, {
-      cause: error,
-    });
+    throw unreadable(path, notFoundCode, error);
   }
   try {
     if ((await handle.stat()).isFile()) return handle;
+    const shown = isDataFile(notFoundCode) ? 'the configured DATA_FILE' : path;
     throw new AppError('ERR_IMPORT_BAD_FILE', `cannot import ${shown}: not a regular file`);
   } catch (error) {
     await handle.close();
     throw error;
   }
+}
+
+/** The operator's DATA_FILE is a server detail: its path is not for clients. */
+function isDataFile(notFoundCode: ErrorCode): boolean {
+  return notFoundCode === 'ERR_IMPORT_DATA_FILE_MISSING';
+}
+
+/** A file that cannot be read: the caller's mistake for a named file, the server's for DATA_FILE. */
+function unreadable(path: string, notFoundCode: ErrorCode, error: unknown): AppError {
+  const code = (error as NodeJS.ErrnoException).code ?? 'error';
+  return isDataFile(notFoundCode)
+    ? new AppError(
+        'ERR_STORAGE_FAILED',
+        `the configured DATA_FILE cannot be read on this server: ${code}`,
+        { cause: error },
+      )
+    : new AppError('ERR_IMPORT_BAD_FILE', `cannot read ${path}: ${code}`, { cause: error });
 }

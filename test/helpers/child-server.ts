@@ -22,13 +22,16 @@ export async function startChildServer(
   t: TestContext,
   command: string,
   args: string[],
-  options: { cwd: string; env: NodeJS.ProcessEnv; detached?: boolean },
+  options: { cwd: string; env: NodeJS.ProcessEnv; detached?: boolean; uid?: number; gid?: number },
 ): Promise<ChildServer> {
   const detached = options.detached ?? false;
   const child = spawn(command, args, {
     cwd: options.cwd,
     env: options.env,
     detached,
+    // Another user (a test run as root starts the server as nobody, whom permissions bind).
+    ...(options.uid !== undefined && { uid: options.uid }),
+    ...(options.gid !== undefined && { gid: options.gid }),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const signal = (name: NodeJS.Signals) => {

@@ -189,11 +189,48 @@ describe('loadConfig', () => {
 
   it('never echoes a secret in the error', () => {
     assert.throws(() => loadConfig({ ADMIN_TOKEN: 'short' }, CWD), {
-      message: 'ADMIN_TOKEN=(hidden) is invalid: expected at least 16 characters',
+      message: `ADMIN_TOKEN=(hidden) is invalid: expected ${CONFIG_SCHEMA.ADMIN_TOKEN.allowed}`,
     });
     assert.throws(() => loadConfig({ METRICS_TOKEN: 'short' }, CWD), {
-      message: 'METRICS_TOKEN=(hidden) is invalid: expected at least 16 characters',
+      message: `METRICS_TOKEN=(hidden) is invalid: expected ${CONFIG_SCHEMA.METRICS_TOKEN.allowed}`,
     });
+  });
+
+  it('refuses a token that an Authorization: Bearer header cannot carry, naming the variable', () => {
+    const unusable = [
+      'an admin token with spaces',
+      ' leading-space-0123456789',
+      'trailing-space-0123456789 ',
+      'tab\tinside-0123456789',
+      'quote"inside-0123456789',
+      'comma,inside-0123456789',
+      'equals=inside-0123456789',
+      'umlaut-ü-inside-0123456789',
+    ];
+    for (const name of ['ADMIN_TOKEN', 'METRICS_TOKEN'] as const) {
+      for (const token of unusable) {
+        assert.throws(
+          () => loadConfig({ [name]: token }, CWD),
+          (error: unknown) =>
+            error instanceof ConfigError &&
+            error.message.startsWith(`${name}=(hidden) is invalid: expected`) &&
+            !error.message.includes(token.trim()),
+          `${name}=${JSON.stringify(token)}`,
+        );
+      }
+      // What `openssl rand -hex 32` and `openssl rand -base64 32` print is accepted.
+      for (const token of [
+        '9f2c4e0b7a1d3f5e6c8b0a2d4f6e8c0b',
+        'q1W2e3R4t5Y6u7I8o9P0+a/s-d.f_g~h==',
+      ]) {
+        assert.equal(
+          loadConfig({ [name]: token }, CWD)[
+            name === 'ADMIN_TOKEN' ? 'adminToken' : 'metricsToken'
+          ],
+          token,
+        );
+      }
+    }
   });
 
   it('reads only the schema variables from the environment, treating empty as unset', () => {

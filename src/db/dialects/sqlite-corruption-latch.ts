@@ -1,23 +1,12 @@
 import { statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
-import SqliteDatabase from 'better-sqlite3';
+import { isDatabaseCorruption } from '../is-database-failure.js';
 
 /** Hears when the latch closes and opens again. */
 export interface SqliteLogger {
   error(details: object, message: string): void;
   info(details: object, message: string): void;
-}
-
-/**
- * Whether a read found the database file damaged: SQLITE_CORRUPT and its extended codes
- * (SQLITE_CORRUPT_INDEX, …) and SQLITE_NOTADB. better-sqlite3 reports extended codes.
- */
-export function isSqliteCorruption(error: unknown): boolean {
-  return (
-    error instanceof SqliteDatabase.SqliteError &&
-    (error.code.startsWith('SQLITE_CORRUPT') || error.code === 'SQLITE_NOTADB')
-  );
 }
 
 /**
@@ -93,7 +82,7 @@ export function createCorruptionLatch(options: CorruptionLatchOptions): Corrupti
 
   return {
     observe(error) {
-      if (reason !== undefined || closed || !isSqliteCorruption(error)) return;
+      if (reason !== undefined || closed || !isDatabaseCorruption(error)) return;
       reason = `database corrupt: ${(error as Error).message}`;
       logger?.error(
         { err: error, path, recheckMs: options.recheckMs },
