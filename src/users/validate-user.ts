@@ -67,7 +67,8 @@ function textProblem(text: string): string | undefined {
     const code = text.charCodeAt(index);
     if (isControl(code)) {
       const codePoint = `U+${code.toString(16).toUpperCase().padStart(4, '0')}`;
-      return `contains the control character ${codePoint} at character ${index + 1}`;
+      const position = [...text.slice(0, index)].length + 1;
+      return `contains the control character ${codePoint} at character ${position}`;
     }
   }
   return undefined;

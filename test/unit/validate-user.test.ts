@@ -104,6 +104,9 @@ describe('validateUser', () => {
         'CITY: contains the control character U+0009 at character 4',
       ],
     );
+    assert.deepEqual(problemsOf({ NAME: '😀😀\u0000' }), [
+      'NAME: contains the control character U+0000 at character 3',
+    ]);
     for (const text of [
       'Line\nBreak',
       'Carriage\rReturn',
