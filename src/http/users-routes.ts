@@ -16,7 +16,9 @@ import {
 import { AppError } from '../errors.js';
 import {
   createUsersWriter,
+  CSV_PROFILES,
   DEFAULT_COLUMNS,
+  type CsvProfile,
   MEDIA_TYPES,
   PUBLIC_COLUMNS,
   type PublicColumn,
@@ -132,6 +134,14 @@ const ApiQuerySchema = Type.Object(
           'Comma-separated columns to include, e.g. `NAME,CITY`; `ID` adds the row id. Keys keep the order ID, NAME, STREET, CITY, STATE, USER_DATE.',
       }),
     ),
+    csv: Type.Optional(
+      Type.Unsafe<CsvProfile>({
+        type: 'string',
+        enum: [...CSV_PROFILES],
+        description:
+          "Answer `text/csv`, whatever `Accept` says, written for: `plain`, the import format (loads back unchanged; the same as `Accept: text/csv`); `spreadsheet`, to open in a spreadsheet: every cell quoted, a cell starting with `=`, `+`, `-`, `@`, TAB or CR prefixed with `'` so it shows as text instead of running as a formula, and a UTF-8 BOM. Not for re-import.",
+      }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -146,7 +156,10 @@ const ApiResponseSchema = {
     'application/json': { schema: Type.Array(Type.Partial(ApiUserWithIdSchema)) },
     'application/x-ndjson': { schema: Type.String({ description: 'one JSON object per line' }) },
     'text/csv': {
-      schema: Type.String({ description: 'header row, then one line per user (import format)' }),
+      schema: Type.String({
+        description:
+          'header row, then one line per user (import format; for spreadsheets with `csv=spreadsheet`)',
+      }),
     },
   },
 };
@@ -184,7 +197,7 @@ export function registerUsersRoutes(app: FastifyInstance, deps: UsersRoutesDepen
     },
     async (request, reply) => {
       const parameters = request.query;
-      const format = negotiateFormat(request.headers.accept);
+      const format = parameters.csv === undefined ? negotiateFormat(request.headers.accept) : 'csv';
       const encoding = negotiateEncoding(request.headers['accept-encoding']);
       reply.header('vary', 'Accept, Accept-Encoding');
       if (format === 'json' && Object.keys(parameters).length === 0) {
@@ -194,7 +207,7 @@ export function registerUsersRoutes(app: FastifyInstance, deps: UsersRoutesDepen
         return reply.type(MEDIA_TYPES.json).send(compressStream(body, reply, encoding));
       }
       const query = usersQueryOf(parameters);
-      const writer = createUsersWriter(format, columnsOf(parameters.fields));
+      const writer = createUsersWriter(format, columnsOf(parameters.fields), parameters.csv);
       reply.type(MEDIA_TYPES[format]);
       if (parameters.limit !== undefined) {
         const limit = Number(parameters.limit);

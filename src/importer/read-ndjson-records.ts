@@ -15,6 +15,7 @@ export async function* readNdjsonRecords(
     const records: SourceRecord[] = [];
     for (const line of lines) {
       lineNumber += 1;
+      if (line.length > MAX_RECORD_CHARS) throw lineTooLong(lineNumber);
       if (line.trim() === '') continue;
       const location = `item ${lineNumber}`;
       let value: unknown;
@@ -33,14 +34,16 @@ export async function* readNdjsonRecords(
     const lines = (pending + chunk).split('\n');
     pending = lines.pop()!;
     const records = toRecords(lines);
-    if (pending.length > MAX_RECORD_CHARS) {
-      throw new AppError(
-        'ERR_IMPORT_BAD_FILE',
-        `item ${lineNumber + 1}: a line runs over ${MAX_RECORD_CHARS} characters: NDJSON holds one user object per line`,
-      );
-    }
+    if (pending.length > MAX_RECORD_CHARS) throw lineTooLong(lineNumber + 1);
     if (records.length > 0) yield records;
   }
   const last = toRecords([pending]);
   if (last.length > 0) yield last;
+}
+
+function lineTooLong(lineNumber: number): AppError {
+  return new AppError(
+    'ERR_IMPORT_BAD_FILE',
+    `item ${lineNumber}: a line runs over ${MAX_RECORD_CHARS} characters: NDJSON holds one user object per line`,
+  );
 }

@@ -9,6 +9,12 @@ import type { RecordsSummary } from './validate-records.js';
 const CHUNKS_AHEAD = 4;
 
 /**
+ * The worker's old generation, at most: a backstop for input the readers' own limits miss. It
+ * holds a chunk and a few batches; a 1,000,000-row CSV import here needed 32 MB (24 ran out).
+ */
+const WORKER_OLD_GENERATION_MB = 64;
+
+/**
  * Reads `source` through a worker thread that decodes, parses and validates it, and hands the
  * good users to `insert` in batches of `batchRows`, one at a time, on this thread. Parsing
  * (~1 s per 1,000,000 CSV rows here) then overlaps with the database work instead of taking
@@ -26,7 +32,10 @@ export async function readUsersInWorker(
     // Each batch lives until it is posted, long enough to be copied out of a small young
     // generation: with room for several, parsing 1,000,000 rows never paused for a full GC here
     // (1.2 s every time instead of 1.2-1.7 s).
-    resourceLimits: { maxYoungGenerationSizeMb: 128 },
+    resourceLimits: {
+      maxYoungGenerationSizeMb: 128,
+      maxOldGenerationSizeMb: WORKER_OLD_GENERATION_MB,
+    },
   });
   const stop = new AbortController();
   let chunksAhead = 0;

@@ -13,11 +13,24 @@ const FIELD_BY_KEY = new Map<string, UserField>(USER_FIELDS.map((field) => [fiel
 /** Maps a parsed JSON value to a record: an object with exactly the five keys, string values. */
 export function recordFromJsonValue(value: unknown, location: string): SourceRecord {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    return { location, problem: `expected an object with keys ${USER_FIELDS.join(', ')}` };
+    return notAUserObject(location);
   }
+  return recordFromJsonEntries(Object.entries(value), location);
+}
+
+/** The record for a JSON item that is not an object. */
+export function notAUserObject(location: string): SourceRecord {
+  return { location, problem: `expected an object with keys ${USER_FIELDS.join(', ')}` };
+}
+
+/** Maps the key/value pairs of a JSON object, in order, to a record (see recordFromJsonValue). */
+export function recordFromJsonEntries(
+  entries: Iterable<readonly [string, unknown]>,
+  location: string,
+): SourceRecord {
   const raw: Partial<RawUser> = {};
   const problems: string[] = [];
-  for (const [key, fieldValue] of Object.entries(value)) {
+  for (const [key, fieldValue] of entries) {
     const field = FIELD_BY_KEY.get(key.trim().toUpperCase());
     if (field === undefined) {
       problems.push(`unknown key ${JSON.stringify(key)}`);

@@ -22,16 +22,18 @@ const { format, batchRows } = workerData as { format: ImportFormat; batchRows: n
 const chunks: Uint8Array[] = [];
 let ended = false;
 let batchesAhead = 0;
-let wake: (() => void) | undefined;
-const waitForMessage = () => new Promise<void>((resolve) => (wake = resolve));
+// The reader (waiting for bytes) and the writer (waiting for credit) may wait at the same time:
+// each message wakes both, or one of them would wait for ever.
+let waiting: (() => void)[] = [];
+const waitForMessage = () => new Promise<void>((resolve) => waiting.push(resolve));
 
 port.on('message', (message: { bytes?: Uint8Array; end?: true; taken?: true }) => {
   if (message.bytes !== undefined) chunks.push(message.bytes);
   if (message.end === true) ended = true;
   if (message.taken === true) batchesAhead -= 1;
-  const waiting = wake;
-  wake = undefined;
-  waiting?.();
+  const woken = waiting;
+  waiting = [];
+  for (const wake of woken) wake();
 });
 
 async function* bytes(): AsyncGenerator<Buffer> {

@@ -15,6 +15,16 @@ export const DEFAULT_COLUMNS: readonly PublicColumn[] = [
 
 export type UsersFormat = 'json' | 'ndjson' | 'csv';
 
+/**
+ * How CSV cells are written. `plain`: RFC 4180, the import format, loads back unchanged.
+ * `spreadsheet`: for opening in a spreadsheet, where a cell starting with = + - @ (or TAB, CR)
+ * runs as a formula: such a cell gets a leading `'`, every cell is quoted, and a BOM tells the
+ * spreadsheet the text is UTF-8 (OWASP's CSV injection guidance). Not for re-import.
+ * @see https://owasp.org/www-community/attacks/CSV_Injection
+ */
+export const CSV_PROFILES = ['plain', 'spreadsheet'] as const;
+export type CsvProfile = (typeof CSV_PROFILES)[number];
+
 export const MEDIA_TYPES: Record<UsersFormat, string> = {
   json: 'application/json; charset=utf-8',
   ndjson: 'application/x-ndjson; charset=utf-8',
@@ -38,6 +48,16 @@ function csvField(value: string | number): string {
   return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
 }
 
+/** A cell a spreadsheet would run as a formula: its first character. */
+const FORMULA_START = /^[=+\-@\t\r]/;
+
+/** The `spreadsheet` profile's cell: always quoted, a formula-looking one shown as text. */
+function spreadsheetField(value: string | number): string {
+  const text = String(value);
+  const shown = FORMULA_START.test(text) ? `'${text}` : text;
+  return `"${shown.replaceAll('"', '""')}"`;
+}
+
 /** Writes users as text in one of the formats, page by page; the pages concatenate. */
 export interface UsersWriter {
   /** The text before the first row. */
@@ -51,19 +71,23 @@ export interface UsersWriter {
 /**
  * JSON: an array of objects whose keys are `columns` in that order, values strings (ID a
  * number). NDJSON: one such object per line. CSV: a header row, then one line per user with
- * CRLF line ends: with the five default columns it is the import format and loads back as is.
+ * CRLF line ends, cells written as `csvProfile` says: `plain` with the five default columns is
+ * the import format and loads back as is.
  */
 export function createUsersWriter(
   format: UsersFormat,
   columns: readonly PublicColumn[] = DEFAULT_COLUMNS,
+  csvProfile: CsvProfile = 'plain',
 ): UsersWriter {
   const getters = columns.map((column) => VALUE_OF[column]);
   if (format === 'csv') {
+    const spreadsheet = csvProfile === 'spreadsheet';
+    const field = spreadsheet ? spreadsheetField : csvField;
     return {
-      head: `${columns.join(',')}\r\n`,
+      head: `${spreadsheet ? '\uFEFF' : ''}${columns.join(',')}\r\n`,
       rows(users) {
         return users
-          .map((user) => `${getters.map((get) => csvField(get(user))).join(',')}\r\n`)
+          .map((user) => `${getters.map((get) => field(get(user))).join(',')}\r\n`)
           .join('');
       },
       tail: '',

@@ -63,7 +63,24 @@ function textProblem(text: string): string | undefined {
   if (text.length > MAX_TEXT_LENGTH && [...text].length > MAX_TEXT_LENGTH) {
     return `longer than ${MAX_TEXT_LENGTH} characters`;
   }
+  for (let index = 0; index < text.length; index += 1) {
+    const code = text.charCodeAt(index);
+    if (isControl(code)) {
+      const codePoint = `U+${code.toString(16).toUpperCase().padStart(4, '0')}`;
+      const position = [...text.slice(0, index)].length + 1;
+      return `contains the control character ${codePoint} at character ${position}`;
+    }
+  }
   return undefined;
+}
+
+/**
+ * Unicode's control characters (C0, DEL, C1), TAB and line breaks included: no name, street or
+ * city needs one, and they are what breaks a terminal, a log line, a spreadsheet cell or (NUL)
+ * SQLite's text matching. Surrounding whitespace is trimmed before this check.
+ */
+function isControl(code: number): boolean {
+  return code < 0x20 || (code >= 0x7f && code <= 0x9f);
 }
 
 /**

@@ -5,6 +5,7 @@ import { Readable } from 'node:stream';
 import { describe, it } from 'node:test';
 import { sql } from 'kysely';
 import { countUsers, listUsers } from '../../src/db/users-repository.js';
+import { USER_FIELDS } from '../../src/users/user.js';
 import { fixture, REPO_ROOT } from '../helpers/paths.js';
 import { createTestApp } from '../helpers/test-app.js';
 
@@ -325,6 +326,47 @@ describe('POST /addtosql', () => {
           'line 3: USER_DATE: "1/1/86" is not a date in dd/mm/yy form',
         ],
       });
+      assert.equal(await db.read(countUsers), 1000);
+    });
+
+    it('refuses control characters in CSV, JSON and NDJSON, naming each row and field', async (t) => {
+      const { app, db } = await createTestApp(t, { ADMIN_TOKEN: TOKEN });
+      await app.inject({ method: 'POST', url: '/addtosql' });
+      const good = ['Duane Adams', 'Hojzi Path', 'Zurmubku', 'NY', '08/08/43'];
+      const bad = ['Nul\u0000Name', 'Esc\u001b[2J Path', 'Tab\tTown', 'NY', '08/08/43'];
+      const object = (row: string[]) =>
+        JSON.stringify(Object.fromEntries(row.map((value, i) => [USER_FIELDS[i]!, value])));
+      const bodies: [string, string, string][] = [
+        [
+          'text/csv',
+          `${USER_FIELDS.join(',')}\n${good.join(',')}\n"${bad.join('","')}"\n`,
+          'line 3',
+        ],
+        ['application/json', `[${object(good)},${object(bad)}]`, 'item 2'],
+        ['application/x-ndjson', `${object(good)}\n${object(bad)}\n`, 'item 2'],
+      ];
+      for (const [type, body, location] of bodies) {
+        const response = await app.inject(
+          csv(body, '/addtosql?mode=replace', { 'content-type': type }),
+        );
+        assert.equal(response.statusCode, 422, type);
+        assert.deepEqual(
+          response.json<{ code: string; errors: string[] }>(),
+          {
+            type: 'urn:users-api:problem:ERR_IMPORT_BAD_ROWS',
+            title: 'Import rejected: bad rows',
+            status: 422,
+            detail: '1 bad row; nothing was imported',
+            code: 'ERR_IMPORT_BAD_ROWS',
+            errors: [
+              `${location}: NAME: contains the control character U+0000 at character 4`,
+              `${location}: STREET: contains the control character U+001B at character 4`,
+              `${location}: CITY: contains the control character U+0009 at character 4`,
+            ],
+          },
+          type,
+        );
+      }
       assert.equal(await db.read(countUsers), 1000);
     });
 

@@ -87,6 +87,18 @@ describe('importUsers on SQLite', () => {
     );
   });
 
+  it('imports a JSON array of many users, batch after batch', { timeout: 60_000 }, async (t) => {
+    // Enough rows for the parser to run ahead of several batches waiting to be inserted.
+    const { db, dir } = await createTestDatabase(t);
+    const path = join(dir, 'many.json');
+    await writeFile(path, [...generateUsers(20_000, 'json')].join(''));
+    assert.deepEqual(await importUsers(db, source(path, 'json'), 'if-empty'), {
+      status: 'imported',
+      rows: 20_000,
+    });
+    assert.equal(await db.read(countUsers), 20_000);
+  });
+
   it('imports nothing when one row is bad, and names every bad row by line', async (t) => {
     const { db } = await createTestDatabase(t);
     await importUsers(db, source(fixture('csv/crlf.csv')), 'if-empty');

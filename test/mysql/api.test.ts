@@ -9,7 +9,7 @@ import {
   loadGeneratedUsers,
   stalledReadersDrill,
 } from '../helpers/slow-readers.js';
-import { contractOf, TRICKY_CITY, TRICKY_USERS_CSV } from '../helpers/tricky-users.js';
+import { contractOf, storeTrickyUsers, TRICKY_CITY } from '../helpers/tricky-users.js';
 
 const pairSuite = mariadbPairSuite();
 
@@ -72,10 +72,8 @@ describe('/api on MariaDB primary + replica', { timeout: 600_000 }, () => {
   it('streams, filters, sorts and pages the same way as on SQLite', async (t) => {
     const cached = await startMysqlApp(t, requirePair());
     const streamed = await startMysqlApp(t, requirePair(), { API_CACHE_MAX_BYTES: '0' });
-    await append(
-      cached.url,
-      `${TRICKY_USERS_CSV}\r\n${[...generateUsers(4997)].join('').replace(/^[^\n]*\n/, '')}`,
-    );
+    await storeTrickyUsers(cached.db);
+    await append(cached.url, [...generateUsers(4997)].join(''));
     await eventually(
       () => streamed.db.replicaStates()[0]?.healthy === true,
       'the replica is healthy',

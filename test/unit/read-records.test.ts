@@ -184,6 +184,47 @@ describe('records that never end', () => {
       /^item 2: a line runs over 65536 characters/,
     );
   });
+
+  it('refuses an NDJSON line over the limit even when it arrives whole in one chunk', async () => {
+    const line = `{"NAME":"${'x'.repeat(70_000)}"}`;
+    await assertRefused(
+      readNdjsonRecords(Readable.from([`{"NAME":"Duane Adams"}\n${line}\n${line}\n`])),
+      /^item 2: a line runs over 65536 characters/,
+    );
+  });
+
+  /** Like `endless`, counting the characters the reader pulled before it stopped. */
+  function counted(head: string, filler: string) {
+    const source = { pulled: 0, text: undefined as unknown as AsyncIterable<string> };
+    source.text = (async function* () {
+      for await (const chunk of endless(head, filler)) {
+        source.pulled += chunk.length;
+        yield chunk;
+      }
+    })();
+    return source;
+  }
+
+  for (const [name, head, filler, message] of [
+    ['nested arrays', '[', '[', /^item 1: nested deeper than a user object/],
+    ['nested objects', '[{"NAME":', '{"NAME":', /^item 1: nested deeper than a user object/],
+    [
+      'a string item',
+      '[{"NAME":"Duane Adams"},"',
+      'x',
+      /^item 2: longer than 65536 characters: a user object is far smaller$/,
+    ],
+    ['a string value', '[{"NAME":"', 'x', /^item 1: longer than 65536 characters/],
+    ['a number', '[{"NAME":1', '1', /^item 1: longer than 65536 characters/],
+    ['an object with endless keys', '[{', '"NAME":"x",', /^item 1: longer than 65536/],
+    ['an array item', '[[', '"x",', /^item 1: longer than 65536 characters/],
+  ] as const) {
+    it(`refuses a JSON item that never ends (${name}) within the first chunk`, async () => {
+      const source = counted(head, filler);
+      await assertRefused(readJsonRecords(source.text), message);
+      assert.ok(source.pulled <= 300_000, `read ${source.pulled} characters of 4 MB`);
+    });
+  }
 });
 
 describe('JSON and NDJSON records', () => {
@@ -224,7 +265,65 @@ describe('JSON and NDJSON records', () => {
   });
 
   it('refuses truncated JSON', async () => {
-    await assertFileError('json/truncated.json', 'json', /^invalid JSON: /);
+    await assertFileError(
+      'json/truncated.json',
+      'json',
+      /^invalid JSON: the file ends inside item 1; expected a JSON array of user objects$/,
+    );
+  });
+
+  const readJson = async (chunks: string[]) => {
+    const records: SourceRecord[] = [];
+    for await (const batch of readJsonRecords(Readable.from(chunks))) records.push(...batch);
+    return records;
+  };
+
+  it('reads the same records whatever the chunks, escapes and astral characters included', async () => {
+    const text =
+      '[ {"NAME":"Zo\\u00eb \\"Q\\"","STREET":"😀 Path","CITY":"","STATE":"NY","USER_DATE":"08/08/43"},' +
+      ' 12, null, [], {"NAME":"A","NAME":"B","USER_DATE":1.5e3,"x":true}, {} ]';
+    const whole = await readJson([text]);
+    assert.deepEqual(whole, [
+      {
+        location: 'item 1',
+        raw: { NAME: 'Zoë "Q"', STREET: '😀 Path', CITY: '', STATE: 'NY', USER_DATE: '08/08/43' },
+      },
+      ...[2, 3, 4].map((item) => ({
+        location: `item ${item}`,
+        problem: 'expected an object with keys NAME, STREET, CITY, STATE, USER_DATE',
+      })),
+      {
+        location: 'item 5',
+        problem:
+          'NAME: given twice; USER_DATE: must be a string; unknown key "x"; STREET: missing; ' +
+          'CITY: missing; STATE: missing',
+      },
+      {
+        location: 'item 6',
+        problem:
+          'NAME: missing; STREET: missing; CITY: missing; STATE: missing; USER_DATE: missing',
+      },
+    ]);
+    assert.deepEqual(await readJson([...text]), whole);
+    assert.deepEqual(
+      await readJson([text.slice(0, 37), text.slice(37, 38), text.slice(38)]),
+      whole,
+    );
+  });
+
+  it('names what is missing in an empty or unfinished file', async () => {
+    for (const [text, message] of [
+      ['  \n', /^invalid JSON: the file holds no JSON value; expected a JSON array/],
+      ['[{"NAME":"a"}, ', /^invalid JSON: the file ends before the array is closed; /],
+      ['{"NAME":"a"}', /^invalid JSON: the top-level value is not an array; /],
+      ['[] []', /^invalid JSON: Parser cannot parse input: unexpected characters; /],
+    ] as const) {
+      await assert.rejects(readJson([text]), (error: unknown) => {
+        assert.ok(error instanceof AppError && error.code === 'ERR_IMPORT_BAD_FILE', text);
+        assert.match(error.message, message);
+        return true;
+      });
+    }
   });
 
   it('reads NDJSON with CRLF and blank lines, item N being line N', async () => {

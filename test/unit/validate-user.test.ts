@@ -95,6 +95,32 @@ describe('validateUser', () => {
     }
   });
 
+  it('refuses control characters inside NAME, STREET and CITY, naming each', () => {
+    assert.deepEqual(
+      problemsOf({ NAME: 'Nul\u0000Byte', STREET: 'Esc\u001b[31m Path', CITY: 'Tab\tTown' }),
+      [
+        'NAME: contains the control character U+0000 at character 4',
+        'STREET: contains the control character U+001B at character 4',
+        'CITY: contains the control character U+0009 at character 4',
+      ],
+    );
+    assert.deepEqual(problemsOf({ NAME: '😀😀\u0000' }), [
+      'NAME: contains the control character U+0000 at character 3',
+    ]);
+    for (const text of [
+      'Line\nBreak',
+      'Carriage\rReturn',
+      'Del\u007f',
+      'Csi\u009b',
+      'Bell\u0007',
+    ]) {
+      assert.equal(problemsOf({ CITY: text }).length, 1, JSON.stringify(text));
+    }
+    // Surrounding whitespace, TAB and line breaks included, is trimmed as before; the rest of
+    // Unicode (U+2028, U+00A0 inside a value, emoji) is text.
+    assert.deepEqual(problemsOf({ NAME: '\tA\u00a0B\r\n', CITY: 'Zoë 😀 \u2028 x' }), []);
+  });
+
   it('reports every problem of a row, not just the first', () => {
     assert.equal(problemsOf({ NAME: '', STATE: 'XX', USER_DATE: '99/99/99' }).length, 3);
   });
