@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { haproxyProcess } from '../../scripts/local-cluster.js';
-import { startChildServer, type ChildServer } from '../helpers/child-server.js';
+import { startBuiltServer, type ChildServer } from '../helpers/child-server.js';
 import { freePort, pollFor, requireBinary } from '../helpers/external-services.js';
 import { createNetworkNamespace } from '../helpers/network-namespace.js';
 import { REPO_ROOT } from '../helpers/paths.js';
@@ -57,16 +57,10 @@ const basic = (password: string) => ({
 
 /** The built server on SQLite with the sample data, as webserver1. */
 async function startApp(t: TestContext, dir: string): Promise<ChildServer> {
-  return startChildServer(t, process.execPath, [join(REPO_ROOT, 'dist/main.js'), 'serve'], {
-    cwd: dir,
-    env: {
-      PATH: process.env.PATH,
-      PORT: '0',
-      HOST: '127.0.0.1',
-      SERVER_NAME: 'webserver1',
-      DATABASE_URL: `sqlite:${join(dir, 'users.db')}`,
-      DATA_FILE: join(REPO_ROOT, 'data/users.csv'),
-    },
+  return startBuiltServer(t, dir, {
+    SERVER_NAME: 'webserver1',
+    DATABASE_URL: `sqlite:${join(dir, 'users.db')}`,
+    DATA_FILE: join(REPO_ROOT, 'data/users.csv'),
   });
 }
 

@@ -1,7 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { TestContext } from 'node:test';
+import { REPO_ROOT } from './paths.js';
 
 export interface ChildServer {
   child: ChildProcess;
@@ -75,4 +77,21 @@ export async function startChildServer(
       return exited;
     },
   };
+}
+
+/**
+ * `node dist/main.js serve` (the built code, as deployed) in `cwd` on a free loopback port,
+ * with only PATH from this environment: every other setting is the test's own `env`.
+ */
+export function startBuiltServer(
+  t: TestContext,
+  cwd: string,
+  env: NodeJS.ProcessEnv,
+  options: { uid?: number; gid?: number } = {},
+): Promise<ChildServer> {
+  return startChildServer(t, process.execPath, [join(REPO_ROOT, 'dist/main.js'), 'serve'], {
+    cwd,
+    env: { PATH: process.env.PATH, PORT: '0', HOST: '127.0.0.1', ...env },
+    ...options,
+  });
 }

@@ -10,7 +10,7 @@ import {
   isDatabaseDataError,
   isDatabaseFailure,
 } from '../../src/db/is-database-failure.js';
-import { startChildServer } from '../helpers/child-server.js';
+import { startBuiltServer } from '../helpers/child-server.js';
 import { REPO_ROOT } from '../helpers/paths.js';
 import { createTestApp } from '../helpers/test-app.js';
 
@@ -75,23 +75,16 @@ describe('errors are named for what failed', () => {
     } else {
       await mkdir(join(dir, 'db'));
     }
-    const server = await startChildServer(
+    const server = await startBuiltServer(
       t,
-      process.execPath,
-      [join(REPO_ROOT, 'dist/main.js'), 'serve'],
+      dir,
       {
-        cwd: dir,
-        env: {
-          PATH: process.env.PATH,
-          PORT: '0',
-          HOST: '127.0.0.1',
-          DATABASE_URL: `sqlite:${join(dir, 'db', 'users.db')}`,
-          BACKUP_DIR: backupDir,
-          DATA_FILE: join(REPO_ROOT, 'data/users.csv'),
-          SERVER_NAME: 'storage-test',
-        },
-        ...(asRoot && { uid: 65534, gid: 65534 }),
+        DATABASE_URL: `sqlite:${join(dir, 'db', 'users.db')}`,
+        BACKUP_DIR: backupDir,
+        DATA_FILE: join(REPO_ROOT, 'data/users.csv'),
+        SERVER_NAME: 'storage-test',
       },
+      asRoot ? { uid: 65534, gid: 65534 } : {},
     );
     const response = await fetch(`${server.url}/admin/backups`, { method: 'POST' });
     const problem = (await response.json()) as { code: string; detail: string };

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { promisify } from 'node:util';
 import { parse } from 'yaml';
-import { startChildServer, type ChildServer } from '../helpers/child-server.js';
+import { startBuiltServer, type ChildServer } from '../helpers/child-server.js';
 import { freePort, pollFor, requireBinary, startService } from '../helpers/external-services.js';
 import { REPO_ROOT } from '../helpers/paths.js';
 
@@ -28,17 +28,11 @@ async function startApp(
   dir: string,
   env: NodeJS.ProcessEnv = {},
 ): Promise<ChildServer> {
-  return startChildServer(t, process.execPath, [join(REPO_ROOT, 'dist/main.js'), 'serve'], {
-    cwd: dir,
-    env: {
-      PATH: process.env.PATH,
-      PORT: '0',
-      HOST: '127.0.0.1',
-      SERVER_NAME: 'webserver1',
-      DATABASE_URL: `sqlite:${join(dir, 'users.db')}`,
-      DATA_FILE: join(REPO_ROOT, 'data/users.csv'),
-      ...env,
-    },
+  return startBuiltServer(t, dir, {
+    SERVER_NAME: 'webserver1',
+    DATABASE_URL: `sqlite:${join(dir, 'users.db')}`,
+    DATA_FILE: join(REPO_ROOT, 'data/users.csv'),
+    ...env,
   });
 }
 

@@ -7,7 +7,7 @@ import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { promisify } from 'node:util';
-import { startChildServer } from '../helpers/child-server.js';
+import { startBuiltServer, startChildServer } from '../helpers/child-server.js';
 import { REPO_ROOT } from '../helpers/paths.js';
 
 async function tempDir(t: TestContext): Promise<string> {
@@ -23,13 +23,7 @@ const baseEnv = (extra: Record<string, string>) => ({
   ...extra,
 });
 
-const SERVE = [join(REPO_ROOT, 'dist/main.js'), 'serve'];
 const ADMIN_TOKEN = 'test-admin-token-0123456789';
-
-/** The built server (`node dist/main.js serve`) in `dir`, on a free loopback port. */
-function startServe(t: TestContext, dir: string, env: Record<string, string>) {
-  return startChildServer(t, process.execPath, SERVE, { cwd: dir, env: baseEnv(env) });
-}
 
 /** An admin CSV upload to /addtosql?mode=append whose body is still open: the caller ends it. */
 function openUpload(url: string) {
@@ -90,7 +84,7 @@ describe('the server process', () => {
     const dir = await tempDir(t);
     await mkdir(join(dir, 'data'));
     await copyFile(join(REPO_ROOT, 'data/users.csv'), join(dir, 'data/users.csv'));
-    const server = await startServe(t, dir, {});
+    const server = await startBuiltServer(t, dir, {});
     assert.ok((await stat(join(dir, 'data/users.db'))).isFile());
     const users = (await (await fetch(`${server.url}/api`)).json()) as unknown[];
     assert.equal(users.length, 1000);
@@ -100,7 +94,7 @@ describe('the server process', () => {
   it('creates a missing database file and its folders for serve, unlike the other commands', async (t) => {
     const dir = await tempDir(t);
     const path = join(dir, 'new', 'folder', 'users.db');
-    const server = await startServe(t, dir, {
+    const server = await startBuiltServer(t, dir, {
       DATABASE_URL: `sqlite:${path}`,
       DATA_FILE: join(REPO_ROOT, 'data/users.csv'),
     });
@@ -111,7 +105,7 @@ describe('the server process', () => {
 
   it('finishes an in-flight request on SIGINT after a drain of 0, and exits 0', async (t) => {
     const dir = await tempDir(t);
-    const server = await startServe(t, dir, {
+    const server = await startBuiltServer(t, dir, {
       DATABASE_URL: `sqlite:${join(dir, 'users.db')}`,
       DATA_FILE: join(REPO_ROOT, 'data/users.csv'),
       ADMIN_TOKEN,
@@ -139,7 +133,7 @@ describe('the server process', () => {
 
   it('cuts a request that outlives SHUTDOWN_TIMEOUT_MS and still exits 0', async (t) => {
     const dir = await tempDir(t);
-    const server = await startServe(t, dir, {
+    const server = await startBuiltServer(t, dir, {
       DATABASE_URL: `sqlite:${join(dir, 'users.db')}`,
       IMPORT_ON_START: 'never',
       ADMIN_TOKEN,
@@ -172,7 +166,7 @@ describe('the server process', () => {
 
   it('answers an oversized streamed upload with 413 over a real socket', async (t) => {
     const dir = await tempDir(t);
-    const server = await startServe(t, dir, {
+    const server = await startBuiltServer(t, dir, {
       DATABASE_URL: `sqlite:${join(dir, 'users.db')}`,
       IMPORT_ON_START: 'never',
       MAX_UPLOAD_BYTES: '65536',
@@ -216,8 +210,8 @@ describe('the server process', () => {
       DATA_FILE: join(REPO_ROOT, 'data/users.csv'),
       IMPORT_ON_START: 'never',
     };
-    const first = await startServe(t, dir, env);
-    const second = await startServe(t, dir, env);
+    const first = await startBuiltServer(t, dir, env);
+    const second = await startBuiltServer(t, dir, env);
     const responses = await Promise.all(
       Array.from({ length: 20 }, (_, index) =>
         fetch(`${(index % 2 === 0 ? first : second).url}/addtosql`, { method: 'POST' }).then(
@@ -253,7 +247,7 @@ describe('the server process', () => {
       TMPDIR: temp,
     });
     // A live instance with an upload in progress: its spool folder must survive the next start.
-    const live = await startServe(t, dir, env('live'));
+    const live = await startBuiltServer(t, dir, env('live'));
     const upload = openUpload(live.url);
     const answered = once(upload, 'response');
     const spoolOf = (pid: number | undefined) => `users-api-upload-${pid}@${hostname()}-`;
@@ -284,7 +278,7 @@ describe('the server process', () => {
     ];
     for (const name of kept) await plant(name);
 
-    const next = await startServe(t, dir, env('next'));
+    const next = await startBuiltServer(t, dir, env('next'));
     assert.deepEqual((await readdir(temp)).sort(), [...kept, liveSpool].sort());
     upload.end('Late Arrival,Hojzi Path,Zurmubku,NY,08/08/43\n');
     const [response] = (await answered) as [{ statusCode: number }];
@@ -296,7 +290,7 @@ describe('the server process', () => {
   it('refuses to start on a bad configuration value, naming it (exit 1)', async (t) => {
     const dir = await tempDir(t);
     await assert.rejects(
-      startServe(t, dir, { PORT: 'eighty' }),
+      startBuiltServer(t, dir, { PORT: 'eighty' }),
       /server exited with 1 before listening: users-api: configuration error: PORT="eighty" is invalid/,
     );
   });

@@ -3,7 +3,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { startChildServer } from '../helpers/child-server.js';
+import { startBuiltServer } from '../helpers/child-server.js';
 import { REPO_ROOT } from '../helpers/paths.js';
 
 const ADMIN_TOKEN = 'test-admin-token-0123456789';
@@ -72,22 +72,11 @@ describe('hostile uploads', () => {
     async (t) => {
       const dir = await mkdtemp(join(tmpdir(), 'users-api-memory-'));
       t.after(() => rm(dir, { recursive: true, force: true }));
-      const server = await startChildServer(
-        t,
-        process.execPath,
-        [join(REPO_ROOT, 'dist/main.js'), 'serve'],
-        {
-          cwd: dir,
-          env: {
-            PATH: process.env.PATH,
-            PORT: '0',
-            HOST: '127.0.0.1',
-            DATABASE_URL: `sqlite:${join(dir, 'users.db')}`,
-            DATA_FILE: join(REPO_ROOT, 'data/users.csv'),
-            ADMIN_TOKEN,
-          },
-        },
-      );
+      const server = await startBuiltServer(t, dir, {
+        DATABASE_URL: `sqlite:${join(dir, 'users.db')}`,
+        DATA_FILE: join(REPO_ROOT, 'data/users.csv'),
+        ADMIN_TOKEN,
+      });
       const pid = server.child.pid!;
       const table = async () => (await fetch(`${server.url}/api`)).text();
       const before = await table();

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import type { MariadbPair } from '../../scripts/mariadb-pair.js';
 import { LATEST_MIGRATION } from '../../src/db/migrate-to-latest.js';
-import { startChildServer, type ChildServer } from '../helpers/child-server.js';
+import { startBuiltServer, type ChildServer } from '../helpers/child-server.js';
 import { eventually, mariadbPairSuite } from '../helpers/mariadb.js';
 import { REPO_ROOT } from '../helpers/paths.js';
 
@@ -19,21 +19,15 @@ async function serve(
 ): Promise<ChildServer> {
   const dir = await mkdtemp(join(tmpdir(), 'users-api-startup-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
-  return startChildServer(t, process.execPath, [join(REPO_ROOT, 'dist/main.js'), 'serve'], {
-    cwd: dir,
-    env: {
-      PATH: process.env.PATH,
-      HOST: '127.0.0.1',
-      PORT: '0',
-      SERVER_NAME: 'startup-test',
-      DATABASE_URL: pair.primary.url,
-      DATABASE_REPLICA_URLS: pair.replica.url,
-      DATA_FILE: join(REPO_ROOT, 'data/users.csv'),
-      REPLICA_PROBE_INTERVAL_MS: '200',
-      DB_CONNECT_TIMEOUT_MS: '1000',
-      SHUTDOWN_DRAIN_MS: '0',
-      ...env,
-    },
+  return startBuiltServer(t, dir, {
+    SERVER_NAME: 'startup-test',
+    DATABASE_URL: pair.primary.url,
+    DATABASE_REPLICA_URLS: pair.replica.url,
+    DATA_FILE: join(REPO_ROOT, 'data/users.csv'),
+    REPLICA_PROBE_INTERVAL_MS: '200',
+    DB_CONNECT_TIMEOUT_MS: '1000',
+    SHUTDOWN_DRAIN_MS: '0',
+    ...env,
   });
 }
 
