@@ -98,6 +98,7 @@ export async function startServer(
       config.database.dialect === 'mysql' && config.database.replicas.length > 0
         ? config.database.maxReplicaLagSeconds
         : undefined,
+    probesPrimary: config.database.dialect === 'mysql',
   });
   const db = openDatabase(config.database, { create: true, observer: metrics.db, logger });
   const countRows = cacheReader(() => db.read(countUsers), {
@@ -113,26 +114,32 @@ export async function startServer(
       await importDataFileIfEmpty(config, db, logger, metrics);
     }
   };
-  let startup: StartupSteps = { state: () => undefined, stop: () => undefined };
-  try {
-    await startupSteps();
-  } catch (error) {
-    // Reads can go on from replicas while the primary is down: serve them, and run the steps
-    // (never on a replica) once the primary answers.
-    if (config.database.dialect !== 'mysql' || !isConnectionFailure(error)) {
-      await db.close();
-      throw error;
-    }
+  let startup: StartupSteps = { state: () => undefined, stop: () => Promise.resolve() };
+  // Reads can go on from replicas while the primary is down: serve them, and run the steps
+  // (never on a replica) once the primary answers.
+  const waitForPrimary = (reason: string) => {
     logger.warn(
-      { reason: describeError(error) },
-      'the primary is unreachable: serving reads from replicas with this release schema; migrations and the start-up import wait for the primary',
+      { reason },
+      'the primary cannot take the start-up steps yet: serving reads from servers with this release schema; migrations and the start-up import wait for it',
     );
     startup = runWhenPrimaryReachable(
       db,
       startupSteps,
       logger,
-      config.database.replicaProbeIntervalMs,
+      config.database.dialect === 'mysql' ? config.database.replicaProbeIntervalMs : 1000,
     );
+  };
+  try {
+    await db.probeServers();
+    const primary = db.primaryState();
+    if (primary.healthy) await startupSteps();
+    else waitForPrimary(primary.reason ?? 'unreachable');
+  } catch (error) {
+    if (config.database.dialect !== 'mysql' || !waitsForPrimary(error)) {
+      await db.close();
+      throw error;
+    }
+    waitForPrimary(error instanceof AppError ? error.message : describeError(error));
   }
 
   const lifecycle = { draining: false };
@@ -149,7 +156,8 @@ export async function startServer(
     startupState: startup.state,
   });
   app.addHook('onClose', async () => {
-    startup.stop();
+    // An attempt under way (a migration's DDL) finishes before the pools close under it.
+    await startup.stop();
     await db.close();
   });
   try {
@@ -179,11 +187,24 @@ export async function startServer(
   };
 }
 
+/**
+ * Whether a start-up step failed for want of the primary (unreachable, or its schema older than
+ * this release while MIGRATE_ON_START=false: someone runs `users-api migrate`), so trying again
+ * later can succeed.
+ */
+function waitsForPrimary(error: unknown): boolean {
+  return (
+    isConnectionFailure(error) ||
+    (error instanceof AppError && error.code === 'ERR_DB_PRIMARY_UNAVAILABLE')
+  );
+}
+
 /** Start-up steps that wait for the primary. */
 interface StartupSteps {
   /** What they wait for, or why they failed; undefined once done. */
   state: () => string | undefined;
-  stop: () => void;
+  /** No more attempts; resolves once one under way has ended. */
+  stop: () => Promise<void>;
 }
 
 /**
@@ -200,29 +221,32 @@ function runWhenPrimaryReachable(
   let state: string | undefined = 'migrations and the start-up import wait for the primary';
   let timer: NodeJS.Timeout | undefined;
   let stopped = false;
-  const attempt = async () => {
-    if (db.primaryState().healthy) {
-      try {
-        await steps();
-        state = undefined;
-        logger.info('the primary is reachable: start-up steps done');
-        return;
-      } catch (error) {
-        if (!isConnectionFailure(error)) {
-          state = `start-up steps failed: ${describeError(error)}`;
-          logger.error({ err: error }, 'start-up steps failed once the primary was reachable');
-          return;
-        }
-      }
-    }
-    if (!stopped) timer = setTimeout(() => void attempt(), intervalMs);
+  let running = Promise.resolve();
+  const later = () => {
+    if (stopped) return;
+    timer = setTimeout(() => {
+      running = attempt();
+    }, intervalMs);
   };
-  timer = setTimeout(() => void attempt(), intervalMs);
+  const attempt = async () => {
+    if (!db.primaryState().healthy) return later();
+    try {
+      await steps();
+      state = undefined;
+      logger.info('the primary is reachable: start-up steps done');
+    } catch (error) {
+      if (waitsForPrimary(error)) return later();
+      state = `start-up steps failed: ${describeError(error)}`;
+      logger.error({ err: error }, 'start-up steps failed once the primary was reachable');
+    }
+  };
+  later();
   return {
     state: () => state,
-    stop() {
+    async stop() {
       stopped = true;
       clearTimeout(timer);
+      await running;
     },
   };
 }

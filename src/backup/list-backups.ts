@@ -32,8 +32,12 @@ export async function listBackups(dir: string): Promise<BackupListing[]> {
       const { manifest, bytes } = await readBackup(join(dir, file), { manifestOnly: true });
       listings.push({ file, bytes, manifest });
     } catch (error) {
-      if (!(error instanceof AppError)) throw error;
-      listings.push({ file, problem: error.message });
+      // One file the server cannot open (EACCES, EIO) is that file's problem, not the list's.
+      const code = (error as NodeJS.ErrnoException).code;
+      if (error instanceof AppError) listings.push({ file, problem: error.message });
+      else if (typeof code === 'string')
+        listings.push({ file, problem: `cannot be read: ${code}` });
+      else throw error;
     }
   }
   return listings;

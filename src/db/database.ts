@@ -60,7 +60,10 @@ export interface TargetState {
   /** Reachable: it takes writes (and migrations). */
   healthy: boolean;
   reason: string | undefined;
-  /** Whether its schema has this release's migrations; undefined until a probe could tell. */
+  /**
+   * Whether its schema has this release's migrations, as the last probe that reached it saw;
+   * undefined until one has.
+   */
   schemaCurrent: boolean | undefined;
   /** Unix ms of the last probe, or null if never probed. */
   probedAt: number | null;
@@ -140,6 +143,8 @@ export interface Database {
   replicaStates(): ReplicaState[];
   /** The write target as the background probe last saw it (SQLite: never probed, healthy). */
   primaryState(): TargetState;
+  /** Probes every server now, e.g. after migrations changed the schema (SQLite: nothing to do). */
+  probeServers(): Promise<void>;
   /**
    * SQLite: `database corrupt: …` from the first query that found the file damaged until a
    * restart or a passing `PRAGMA quick_check` (rechecked in the background), else undefined.

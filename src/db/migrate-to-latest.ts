@@ -20,7 +20,8 @@ const staticProvider: MigrationProvider = {
 
 /**
  * Brings the schema to the latest migration on the write connection. Kysely's migrator takes a
- * lock, so instances starting together apply each migration once. Returns the names applied now.
+ * lock, so instances starting together apply each migration once. Then the servers are probed
+ * again, so reads and writes go by the schema as it is now. Returns the names applied now.
  */
 export async function migrateToLatest(db: Database): Promise<string[]> {
   const migrator = new Migrator({ db: db.write, provider: staticProvider });
@@ -29,5 +30,6 @@ export async function migrateToLatest(db: Database): Promise<string[]> {
     const failed = results.find((result) => result.status === 'Error')?.migrationName;
     throw new Error(`migration ${failed ?? '(none)'} failed`, { cause: error });
   }
+  await db.probeServers();
   return results.map((result) => result.migrationName);
 }

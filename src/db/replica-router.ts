@@ -1,6 +1,7 @@
 import { AppError } from '../errors.js';
 import type { DatabaseExecutor, ReadQuery } from './database.js';
 import { IGNORE_DATABASE_EVENTS, type DatabaseObserver } from './database-observer.js';
+import { isDatabaseFailure } from './is-database-failure.js';
 import {
   describeError,
   type MonitoredReplica,
@@ -40,9 +41,9 @@ const WAIT_STEP_SECONDS = 1;
 
 /**
  * Routes reads to healthy replicas, round-robin, per the topology monitor; a failed read takes
- * its replica out at once and is retried on the next candidate, then the primary. The primary
- * serves reads only while it is reachable and its schema is this release's: otherwise a read
- * fails at once with the reason (ERR_DB_UNAVAILABLE), never after a connection timeout.
+ * its replica out at once and is retried on the next candidate, then the primary. A primary
+ * whose schema is older than this release's is never read; when it cannot serve either, the
+ * read fails with the reason (ERR_DB_UNAVAILABLE).
  */
 export function createReplicaRouter(options: ReplicaRouterOptions): ReplicaRouter {
   const { monitor, primary, replication, logger } = options;
@@ -52,19 +53,35 @@ export function createReplicaRouter(options: ReplicaRouterOptions): ReplicaRoute
 
   const healthyReplicas = () => monitor.replicas().filter((replica) => replica.healthy);
 
-  const readablePrimary = (): DatabaseExecutor => {
-    const state = monitor.primary();
-    if (state.healthy && state.schemaCurrent !== false) return primary;
-    const replicas = monitor.replicas();
-    const why = state.healthy
-      ? "the primary's schema is older than this release's (its migrations have not run)"
-      : 'the primary is unreachable';
-    throw new AppError(
+  /** Why nothing can serve reads, for a 503 anyone may read (no host names). */
+  const noReadableServer = (why: string, cause?: unknown) =>
+    new AppError(
       'ERR_DB_UNAVAILABLE',
-      replicas.length === 0
+      monitor.replicas().length === 0
         ? `no database this release can read: ${why}`
         : `no database this release can read: ${why}, and no replica is in the read rotation`,
+      { cause },
     );
+
+  const olderSchema = () =>
+    noReadableServer(
+      "the primary's schema is older than this release's (its migrations have not run)",
+    );
+
+  /**
+   * Reads `query` on the primary. One its probe saw down is still tried (a single lost probe
+   * must not fail every read); if it fails, the answer says why nothing could serve.
+   */
+  const readPrimary = async <T>(query: ReadQuery<T>): Promise<T> => {
+    if (monitor.primary().schemaCurrent === false) {
+      throw olderSchema();
+    }
+    try {
+      return await query(primary);
+    } catch (error) {
+      if (monitor.primary().healthy || !isDatabaseFailure(error)) throw error;
+      throw noReadableServer('the primary is unreachable', error);
+    }
   };
 
   return {
@@ -81,14 +98,19 @@ export function createReplicaRouter(options: ReplicaRouterOptions): ReplicaRoute
           }
         }
       }
-      const executor = readablePrimary();
       if (monitor.replicas().length > 0) observer.readRoutedToPrimary();
-      return query(executor);
+      return readPrimary(query);
     },
 
     readSource() {
       const replica = healthyReplicas()[0];
-      return replica ?? { name: 'primary', executor: readablePrimary() };
+      if (replica !== undefined) return replica;
+      if (monitor.primary().schemaCurrent === false) {
+        throw noReadableServer(
+          "the primary's schema is older than this release's (its migrations have not run)",
+        );
+      }
+      return { name: 'primary', executor: primary };
     },
 
     healthyReplicas,

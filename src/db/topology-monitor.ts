@@ -149,7 +149,9 @@ export function createTopologyMonitor(options: TopologyMonitorOptions): Topology
 
   const probePrimary = async () => {
     let reason: string | undefined;
-    let schemaCurrent: boolean | undefined;
+    // Kept while it is down: a primary that comes back has the schema it had, so writes need
+    // not wait a probe round for it; one never seen up stays unknown until a probe tells.
+    let schemaCurrent = primaryState.schemaCurrent;
     try {
       await replication.ping(primary);
       schemaCurrent = (await schemaProblem(primary)) === undefined;

@@ -60,6 +60,8 @@ export interface MetricsOptions {
    * the limit this instance really applies instead of a copy of it in alerts.yml.
    */
   replicaMaxLagSeconds?: number;
+  /** True on MySQL, whose primary is probed: `users_db_primary_reachable` is exported then only. */
+  probesPrimary?: boolean;
 }
 
 /** Latency buckets in seconds: 1 ms … 10 s, dense around the 500 ms p99 alert threshold. */
@@ -104,11 +106,13 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       registers,
     }).set(options.replicaMaxLagSeconds);
   }
-  const primaryReachable = new Gauge({
-    name: 'users_db_primary_reachable',
-    help: '1 when the last probe of the MySQL primary succeeded (writes possible), else 0.',
-    registers,
-  });
+  const primaryReachable = options.probesPrimary
+    ? new Gauge({
+        name: 'users_db_primary_reachable',
+        help: '1 when the last probe of the MySQL primary succeeded (writes possible), else 0.',
+        registers,
+      })
+    : undefined;
   const readsRoutedToPrimary = new Counter({
     name: 'users_db_reads_routed_to_primary_total',
     help: 'Reads sent to the primary because no replica was healthy.',
@@ -221,7 +225,7 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
         if (lagSeconds === undefined) replicaLag.remove({ replica });
         else replicaLag.set({ replica }, lagSeconds);
       },
-      primaryChecked: (reachable) => primaryReachable.set(reachable ? 1 : 0),
+      primaryChecked: (reachable) => primaryReachable?.set(reachable ? 1 : 0),
       readRoutedToPrimary: () => readsRoutedToPrimary.inc(),
       poolConnectionsInUse: (target, count) => poolInUse.set({ target }, count),
       streamsInUse: (count) => streamsInProgress.set(count),

@@ -193,6 +193,12 @@ describe('HAProxy keeps monitoring endpoints to monitoring networks (real HAProx
       if (url.includes('%zz')) assert.deepEqual(summary(answer), ALL_GOOD, what);
       else assert.equal(answer.status, 403, what);
     }
+    // HAProxy's own refusal carries the request id too, as the apps' answers do.
+    const refused = await get(`${edge.lb}/healthcheck?format=json`, {
+      'x-request-id': 'trace-refused-1',
+    });
+    assert.equal(refused.status, 403);
+    assert.equal(refused.headers['x-request-id'], 'trace-refused-1');
     // The app itself still answers the JSON: HAProxy's rule is what kept it back.
     const direct = await get(`${edge.app.url}/healthcheck?format=json&x=%zz`);
     assert.equal(direct.headers['content-type'], 'application/health+json; charset=utf-8');

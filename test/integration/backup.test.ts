@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import {
+  chmod,
   mkdir,
   mkdtemp,
   readdir,
@@ -10,8 +12,9 @@ import {
   writeFile,
 } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
+import { promisify } from 'node:util';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import type { FastifyInstance } from 'fastify';
 import { readBackupStatus } from '../../src/backup/backup-status.js';
@@ -37,6 +40,7 @@ import {
   within,
   type DrillContext,
 } from '../helpers/backup-drills.js';
+import { REPO_ROOT } from '../helpers/paths.js';
 import { createTestApp } from '../helpers/test-app.js';
 import { createTestDatabase } from '../helpers/test-database.js';
 
@@ -94,6 +98,41 @@ describe('restore drills on SQLite', () => {
       code: 'ERR_BACKUP_INVALID',
       message: `${dir} is not a valid users-api backup: it is a directory, not a regular file`,
     });
+  });
+
+  it('a backup the server may not read is listed with its problem; the rest is served', async (t) => {
+    const { db, dir } = await sqliteDrill(t);
+    await importSample(db);
+    const good = await takeBackup(db, { dir, serverName: 'drill' });
+    const locked = join(dir, backupFileName(new Date(Date.UTC(2020, 0, 1))));
+    await writeFile(locked, await readFile(good.path), { mode: 0o000 });
+    await chmod(locked, 0o000);
+    // Root reads anything: the listing then runs as nobody, whom the mode binds.
+    const asRoot = process.getuid?.() === 0;
+    if (asRoot) {
+      for (const folder of [dirname(dir), dir]) await chmod(folder, 0o755);
+      await chmod(good.path, 0o644);
+    }
+    const listings = asRoot
+      ? (JSON.parse(
+          (
+            await promisify(execFile)(
+              process.execPath,
+              [
+                '--import',
+                'tsx',
+                '-e',
+                `import(${JSON.stringify(join(REPO_ROOT, 'src/backup/list-backups.ts'))}).then(async (m) => console.log(JSON.stringify(await m.listBackups(${JSON.stringify(dir)}))))`,
+              ],
+              { cwd: REPO_ROOT, uid: 65534, gid: 65534 },
+            )
+          ).stdout,
+        ) as Awaited<ReturnType<typeof listBackups>>)
+      : await listBackups(dir);
+    assert.deepEqual(
+      listings.map((listing) => ('problem' in listing ? listing.problem : listing.file)),
+      [good.file, 'cannot be read: EACCES'],
+    );
   });
 
   it('keeps the replaced table as users_prev until the next restore', async (t) => {

@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
+import { promisify } from 'node:util';
 import type { MariadbPair } from '../../scripts/mariadb-pair.js';
 import { LATEST_MIGRATION } from '../../src/db/migrate-to-latest.js';
 import { startBuiltServer, type ChildServer } from '../helpers/child-server.js';
@@ -149,6 +151,51 @@ describe(
       await eventually(
         async () => (await text(`${server.url}/healthcheck`)) === '200 all good from startup-test',
         'reads go to the primary once it is back',
+      );
+    });
+
+    it('with migrations left to an operator, writes and the start-up steps wait for users-api migrate', async (t) => {
+      const pair = pairSuite.require();
+      await loadedPair(t, pair);
+      // The schema as the previous release left it: without the newest migration.
+      pair.primary.sql(
+        `ALTER TABLE users.users DROP COLUMN user_date_key; DELETE FROM users.kysely_migration WHERE name = '${LATEST_MIGRATION}'`,
+      );
+      pair.waitForReplication();
+      const server = await serve(t, pair, { MIGRATE_ON_START: 'false' });
+      await eventually(
+        async () =>
+          (await text(`${server.url}/healthcheck`)).startsWith('503 database unavailable'),
+        'reads refuse the older schema',
+      );
+      const write = await fetch(`${server.url}/addtosql?mode=append`, {
+        method: 'POST',
+        headers: { 'content-type': 'text/csv' },
+        body: 'NAME,STREET,CITY,STATE,USER_DATE\nAda Early,S,C,NY,01/01/01\n',
+      });
+      assert.equal(write.status, 503);
+      assert.match(
+        ((await write.json()) as { detail: string }).detail,
+        /schema is older than this release: writes wait for its migrations/,
+      );
+      assert.match(
+        (await healthJson(server.url)).body.checks['startup:steps']?.[0]?.output ?? '',
+        /wait for the primary/,
+      );
+
+      const migrate = await promisify(execFile)(
+        process.execPath,
+        [join(REPO_ROOT, 'dist/main.js'), 'migrate'],
+        { env: { PATH: process.env.PATH, DATABASE_URL: pair.primary.url } },
+      );
+      assert.match(migrate.stdout, new RegExp(`applied ${LATEST_MIGRATION}`));
+      await eventually(
+        async () => (await healthJson(server.url)).body.checks['startup:steps'] === undefined,
+        'the start-up steps ran once the schema was current',
+      );
+      await eventually(
+        async () => (await text(`${server.url}/healthcheck`)) === '200 all good from startup-test',
+        'reads go on with the migrated schema',
       );
     });
 

@@ -114,6 +114,14 @@ export function openMysqlDatabase(
   // Below the query timeout: a wait that outlasts it would drop the connection instead.
   const lockWaitMs = Math.round(connection.queryTimeoutMs * 0.8);
   const processQueue = createTurnQueue();
+  /** `read` in a snapshot on one connection of `source`'s pool: the snapshot is its session's. */
+  const snapshotOn = <T>(
+    source: { name: string; executor: DatabaseExecutor },
+    read: (executor: DatabaseExecutor, source: string) => Promise<T>,
+  ) =>
+    source.executor
+      .connection()
+      .execute((connection) => readInSnapshotOn(connection, source.name, read));
   const database: Database = {
     dialect: 'mysql',
     read: (query) => router.read(query),
@@ -122,18 +130,10 @@ export function openMysqlDatabase(
     maxInsertRows: MAX_INSERT_ROWS,
     insertUsers,
     async readSnapshot(readInSnapshot, options = {}) {
-      // One pooled connection for the whole read: the snapshot belongs to its session.
-      const onSource = <T>(
-        source: { name: string; executor: DatabaseExecutor },
-        read: (executor: DatabaseExecutor, source: string) => Promise<T>,
-      ) =>
-        source.executor
-          .connection()
-          .execute((connection) => readInSnapshotOn(connection, source.name, read));
       snapshots += 1;
       try {
         if (options.holdOffSwaps !== true)
-          return await onSource(router.readSource(), readInSnapshot);
+          return await snapshotOn(router.readSource(), readInSnapshot);
         let locking = true;
         try {
           return await primary.connection().execute((lockConnection) =>
@@ -143,13 +143,13 @@ export function openMysqlDatabase(
               // No replica: the lock's own connection (a pool of one has no other to give).
               return source === undefined
                 ? readInSnapshotOn(lockConnection, 'primary', readInSnapshot)
-                : onSource(source, readInSnapshot);
+                : snapshotOn(source, readInSnapshot);
             }),
           );
         } catch (error) {
           // No swap runs without the primary, so there is nothing to hold off: read anyway.
           if (!locking || !isDatabaseFailure(error)) throw error;
-          return await onSource(router.readSource(), readInSnapshot);
+          return await snapshotOn(router.readSource(), readInSnapshot);
         }
       } finally {
         snapshots -= 1;
@@ -157,12 +157,9 @@ export function openMysqlDatabase(
     },
     streamSnapshot: (readInSnapshot) =>
       streams.run(async () => {
-        const source = streamSources.get(router.readSource().name)!;
         snapshots += 1;
         try {
-          return await source.executor
-            .connection()
-            .execute((connection) => readInSnapshotOn(connection, source.name, readInSnapshot));
+          return await snapshotOn(streamSources.get(router.readSource().name)!, readInSnapshot);
         } finally {
           snapshots -= 1;
         }
@@ -173,6 +170,16 @@ export function openMysqlDatabase(
           'ERR_WRITE_IN_PROGRESS',
           `another import or restore (on this or another instance) held the write lock for ${lockWaitMs / 1000} s; try again when it ends`,
         );
+      // A write needs this release's schema on the primary: one that lands before the start-up
+      // migrations (the primary just came back) would build tables the migrations then trip on.
+      if (monitor.primary().schemaCurrent !== true) {
+        throw new AppError(
+          'ERR_DB_PRIMARY_UNAVAILABLE',
+          monitor.primary().healthy
+            ? "the primary's schema is older than this release: writes wait for its migrations"
+            : 'primary database unavailable: writes are refused until it is back; reads go on',
+        );
+      }
       // Writers of this process queue here first, so at most one of its connections waits on
       // GET_LOCK: twenty waiting there would hold the pool the lock's owner needs to load rows.
       const deadline = Date.now() + lockWaitMs;
@@ -281,6 +288,7 @@ export function openMysqlDatabase(
         probedAt,
       })),
     primaryState: () => monitor.primary(),
+    probeServers: () => monitor.probeAll(),
     // Corrupt pages on a MySQL server are its own to report: reads fail with its error.
     corruption: () => undefined,
     async close() {

@@ -65,7 +65,15 @@ export function createCorruptionLatch(options: CorruptionLatchOptions): Corrupti
         found = await quickCheckResult(worker);
       }
     } catch (error) {
-      found = error instanceof Error ? error.message : String(error);
+      // A file-system error names the path: /healthcheck is public, so only the code goes out.
+      const { code, syscall } = error as { code?: unknown; syscall?: unknown };
+      found =
+        typeof code === 'string' && typeof syscall === 'string'
+          ? `the file cannot be checked (${code} on ${syscall})`
+          : error instanceof Error
+            ? error.message
+            : String(error);
+      logger?.error({ err: error, path }, 'database integrity check could not run');
     } finally {
       worker = undefined;
     }

@@ -176,6 +176,7 @@ export function openSqliteDatabase(connection: SqliteConnection, options: Sqlite
     replicaStates: () => [],
     primaryState: () => ({ healthy: true, reason: undefined, schemaCurrent: true, probedAt: null }),
     corruption: () => corruption.reason(),
+    probeServers: () => Promise.resolve(),
     async close() {
       await corruption.close();
       await Promise.all([read.destroy(), write.destroy()]);
