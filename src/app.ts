@@ -3,6 +3,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Config } from './config/config.js';
 import type { Database } from './db/database.js';
+import { AppError } from './errors.js';
 import { registerAddToSqlRoutes } from './http/addtosql-routes.js';
 import { registerBackupsRoutes } from './http/backups-routes.js';
 import { createApiCache } from './http/api-cache.js';
@@ -91,6 +92,9 @@ export function buildApp(deps: AppDependencies): FastifyInstance {
       logger: deps.logger,
     }),
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false } },
+    // Requests that arrive while the app closes are refused by the onRequest hook below, as
+    // problem+json with a request id, instead of by Fastify's own JSON 503.
+    return503OnClosing: false,
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   app.addHook('preClose', (done) => {
@@ -106,6 +110,11 @@ export function buildApp(deps: AppDependencies): FastifyInstance {
     reply.header('x-request-id', request.id);
     request.inFlight = true;
     accounting.started();
+    // Fastify has set `Connection: close`; HAProxy replays the 503 on the other server.
+    if (closing) {
+      done(new AppError('ERR_SHUTTING_DOWN', 'this instance is shutting down; try again'));
+      return;
+    }
     done();
   });
   app.addHook('onRequestAbort', (request, done) => {

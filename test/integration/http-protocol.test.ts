@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { connect } from 'node:net';
+import { connect, type AddressInfo } from 'node:net';
 import { describe, it, type TestContext } from 'node:test';
 import { createTestApp } from '../helpers/test-app.js';
 
@@ -41,7 +41,11 @@ async function sendRaw(port: number, bytes: string | Buffer): Promise<RawAnswer>
     });
   });
   socket.destroy();
-  const text = Buffer.concat(chunks).toString('latin1');
+  return { ...parseAnswer(Buffer.concat(chunks).toString('latin1')), closed };
+}
+
+/** Status, headers and body of one raw HTTP/1.1 response. */
+function parseAnswer(text: string): Omit<RawAnswer, 'closed'> {
   const [head = '', ...rest] = text.split('\r\n\r\n');
   const [statusLine = '', ...headerLines] = head.split('\r\n');
   const headers: Record<string, string> = {};
@@ -49,7 +53,7 @@ async function sendRaw(port: number, bytes: string | Buffer): Promise<RawAnswer>
     const colon = line.indexOf(':');
     headers[line.slice(0, colon).toLowerCase()] = line.slice(colon + 1).trim();
   }
-  return { status: Number(statusLine.split(' ')[1]), headers, body: rest.join('\r\n\r\n'), closed };
+  return { status: Number(statusLine.split(' ')[1]), headers, body: rest.join('\r\n\r\n') };
 }
 
 function assertProblem(answer: RawAnswer, status: number, code: string) {
@@ -195,5 +199,52 @@ describe('control characters in query values', () => {
     assert.ok(plain.json<{ count: number }>().count > 0, plain.body);
     const unicode = await app.inject({ method: 'GET', url: '/api/count?city=Z%C3%BCrich' });
     assert.deepEqual(unicode.json(), { count: 0 });
+  });
+});
+
+describe('an instance that is closing', () => {
+  it('a request that reaches it while it closes gets a 503 problem a balancer can retry', async (t) => {
+    const { app } = await createTestApp(t);
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    const { port } = app.server.address() as AddressInfo;
+    const socket = connect({ port, host: '127.0.0.1' });
+    t.after(() => socket.destroy());
+    let received = '';
+    socket.on('data', (chunk: Buffer) => (received += chunk.toString('latin1')));
+    const ended = new Promise<void>((resolve) => socket.on('close', () => resolve()));
+    const waitFor = async (what: string, done: () => boolean) => {
+      for (let i = 0; i < 500 && !done(); i++) await new Promise((r) => setTimeout(r, 10));
+      assert.ok(done(), `${what} within 5 s`);
+    };
+
+    // An upload under way keeps this connection busy, so closing the server does not end it.
+    const csv =
+      'NAME,STREET,CITY,STATE,USER_DATE\r\nDuane Adams,Hojzi Path,Zurmubku,NY,08/08/43\r\n';
+    socket.write(
+      'POST /addtosql?mode=append HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\n' +
+        `Content-Length: ${csv.length}\r\nExpect: 100-continue\r\n\r\n`,
+    );
+    await waitFor('100 Continue', () => received.includes('100 Continue'));
+    const closed = app.close();
+    await waitFor('the server to stop listening', () => !app.server.listening);
+    // The upload's end, then a second request on the same connection: it arrives after the
+    // close began, as a request from a balancer's reused connection does.
+    socket.write(`${csv}GET /api/count HTTP/1.1\r\nHost: x\r\n\r\n`);
+    await Promise.race([ended, new Promise((r) => setTimeout(r, 5000).unref())]);
+    await closed;
+
+    const answers = received.split(/(?=HTTP\/1\.1 )/).map(parseAnswer);
+    assert.deepEqual(
+      answers.map((answer) => answer.status),
+      [100, 200, 503],
+      received,
+    );
+    const late = answers[2]!;
+    assert.equal(late.headers['content-type'], PROBLEM_JSON);
+    assert.match(late.headers['x-request-id'] ?? '', /^[0-9a-f]{12}-[0-9a-z]+$/);
+    assert.equal(late.headers.connection, 'close');
+    const problem = JSON.parse(late.body) as Record<string, unknown>;
+    assert.equal(problem.code, 'ERR_SHUTTING_DOWN');
+    assert.equal(problem.status, 503);
   });
 });
