@@ -37,7 +37,7 @@ function describe(summary: BackupSummary): string {
   );
 }
 
-/** `backup`, `verify` and `restore`: see the README's "Backups and restore". */
+/** `backup`, `verify` and `restore`: see docs/operations.md, "Backups and restore". */
 export function registerBackupCommands(program: Command, io: CliIo): void {
   program
     .command('backup')

@@ -1,6 +1,6 @@
 /**
  * Every environment variable the service reads, with its default and what it does. This is the
- * exported config schema: the README table, `.env.example` and deploy files are checked against
+ * exported config schema: the table in docs/configuration.md, `.env.example` and deploy files are checked against
  * it in tests, so a variable cannot be added, renamed or dropped in one place only.
  */
 export interface ConfigVariable {

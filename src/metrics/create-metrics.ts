@@ -19,7 +19,7 @@ export interface HttpRequestLabels {
 /**
  * The service's metrics as a small typed object: modules are given the part they report to
  * (`db`, `importFinished`, …) and never import prom-client. Every name and label is listed in
- * the README; alert rules in deploy/prometheus/alerts.yml depend on them, so renaming one is a
+ * docs/observability.md; alert rules in deploy/prometheus/alerts.yml depend on them, so renaming one is a
  * breaking change.
  */
 export interface Metrics {
