@@ -26,8 +26,9 @@ export default tseslint.config(
     },
   },
   {
-    // Scripts, benchmarks and the CLI talk to a terminal on purpose.
-    files: ['scripts/**', 'bench/**', 'src/cli.ts', 'src/main.ts'],
+    // Scripts and benchmarks talk to a terminal on purpose; in src only the entry does (the
+    // CLI's commands are handed its stdout and stderr).
+    files: ['scripts/**', 'bench/**', 'src/main.ts'],
     rules: { 'no-console': 'off' },
   },
   {

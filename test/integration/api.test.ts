@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { request } from 'node:http';
 import { Readable } from 'node:stream';
-import { sql } from 'kysely';
 import { describe, it } from 'node:test';
 import { brotliDecompressSync, gunzipSync } from 'node:zlib';
 import { listUsers } from '../../src/db/users-repository.js';
@@ -181,53 +180,6 @@ describe('GET /api cache', () => {
     // And the database still answers.
     const after = await fetch(`${url}/api/count`);
     assert.deepEqual(await after.json(), { count: 100_000 });
-  });
-});
-
-describe('bulk loads on SQLite', () => {
-  it('a replace swaps in a table indexed like the migrated one; a rejected load changes nothing', async (t) => {
-    const { db } = await createTestApp(t);
-    const indexes = async () =>
-      (
-        await sql<{ name: string; column: string }>`
-          select il.name as name, ii.name as "column"
-          from pragma_index_list('users') as il, pragma_index_info(il.name) as ii
-          where il.origin = 'c' order by ii.name`.execute(db.write)
-      ).rows;
-    const columns = ['city', 'name', 'state', 'user_date_key'];
-    assert.deepEqual(
-      (await indexes()).map((index) => index.column),
-      columns,
-    );
-    await importUsers(db, csvSource(sampleCsv(3000)), 'replace');
-    const swapped = await indexes();
-    assert.deepEqual(
-      swapped.map((index) => index.column),
-      columns,
-    );
-    await assert.rejects(
-      importUsers(
-        db,
-        csvSource('NAME,STREET,CITY,STATE,USER_DATE\nA,B,C,XX,01/01/01\n'),
-        'replace',
-      ),
-      { code: 'ERR_IMPORT_BAD_ROWS' },
-    );
-    assert.deepEqual(await indexes(), swapped, 'the live table and its indexes, as they were');
-    const tables = await sql<{ name: string }>`
-      select name from sqlite_master where type = 'table' and name like 'users%' order by name`.execute(
-      db.write,
-    );
-    assert.deepEqual(
-      tables.rows.map((row) => row.name),
-      ['users'],
-      'no staging or replaced table left behind',
-    );
-    const plan = await sql<{
-      detail: string;
-    }>`explain query plan select id from users where state = 'NY' order by id`.execute(db.write);
-    const stateIndex = swapped.find((index) => index.column === 'state')?.name ?? '';
-    assert.match(plan.rows.map((row) => row.detail).join(' '), new RegExp(stateIndex));
   });
 });
 
