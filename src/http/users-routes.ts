@@ -14,6 +14,8 @@ import {
   type UsersSortKey,
 } from '../db/users-repository.js';
 import { AppError } from '../errors.js';
+import type { ApiCache, CachedApiBody, ContentEncoding } from './api-cache.js';
+import { brotliOptions, GZIP_OPTIONS } from './compression.js';
 import {
   createUsersWriter,
   CSV_PROFILES,
@@ -22,9 +24,7 @@ import {
   MEDIA_TYPES,
   PUBLIC_COLUMNS,
   type PublicColumn,
-} from '../users/format-users.js';
-import type { ApiCache, CachedApiBody, ContentEncoding } from './api-cache.js';
-import { brotliOptions, GZIP_OPTIONS } from './compression.js';
+} from './format-users.js';
 import { negotiateEncoding, negotiateFormat } from './negotiate.js';
 import {
   NO_CONTROL_CHARACTERS_PATTERN,

@@ -1,4 +1,4 @@
-import type { User } from './user.js';
+import type { User } from '../users/user.js';
 
 /** The public column names a response may carry: the seed's five and, on request, ID. */
 export const PUBLIC_COLUMNS = ['ID', 'NAME', 'STREET', 'CITY', 'STATE', 'USER_DATE'] as const;
