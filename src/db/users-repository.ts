@@ -2,6 +2,7 @@ import { CompiledQuery, sql } from 'kysely';
 import type { User } from '../users/user.js';
 import type { DatabaseExecutor, UsersTableName } from './database.js';
 import { containsIgnoringCase, startsWithIgnoringCase } from './dialects/text-match.js';
+import { contractJsonOf, readUsersJsonQuery, type UsersJsonPage } from './dialects/users-json.js';
 
 /** Every user, in load order. */
 export async function listUsers(executor: DatabaseExecutor): Promise<User[]> {
@@ -280,4 +281,24 @@ export async function listUsersPage(
     })),
     lastId: rows.length === 0 ? undefined : Number(rows[rows.length - 1]!.id),
   };
+}
+
+/**
+ * Up to `limit` users after `afterId` in load order, as one page of the bare `/api` body: each
+ * user the contract's JSON object, rendered by the database.
+ */
+export function readUsersJsonPage(
+  executor: DatabaseExecutor,
+  afterId: number,
+  limit: number,
+): Promise<UsersJsonPage> {
+  return readUsersJsonQuery(
+    executor,
+    executor
+      .selectFrom('users')
+      .select(['id', contractJsonOf(executor).as('json')])
+      .where('id', '>', afterId)
+      .orderBy('id')
+      .limit(limit),
+  );
 }
