@@ -134,3 +134,8 @@ function toDefaultObject(user: Row) {
     USER_DATE: user.userDate,
   };
 }
+
+/** A stored user as `/api/users/:id` shows it: ID, then the bare contract's keys. */
+export function toApiUserWithId(user: User & { id: number }) {
+  return { ID: user.id, ...toDefaultObject(user) };
+}

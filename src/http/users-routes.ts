@@ -24,6 +24,7 @@ import {
   MEDIA_TYPES,
   PUBLIC_COLUMNS,
   type PublicColumn,
+  toApiUserWithId,
 } from './format-users.js';
 import { negotiateEncoding, negotiateFormat } from './negotiate.js';
 import {
@@ -263,14 +264,7 @@ export function registerUsersRoutes(app: FastifyInstance, deps: UsersRoutesDepen
       const id = Number(request.params.id);
       const user = await db.read((executor) => findUserById(executor, id));
       if (user === undefined) throw new AppError('ERR_USER_NOT_FOUND', `no user with id ${id}`);
-      return {
-        ID: user.id,
-        NAME: user.name,
-        STREET: user.street,
-        CITY: user.city,
-        STATE: user.state,
-        USER_DATE: user.userDate,
-      };
+      return toApiUserWithId(user);
     },
   );
   registerMethodNotAllowed(app, '/api', ['GET']);
