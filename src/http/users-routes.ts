@@ -34,19 +34,10 @@ import {
 } from './problem.js';
 import { readBareUsersBody, readUsersBody, type StreamLimits } from './stream-users.js';
 
-/** The public shape of a user: these keys, in this order, string values (the seed's contract). */
-export const ApiUserSchema = Type.Object(
-  {
-    NAME: Type.String(),
-    STREET: Type.String(),
-    CITY: Type.String(),
-    STATE: Type.String(),
-    USER_DATE: Type.String(),
-  },
-  { additionalProperties: false },
-);
-
-/** A user with its id (`/api/users/:id`, or `/api?fields=ID,…`). */
+/**
+ * A user with its id (`/api/users/:id`, or `/api?fields=ID,…`): ID, then the seed contract's
+ * keys in its order, string values.
+ */
 const ApiUserWithIdSchema = Type.Object(
   {
     ID: Type.Integer({ description: 'row id: load order; stable for the life of the row' }),
