@@ -8,7 +8,13 @@ import type { Database } from '../../src/db/database.js';
 import { migrateToLatest } from '../../src/db/migrate-to-latest.js';
 import { openDatabase } from '../../src/db/open-database.js';
 import { eventually, mariadbPairSuite } from '../helpers/mariadb.js';
-import { drillSwapsKeepTheMigratedTable, usersTableShape } from '../helpers/users-table-drills.js';
+import {
+  drillMigrationRenamesSwappedIndexes,
+  drillSwapsKeepTheMigratedTable,
+  MIGRATED_INDEXES,
+  stagingIndexName,
+  usersTableShape,
+} from '../helpers/users-table-drills.js';
 
 const pairSuite = mariadbPairSuite();
 
@@ -42,13 +48,35 @@ async function openOnPair(t: TestContext) {
 describe('the users table on the MariaDB pair', { timeout: 600_000 }, () => {
   pairSuite.register();
 
-  it('a swapped-in users table is the table the migrations made, on the replica too', async (t) => {
+  it('a swapped-in users table is the table the migrations made, its indexes named alike, on the replica too', async (t) => {
     const { pair, db, dir } = await openOnPair(t);
     await drillSwapsKeepTheMigratedTable({ db, dir });
     pair.waitForReplication();
     assert.deepEqual(
       await usersTableShape(openServer(t, pair.replica.url).write, 'mysql'),
       await usersTableShape(db.write, 'mysql'),
+    );
+  });
+
+  it('migration 0004 gives the indexes an older release swapped in their real names, on the replica too', async (t) => {
+    const { pair, db, dir } = await openOnPair(t);
+    await drillMigrationRenamesSwappedIndexes({ db, dir }, async () => {
+      // That release named a swapped-in table's indexes after the staging table.
+      for (const { name } of (await usersTableShape(db.write, 'mysql')).indexes) {
+        await db.write.schema.dropIndex(name).on('users').execute();
+      }
+      for (const { column } of MIGRATED_INDEXES) {
+        await db.write.schema
+          .createIndex(stagingIndexName(column))
+          .on('users')
+          .column(column)
+          .execute();
+      }
+    });
+    pair.waitForReplication();
+    assert.deepEqual(
+      (await usersTableShape(openServer(t, pair.replica.url).write, 'mysql')).indexes,
+      MIGRATED_INDEXES,
     );
   });
 });
