@@ -1,11 +1,11 @@
 import { CommanderError, type Command } from 'commander';
 import { describeDatabase, loadConfig } from '../config/config.js';
+import { createLogger } from '../create-logger.js';
 import { readBackup, type BackupSummary } from '../backup/read-backup.js';
 import { restoreBackup } from '../backup/restore-backup.js';
 import { runBackupSchedule } from '../backup/run-backup-schedule.js';
 import { takeBackup } from '../backup/take-backup.js';
 import { parseDuration } from '../monitor/parse-duration.js';
-import { createLogger } from '../server.js';
 import type { CliIo } from './run-cli.js';
 import { CREATE_HELP, createOption, NO_CREATE_OPTION, withDatabase } from './with-database.js';
 

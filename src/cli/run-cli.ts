@@ -1,6 +1,7 @@
 import { Command, CommanderError, Option } from 'commander';
 import { ConfigError, describeDatabase, loadConfig } from '../config/config.js';
 import type { RawEnv } from '../config/env.js';
+import { createLogger } from '../create-logger.js';
 import { migrateToLatest } from '../db/migrate-to-latest.js';
 import { openDatabase } from '../db/open-database.js';
 import { countUsers } from '../db/users-repository.js';
@@ -13,7 +14,7 @@ import {
   type ImportFormat,
 } from '../importer/import-source.js';
 import { IMPORT_MODES, importUsers, type ImportMode } from '../importer/import-users.js';
-import { createLogger, startServer } from '../server.js';
+import { startServer } from '../server.js';
 import { registerBackupCommands } from './backup-commands.js';
 import { CREATE_HELP, createOption, NO_CREATE_OPTION, withDatabase } from './with-database.js';
 import { runMonitorCommand, type MonitorCommandOptions } from './monitor-command.js';

@@ -121,11 +121,13 @@ export interface Database {
   withWriteLock<T>(write: (executor: DatabaseExecutor) => Promise<T>): Promise<T>;
   /**
    * Replaces every user with the rows `load` hands to `insert`, atomically, under the write
-   * lock: the rows go into `users_staging` on the primary (its indexes built after the load),
-   * then one swap (SQLite: one transaction; MySQL: one `RENAME TABLE`) makes it `users`.
-   * `keepPrevious` keeps the old table as `users_prev` (a restore's undo; the one before is
-   * dropped); otherwise the old table is dropped. `ifEmpty` skips it all when `users` has rows
-   * (checked under the lock, so concurrent calls from any number of instances load once).
+   * lock: the rows go into `users_staging` on the primary (its indexes built after the load,
+   * under the live table's index names), then one swap (SQLite: one transaction; MySQL: one
+   * `RENAME TABLE`) makes it `users`. `keepPrevious` keeps the old table as `users_prev` (a
+   * restore's undo; the one before is dropped; on SQLite without its secondary indexes, whose
+   * names the new table takes); otherwise the old table is dropped. `ifEmpty` skips it all
+   * when `users` has rows (checked under the lock, so concurrent calls from any number of
+   * instances load once).
    * Readers see the old or the new table, never a partial one; if `load` or the load fails,
    * the live table is untouched. The data version is bumped and, on MySQL, the call waits for
    * the replicas like any write does.

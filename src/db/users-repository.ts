@@ -1,22 +1,34 @@
 import { CompiledQuery, sql } from 'kysely';
 import type { User } from '../users/user.js';
-import type { DatabaseExecutor, UsersTableName } from './database.js';
+import type { DatabaseExecutor, UsersTable, UsersTableName } from './database.js';
 import { containsIgnoringCase, startsWithIgnoringCase } from './dialects/text-match.js';
+import { contractJsonOf, readUsersJsonQuery, type UsersJsonPage } from './dialects/users-json.js';
 
-/** Every user, in load order. */
-export async function listUsers(executor: DatabaseExecutor): Promise<User[]> {
-  const rows = await executor
-    .selectFrom('users')
-    .select(['name', 'street', 'city', 'state', 'user_date'])
-    .orderBy('id')
-    .execute();
-  return rows.map((row) => ({
+/** The columns a user is stored in. */
+const USER_COLUMNS = ['name', 'street', 'city', 'state', 'user_date'] as const;
+
+type UserRow = Pick<UsersTable, (typeof USER_COLUMNS)[number]>;
+
+/** A users row as the service's user. */
+function userOf(row: UserRow): User {
+  return {
     name: row.name,
     street: row.street,
     city: row.city,
     state: row.state,
     userDate: row.user_date,
-  }));
+  };
+}
+
+/** A users row as the service's record (ids come back as numbers, strings or bigints). */
+function userRecordOf(row: UserRow & { id: number | string | bigint }): UserRecord {
+  return { id: Number(row.id), ...userOf(row) };
+}
+
+/** Every user, in load order. */
+export async function listUsers(executor: DatabaseExecutor): Promise<User[]> {
+  const rows = await executor.selectFrom('users').select(USER_COLUMNS).orderBy('id').execute();
+  return rows.map(userOf);
 }
 
 export async function countUsers(executor: DatabaseExecutor): Promise<number> {
@@ -176,11 +188,7 @@ export async function findUsers(
   // user_date_key is computed per row: read it only when it is the sort (and cursor) value.
   let select = filteredUsers(executor, query).select([
     'id',
-    'name',
-    'street',
-    'city',
-    'state',
-    'user_date',
+    ...USER_COLUMNS,
     ...(column === 'user_date_key' ? (['user_date_key'] as const) : []),
   ]);
   const { after } = query;
@@ -232,29 +240,10 @@ export async function findUserById(
 ): Promise<UserRecord | undefined> {
   const row = await executor
     .selectFrom('users')
-    .select(['id', 'name', 'street', 'city', 'state', 'user_date'])
+    .select(['id', ...USER_COLUMNS])
     .where('id', '=', id)
     .executeTakeFirst();
   return row === undefined ? undefined : userRecordOf(row);
-}
-
-/** A users row as the service's record (ids come back as numbers, strings or bigints). */
-function userRecordOf(row: {
-  id: number | string | bigint;
-  name: string;
-  street: string;
-  city: string;
-  state: string;
-  user_date: string;
-}): UserRecord {
-  return {
-    id: Number(row.id),
-    name: row.name,
-    street: row.street,
-    city: row.city,
-    state: row.state,
-    userDate: row.user_date,
-  };
 }
 
 /** One page of users in load order, after `afterId` (0 for the first page). */
@@ -265,19 +254,33 @@ export async function listUsersPage(
 ): Promise<{ users: User[]; lastId: number | undefined }> {
   const rows = await executor
     .selectFrom('users')
-    .select(['id', 'name', 'street', 'city', 'state', 'user_date'])
+    .select(['id', ...USER_COLUMNS])
     .where('id', '>', afterId)
     .orderBy('id')
     .limit(limit)
     .execute();
   return {
-    users: rows.map((row) => ({
-      name: row.name,
-      street: row.street,
-      city: row.city,
-      state: row.state,
-      userDate: row.user_date,
-    })),
+    users: rows.map(userOf),
     lastId: rows.length === 0 ? undefined : Number(rows[rows.length - 1]!.id),
   };
+}
+
+/**
+ * Up to `limit` users after `afterId` in load order, as one page of the bare `/api` body: each
+ * user the contract's JSON object, rendered by the database.
+ */
+export function readUsersJsonPage(
+  executor: DatabaseExecutor,
+  afterId: number,
+  limit: number,
+): Promise<UsersJsonPage> {
+  return readUsersJsonQuery(
+    executor,
+    executor
+      .selectFrom('users')
+      .select(['id', contractJsonOf(executor).as('json')])
+      .where('id', '>', afterId)
+      .orderBy('id')
+      .limit(limit),
+  );
 }

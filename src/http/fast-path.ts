@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { MEDIA_TYPES } from '../users/format-users.js';
 import type { ApiCache } from './api-cache.js';
+import { MEDIA_TYPES } from './format-users.js';
 import { acceptsHealthJson, allGoodFrom, TEXT, type Readiness } from './health-routes.js';
 import { negotiateEncoding, negotiateFormat } from './negotiate.js';
 import type { RequestAccounting } from './request-accounting.js';

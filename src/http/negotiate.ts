@@ -1,5 +1,5 @@
-import type { UsersFormat } from '../users/format-users.js';
 import type { ContentEncoding } from './api-cache.js';
+import type { UsersFormat } from './format-users.js';
 
 /**
  * Clients send a handful of distinct header values (one per browser, library or tool), so each

@@ -1,8 +1,7 @@
 import { PassThrough, Readable } from 'node:stream';
 import type { Database, DatabaseExecutor } from '../db/database.js';
-import { readUsersJsonPage } from '../db/dialects/users-json.js';
-import { findUsers, type UsersQuery } from '../db/users-repository.js';
-import type { UsersWriter } from '../users/format-users.js';
+import { findUsers, readUsersJsonPage, type UsersQuery } from '../db/users-repository.js';
+import type { UsersWriter } from './format-users.js';
 
 /** Rows read per query while streaming: ~200 KB of JSON, a few ms of work between yields. */
 export const STREAM_PAGE_ROWS = 2000;

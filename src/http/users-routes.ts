@@ -14,6 +14,8 @@ import {
   type UsersSortKey,
 } from '../db/users-repository.js';
 import { AppError } from '../errors.js';
+import type { ApiCache, CachedApiBody, ContentEncoding } from './api-cache.js';
+import { brotliOptions, GZIP_OPTIONS } from './compression.js';
 import {
   createUsersWriter,
   CSV_PROFILES,
@@ -22,9 +24,8 @@ import {
   MEDIA_TYPES,
   PUBLIC_COLUMNS,
   type PublicColumn,
-} from '../users/format-users.js';
-import type { ApiCache, CachedApiBody, ContentEncoding } from './api-cache.js';
-import { brotliOptions, GZIP_OPTIONS } from './compression.js';
+  toApiUserWithId,
+} from './format-users.js';
 import { negotiateEncoding, negotiateFormat } from './negotiate.js';
 import {
   NO_CONTROL_CHARACTERS_PATTERN,
@@ -33,19 +34,10 @@ import {
 } from './problem.js';
 import { readBareUsersBody, readUsersBody, type StreamLimits } from './stream-users.js';
 
-/** The public shape of a user: these keys, in this order, string values (the seed's contract). */
-export const ApiUserSchema = Type.Object(
-  {
-    NAME: Type.String(),
-    STREET: Type.String(),
-    CITY: Type.String(),
-    STATE: Type.String(),
-    USER_DATE: Type.String(),
-  },
-  { additionalProperties: false },
-);
-
-/** A user with its id (`/api/users/:id`, or `/api?fields=ID,…`). */
+/**
+ * A user with its id (`/api/users/:id`, or `/api?fields=ID,…`): ID, then the seed contract's
+ * keys in its order, string values.
+ */
 const ApiUserWithIdSchema = Type.Object(
   {
     ID: Type.Integer({ description: 'row id: load order; stable for the life of the row' }),
@@ -263,14 +255,7 @@ export function registerUsersRoutes(app: FastifyInstance, deps: UsersRoutesDepen
       const id = Number(request.params.id);
       const user = await db.read((executor) => findUserById(executor, id));
       if (user === undefined) throw new AppError('ERR_USER_NOT_FOUND', `no user with id ${id}`);
-      return {
-        ID: user.id,
-        NAME: user.name,
-        STREET: user.street,
-        CITY: user.city,
-        STATE: user.state,
-        USER_DATE: user.userDate,
-      };
+      return toApiUserWithId(user);
     },
   );
   registerMethodNotAllowed(app, '/api', ['GET']);

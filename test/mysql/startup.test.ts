@@ -157,9 +157,9 @@ describe(
     it('with migrations left to an operator, writes and the start-up steps wait for users-api migrate', async (t) => {
       const pair = pairSuite.require();
       await loadedPair(t, pair);
-      // The schema as the previous release left it: without the newest migration.
+      // The schema as the previous release left it after a swap: without the newest migration.
       pair.primary.sql(
-        `ALTER TABLE users.users DROP COLUMN user_date_key; DELETE FROM users.kysely_migration WHERE name = '${LATEST_MIGRATION}'`,
+        `ALTER TABLE users.users RENAME INDEX users_name_idx TO users_staging_name_0a1b2c3d; DELETE FROM users.kysely_migration WHERE name = '${LATEST_MIGRATION}'`,
       );
       pair.waitForReplication();
       const server = await serve(t, pair, { MIGRATE_ON_START: 'false' });

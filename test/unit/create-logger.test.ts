@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import { pino, type Logger } from 'pino';
 import { loadConfig } from '../../src/config/config.js';
 import type { RawEnv } from '../../src/config/env.js';
-import { createLogger } from '../../src/server.js';
+import { createLogger } from '../../src/create-logger.js';
 
 const CWD = '/srv/users-api';
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { negotiateEncoding, negotiateFormat } from '../../src/http/negotiate.js';
-import { createUsersWriter } from '../../src/users/format-users.js';
+import { createUsersWriter } from '../../src/http/format-users.js';
 
 describe('negotiateFormat', () => {
   it('defaults to JSON, and for Accept headers that name none of the formats', () => {

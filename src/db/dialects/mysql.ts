@@ -1,10 +1,8 @@
-import { Kysely, MysqlDialect, sql, type LogEvent, type MysqlPool } from 'kysely';
-import { createPool, type Pool, type PoolConnection } from 'mysql2';
-import type { MysqlConnection, MysqlTarget } from '../../config/config.js';
+import { sql } from 'kysely';
+import type { MysqlConnection } from '../../config/config.js';
 import { AppError } from '../../errors.js';
-import type { User } from '../../users/user.js';
 import { beginWriteTransaction, writesUnavailable } from '../begin-write-transaction.js';
-import type { Database, DatabaseExecutor, DatabaseSchema, ReplaceOutcome } from '../database.js';
+import type { Database, DatabaseExecutor, ReplaceOutcome } from '../database.js';
 import { IGNORE_DATABASE_EVENTS, type DatabaseObserver } from '../database-observer.js';
 import { isDatabaseFailure } from '../is-database-failure.js';
 import { countUsers, insertUsers } from '../users-repository.js';
@@ -16,12 +14,13 @@ import {
 } from '../users-staging-repository.js';
 import { LATEST_MIGRATION } from '../migrate-to-latest.js';
 import { createReplicaRouter } from '../replica-router.js';
-import {
-  createTopologyMonitor,
-  type ReplicationSql,
-  type TopologyLogger,
-} from '../topology-monitor.js';
+import { createTopologyMonitor, type TopologyLogger } from '../topology-monitor.js';
 import { createStreamSlots } from '../stream-slots.js';
+import { holdingNamedLock, SWAP_LOCK, WRITE_LOCK } from './mysql/named-lock.js';
+import { createPooledExecutor } from './mysql/pooled-executor.js';
+import { createMysqlReplicationSql } from './mysql/replication-sql.js';
+import { createStagedInserter } from './mysql/staged-inserter.js';
+import { createTurnQueue } from './mysql/turn-queue.js';
 
 export type DatabaseLogger = TopologyLogger;
 
@@ -45,10 +44,10 @@ export function openMysqlDatabase(
     ...connection.replicas.map((target) => ({ name: target.name, target })),
   ].map(({ name, target }) => ({
     name,
-    ...createExecutor(target, connection, connection.poolSize, name, observer),
+    ...createPooledExecutor(target, connection, connection.poolSize, name, observer),
     // Streams wait on their clients: a pool of their own, so they never hold the connections
     // ordinary reads and health checks need.
-    streamExecutor: createExecutor(
+    streamExecutor: createPooledExecutor(
       target,
       connection,
       connection.maxConcurrentStreams,
@@ -63,7 +62,7 @@ export function openMysqlDatabase(
     targets.map(({ name, streamExecutor }) => [name, { name, executor: streamExecutor }]),
   );
   const streams = createStreamSlots(connection.maxConcurrentStreams, observer);
-  const replication = mysqlReplicationSql();
+  const replication = createMysqlReplicationSql();
   const monitor = createTopologyMonitor({
     observer,
     afterProbe: () => {
@@ -209,7 +208,7 @@ export function openMysqlDatabase(
         await dropUsersTableIfExists(locked, 'users_staging');
         await createUsersTable(locked, 'users_staging', UTF8MB4_TABLE_OPTIONS);
         // With one connection in the pool, the lock's own connection loads the rows.
-        const stage = stagedInserter(poolSize > 1 ? primary : locked, poolSize > 2 ? 2 : 1);
+        const stage = createStagedInserter(poolSize > 1 ? primary : locked, poolSize > 2 ? 2 : 1);
         try {
           await load(stage.insert);
           const rows = await stage.finished();
@@ -304,77 +303,6 @@ export function openMysqlDatabase(
   return database;
 }
 
-/**
- * Loads a replace's rows into `users_staging`, each batch its own autocommit INSERT (staged rows
- * are invisible to readers, so there is no giant transaction for the binlog or the replicas to
- * apply in one go: the replica applies the batches while the primary takes the next ones), up
- * to `streams` batches at once on pooled connections. Ids are given explicitly, so batches that
- * finish out of order still keep the file's order. With two streams the primary parses one
- * batch while it writes the other: 1,000,000 rows loaded in ~5.4 s instead of ~6.4 s here.
- * `insert` resolves once its batch is under way; `finished` ends the load, waits for every
- * batch and throws the first failure (a failure also makes every later `insert` throw).
- */
-function stagedInserter(executor: DatabaseExecutor, streams: number) {
-  let nextId = 1;
-  let failure: { error: unknown } | undefined;
-  let closed = false;
-  const running = new Set<Promise<void>>();
-  const rethrow = () => {
-    if (failure !== undefined) throw failure.error;
-  };
-  return {
-    insert: async (users: readonly User[]): Promise<void> => {
-      while (running.size >= streams) await Promise.race(running);
-      // A batch still waiting for a stream when the load ended must not start after it.
-      if (closed) throw new Error('the staged load has ended');
-      rethrow();
-      const firstId = nextId;
-      nextId += users.length;
-      const batch: Promise<void> = insertUsers(executor, users, 'users_staging', firstId).then(
-        () => void running.delete(batch),
-        (error: unknown) => {
-          running.delete(batch);
-          failure ??= { error };
-        },
-      );
-      running.add(batch);
-    },
-    /** Waits for every batch; returns how many rows were staged. */
-    finished: async (): Promise<number> => {
-      closed = true;
-      while (running.size > 0) await Promise.all(running);
-      rethrow();
-      return nextId - 1;
-    },
-  };
-}
-
-/**
- * First come, first served turns. `take(waitMs)` resolves with the function that ends the turn,
- * or undefined if the turns before it did not end within `waitMs` (it then gives up its place
- * without holding up the turns after it).
- */
-function createTurnQueue() {
-  let last: Promise<void> = Promise.resolve();
-  return {
-    async take(waitMs: number): Promise<(() => void) | undefined> {
-      let end!: () => void;
-      const mine = new Promise<void>((resolve) => (end = resolve));
-      const before = last;
-      last = before.then(() => mine);
-      let timer: NodeJS.Timeout | undefined;
-      const started = await Promise.race([
-        before.then(() => true),
-        new Promise<false>((resolve) => (timer = setTimeout(resolve, waitMs, false))),
-      ]);
-      clearTimeout(timer);
-      if (started) return end;
-      end();
-      return undefined;
-    },
-  };
-}
-
 /** Runs `read` inside one consistent, read-only snapshot on `connection` (a session of its own). */
 async function readInSnapshotOn<T>(
   connection: DatabaseExecutor,
@@ -391,208 +319,5 @@ async function readInSnapshotOn<T>(
   }
 }
 
-/** The named lock every writer takes (MySQL locks are per server, across databases). */
-const WRITE_LOCK = 'users-api.write';
-
-/**
- * Held by a backup for as long as its snapshot is open, and by a table swap (restore, replace
- * or if-empty import) around its RENAME. A snapshot's transaction keeps the users table's
- * metadata lock to its end; a RENAME needs that lock exclusively, so on the server that holds
- * the snapshot (the replica, once the RENAME is replicated) it would wait for the backup to
- * end, and every read of the table would queue behind it: replica reads stalled for the rest of
- * the backup (measured on the MariaDB pair). Instead the swap waits here, where nobody reads.
- */
-const SWAP_LOCK = 'users-api.swap';
-
-/**
- * Runs `work` holding the named lock on `connection`; throws `refused()` when the lock is not
- * had within `waitMs`. A dead connection releases its locks by itself (the server frees them).
- */
-async function holdingNamedLock<T>(
-  connection: DatabaseExecutor,
-  name: string,
-  waitMs: number,
-  refused: () => Error,
-  work: () => Promise<T>,
-): Promise<T> {
-  const { rows } = await sql<{ locked: number | string | null }>`
-    SELECT GET_LOCK(${name}, ${Math.max(0, waitMs) / 1000}) AS locked`.execute(connection);
-  if (Number(rows[0]?.locked) !== 1) throw refused();
-  try {
-    return await work();
-  } finally {
-    await sql`SELECT RELEASE_LOCK(${name})`.execute(connection).catch(() => undefined);
-  }
-}
-
 /** Migration 0002's character set, for a users table the restore has to create itself. */
 const UTF8MB4_TABLE_OPTIONS = sql`CHARACTER SET utf8mb4 COLLATE utf8mb4_bin`;
-
-function createExecutor(
-  target: MysqlTarget,
-  connection: MysqlConnection,
-  poolSize: number,
-  name: string,
-  observer: DatabaseObserver,
-): { executor: DatabaseExecutor; connectionsInUse: () => number } {
-  const pool = createPool({
-    host: target.host,
-    port: target.port,
-    user: target.user,
-    password: target.password,
-    database: target.database,
-    connectionLimit: poolSize,
-    connectTimeout: connection.connectTimeoutMs,
-    enableKeepAlive: true,
-    // Values stay as the server sends them: no date parsing, counts as numbers or strings.
-    dateStrings: true,
-    supportBigNumbers: true,
-  });
-  const executor = new Kysely<DatabaseSchema>({
-    dialect: new MysqlDialect({ pool: withQueryTimeout(pool, connection.queryTimeoutMs) }),
-    log: (event: LogEvent) => {
-      const operation = /^\s*(select|show)\b/i.test(event.query.sql) ? 'read' : 'write';
-      observer.queryFinished(name, operation, event.queryDurationMillis / 1000);
-      if (event.level === 'error') observer.queryFailed(name);
-    },
-  });
-  // mysql2 keeps no public count of borrowed connections; these arrays are its pool's own.
-  const internals = pool as unknown as {
-    _allConnections?: { length: number };
-    _freeConnections?: { length: number };
-  };
-  const connectionsInUse = () =>
-    (internals._allConnections?.length ?? 0) - (internals._freeConnections?.length ?? 0);
-  return { executor, connectionsInUse };
-}
-
-/**
- * Kysely calls `query(sql, parameters)`; mysql2 takes a per-query timeout only in its options
- * form. Without it a hung server would hang requests. mysql2's timeout only fails the caller:
- * the statement would go on running on the server and the busy connection would go back to
- * the pool, so a timed-out connection is destroyed (the server then drops its statement and
- * any open transaction with it) and leaves the pool.
- */
-function withQueryTimeout(pool: Pool, timeoutMs: number): MysqlPool {
-  const wrap = (connection: PoolConnection) =>
-    new Proxy(connection, {
-      get(target, property) {
-        if (property === 'query') {
-          return (statement: string, values: unknown[], callback?: (...args: unknown[]) => void) =>
-            callback === undefined
-              ? target.query({ sql: statement, timeout: timeoutMs }, values)
-              : target.query({ sql: statement, timeout: timeoutMs }, values, (error, ...rest) => {
-                  if ((error as { code?: unknown } | null)?.code === 'PROTOCOL_SEQUENCE_TIMEOUT') {
-                    target.destroy();
-                  }
-                  callback(error, ...rest);
-                });
-        }
-        // Bound to the real connection: release() hands `this` back to the pool, which must
-        // get the connection itself, not this wrapper (or the next borrower wraps a wrapper).
-        const value = Reflect.get(target, property, target) as unknown;
-        return typeof value === 'function'
-          ? (value as (...args: unknown[]) => unknown).bind(target)
-          : value;
-      },
-    });
-  return {
-    getConnection(callback) {
-      pool.getConnection((error, connection) =>
-        callback(error, error ? connection : wrap(connection)),
-      );
-    },
-    end(callback) {
-      pool.end(callback);
-    },
-  };
-}
-
-type Flavor = 'mariadb' | 'mysql';
-
-/**
- * MariaDB and MySQL answer the same questions in different SQL: MariaDB 10.5+ accepts
- * `SHOW REPLICA STATUS` but keeps the old column names and waits with MASTER_GTID_WAIT;
- * MySQL 8.0.22+ renamed the columns and waits with WAIT_FOR_EXECUTED_GTID_SET.
- */
-function mysqlReplicationSql(): ReplicationSql {
-  const flavors = new WeakMap<DatabaseExecutor, Flavor>();
-  const flavorOf = async (executor: DatabaseExecutor): Promise<Flavor> => {
-    const known = flavors.get(executor);
-    if (known !== undefined) return known;
-    const { rows } = await sql<{ version: string }>`SELECT VERSION() AS version`.execute(executor);
-    const flavor = /mariadb/i.test(rows[0]?.version ?? '') ? 'mariadb' : 'mysql';
-    flavors.set(executor, flavor);
-    return flavor;
-  };
-  return {
-    async replicaStatus(replica) {
-      let rows: Record<string, unknown>[];
-      try {
-        rows = (await sql<Record<string, unknown>>`SHOW REPLICA STATUS`.execute(replica)).rows;
-      } catch (error) {
-        // MySQL before 8.0.22 knows only the old statement.
-        if ((error as { code?: unknown }).code !== 'ER_PARSE_ERROR') throw error;
-        rows = (await sql<Record<string, unknown>>`SHOW SLAVE STATUS`.execute(replica)).rows;
-      }
-      const row = rows[0];
-      if (row === undefined) return undefined;
-      const column = (current: string, old: string) => row[current] ?? row[old];
-      const lag = column('Seconds_Behind_Source', 'Seconds_Behind_Master');
-      return {
-        ioState: ioStateOf(column('Replica_IO_Running', 'Slave_IO_Running')),
-        sqlRunning: column('Replica_SQL_Running', 'Slave_SQL_Running') === 'Yes',
-        lagSeconds: lag === null || lag === undefined ? null : Number(lag),
-      };
-    },
-    async ping(executor) {
-      await sql`SELECT 1`.execute(executor);
-    },
-    async hasMigration(executor, migration) {
-      try {
-        const { rows } = await sql`
-          SELECT 1 FROM kysely_migration WHERE name = ${migration}`.execute(executor);
-        return rows.length > 0;
-      } catch (error) {
-        // A database no migration ever ran on has no schema at all.
-        if ((error as { code?: unknown }).code === 'ER_NO_SUCH_TABLE') return false;
-        throw error;
-      }
-    },
-    async primaryPosition(primary) {
-      const query =
-        (await flavorOf(primary)) === 'mariadb'
-          ? sql<{ position: string }>`SELECT @@GLOBAL.gtid_binlog_pos AS position`
-          : sql<{ position: string }>`SELECT @@GLOBAL.gtid_executed AS position`;
-      return (await query.execute(primary)).rows[0]?.position ?? '';
-    },
-    async waitForPosition(replica, position, seconds) {
-      if (position === '') return true;
-      if ((await flavorOf(replica)) === 'mariadb') {
-        const { rows } = await sql<{
-          result: number | string;
-        }>`SELECT MASTER_GTID_WAIT(${position}, ${seconds}) AS result`.execute(replica);
-        return Number(rows[0]?.result) === 0;
-      }
-      if (seconds <= 0) {
-        // WAIT_FOR_EXECUTED_GTID_SET(set, 0) waits forever on MySQL: ask without waiting.
-        const { rows } = await sql<{
-          applied: number | string;
-        }>`SELECT GTID_SUBSET(${position}, @@GLOBAL.gtid_executed) AS applied`.execute(replica);
-        return Number(rows[0]?.applied) === 1;
-      }
-      // MySQL takes whole seconds here.
-      const { rows } = await sql<{
-        result: number | string;
-      }>`SELECT WAIT_FOR_EXECUTED_GTID_SET(${position}, ${Math.ceil(seconds)}) AS result`.execute(
-        replica,
-      );
-      return Number(rows[0]?.result) === 0;
-    },
-  };
-}
-
-function ioStateOf(value: unknown): 'running' | 'connecting' | 'stopped' {
-  if (value === 'Yes') return 'running';
-  return value === 'Connecting' ? 'connecting' : 'stopped';
-}

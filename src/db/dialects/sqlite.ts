@@ -1,9 +1,9 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import SqliteDatabase from 'better-sqlite3';
-import { Kysely, SqliteDialect, type LogEvent } from 'kysely';
+import { Kysely, SqliteDialect, sql, type LogEvent } from 'kysely';
 import { beginWriteTransaction } from '../begin-write-transaction.js';
-import type { Database, DatabaseSchema, UsersTableName } from '../database.js';
+import type { Database, DatabaseExecutor, DatabaseSchema, UsersTableName } from '../database.js';
 import type { User } from '../../users/user.js';
 import type { SqliteConnection } from '../../config/config.js';
 import { AppError } from '../../errors.js';
@@ -153,14 +153,18 @@ export function openSqliteDatabase(connection: SqliteConnection, options: Sqlite
           stage(users);
           return Promise.resolve();
         });
-        await createUsersIndexes(trx, 'users_staging');
         if (keepPrevious) {
           await dropUsersTableIfExists(trx, 'users_prev');
-          if (await usersTableExists(trx, 'users'))
+          if (await usersTableExists(trx, 'users')) {
             await renameUsersTable(trx, 'users', 'users_prev');
+            // Index names are database-wide and the staged table takes the live ones: the kept
+            // table keeps its rows, not its indexes (docs/design-notes.md, the staged swap).
+            await dropSecondaryIndexes(trx, 'users_prev');
+          }
         } else {
           await dropUsersTableIfExists(trx, 'users');
         }
+        await createUsersIndexes(trx, 'users_staging');
         await renameUsersTable(trx, 'users_staging', 'users');
         await trx.commit().execute();
         return { replaced: true };
@@ -183,6 +187,13 @@ export function openSqliteDatabase(connection: SqliteConnection, options: Sqlite
     },
   };
   return database;
+}
+
+/** Drops the indexes `table`'s CREATE INDEX statements made (not its primary key). */
+async function dropSecondaryIndexes(trx: DatabaseExecutor, table: UsersTableName): Promise<void> {
+  const { rows } = await sql<{ name: string }>`
+    select name from pragma_index_list(${table}) where origin = 'c'`.execute(trx);
+  for (const { name } of rows) await trx.schema.dropIndex(name).execute();
 }
 
 /** Rows per INSERT statement: one call into SQLite per 50 rows, not per row (1M rows: ~1.1 s, not ~1.5 s). */

@@ -1,5 +1,5 @@
-import { MysqlAdapter, sql } from 'kysely';
-import type { DatabaseExecutor } from '../database.js';
+import { MysqlAdapter, sql, type RawBuilder, type SelectQueryBuilder } from 'kysely';
+import type { DatabaseExecutor, DatabaseSchema } from '../database.js';
 
 const EMPTY = Buffer.alloc(0);
 
@@ -12,27 +12,42 @@ export interface UsersJsonPage {
   lastId: number | undefined;
 }
 
+/** A users query that yields each row's id and its contract JSON, in load order. */
+export type UsersJsonQuery = SelectQueryBuilder<
+  DatabaseSchema,
+  'users',
+  { id: number; json: string }
+>;
+
 /**
- * Up to `limit` users after `afterId` in load order, each as the contract's JSON object
- * (`{"NAME":…,"STREET":…,"CITY":…,"STATE":…,"USER_DATE":…}`), rendered by the database: building
- * a JS object per row and serialising it took three times as long as SQLite takes to write the
- * JSON itself (1,000,000 rows here: ~2.5 s against ~0.8 s). SQLite's json_object escapes exactly
- * as JSON.stringify does, and the page comes back as a blob: its UTF-8 bytes as they are, where
- * text would be decoded into a JS string only to be encoded again (10,000 rows: 17-19 ms as text
- * plus Buffer.from, 9-11 ms as a blob). MySQL's JSON_OBJECT reorders keys, so there each object
- * is concatenated from JSON_QUOTE'd values and the page joined here.
+ * A users row as the contract's JSON object (`{"NAME":…,"STREET":…,"CITY":…,"STATE":…,
+ * "USER_DATE":…}`), rendered by the database: building a JS object per row and serialising it
+ * took three times as long as SQLite takes to write the JSON itself. SQLite's json_object
+ * escapes exactly as JSON.stringify does; MySQL's JSON_OBJECT reorders keys, so there the
+ * object is concatenated from JSON_QUOTE'd values.
+ * @see ../../../docs/design-notes.md#json-pages-rendered-by-the-database-as-blobs
  */
-export async function readUsersJsonPage(
+export function contractJsonOf(executor: DatabaseExecutor): RawBuilder<string> {
+  return executor.getExecutor().adapter instanceof MysqlAdapter
+    ? sql<string>`concat('{"NAME":', json_quote(name), ',"STREET":', json_quote(street),
+        ',"CITY":', json_quote(city), ',"STATE":', json_quote(state),
+        ',"USER_DATE":', json_quote(user_date), '}')`
+    : sql<string>`json_object('NAME', name, 'STREET', street, 'CITY', city,
+        'STATE', state, 'USER_DATE', user_date)`;
+}
+
+/**
+ * Runs `query` and joins its JSON objects with commas into one page. SQLite joins them itself
+ * and hands the page back as a blob: its UTF-8 bytes as they are, where text would be decoded
+ * into a JS string only to be encoded again. MySQL's rows are joined here (GROUP_CONCAT would
+ * cut a page at group_concat_max_len).
+ */
+export async function readUsersJsonQuery(
   executor: DatabaseExecutor,
-  afterId: number,
-  limit: number,
+  query: UsersJsonQuery,
 ): Promise<UsersJsonPage> {
   if (executor.getExecutor().adapter instanceof MysqlAdapter) {
-    const { rows } = await sql<{ id: number | string; json: string }>`
-      select id, concat('{"NAME":', json_quote(name), ',"STREET":', json_quote(street),
-        ',"CITY":', json_quote(city), ',"STATE":', json_quote(state),
-        ',"USER_DATE":', json_quote(user_date), '}') as json
-      from users where id > ${afterId} order by id limit ${limit}`.execute(executor);
+    const rows = await query.execute();
     const last = rows.at(-1);
     return {
       json: Buffer.from(rows.map((row) => row.json).join(',')),
@@ -44,11 +59,8 @@ export async function readUsersJsonPage(
   // `order by id` inside it would sort each page again, a third of the time. The integration
   // test 'renders the bare body byte for byte…' holds the order across pages.
   const { rows } = await sql<{ json: Buffer | null; rows: number; last_id: number | null }>`
-    select cast(group_concat(json_object('NAME', name, 'STREET', street, 'CITY', city,
-        'STATE', state, 'USER_DATE', user_date), ',') as blob) as json,
-      count(*) as rows, max(id) as last_id
-    from (select id, name, street, city, state, user_date from users
-      where id > ${afterId} order by id limit ${limit})`.execute(executor);
+    select cast(group_concat(json, ',') as blob) as json, count(*) as rows, max(id) as last_id
+    from ${query}`.execute(executor);
   const page = rows[0];
   return {
     json: page?.json ?? EMPTY,

@@ -1,4 +1,4 @@
-import type { User } from './user.js';
+import type { User } from '../users/user.js';
 
 /** The public column names a response may carry: the seed's five and, on request, ID. */
 export const PUBLIC_COLUMNS = ['ID', 'NAME', 'STREET', 'CITY', 'STATE', 'USER_DATE'] as const;
@@ -133,4 +133,9 @@ function toDefaultObject(user: Row) {
     STATE: user.state,
     USER_DATE: user.userDate,
   };
+}
+
+/** A stored user as `/api/users/:id` shows it: ID, then the bare contract's keys. */
+export function toApiUserWithId(user: User & { id: number }) {
+  return { ID: user.id, ...toDefaultObject(user) };
 }
