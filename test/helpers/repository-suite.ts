@@ -3,13 +3,13 @@ import { it, type TestContext } from 'node:test';
 import { sql } from 'kysely';
 import { beginWriteTransaction } from '../../src/db/begin-write-transaction.js';
 import type { Database } from '../../src/db/database.js';
-import { readUsersJsonPage } from '../../src/db/dialects/users-json.js';
 import {
   countMatchingUsers,
   findUsers,
   insertUsers,
   listUsers,
   readDataVersion,
+  readUsersJsonPage,
   type UserRecord,
   type UsersFilter,
   type UsersQuery,
@@ -150,7 +150,7 @@ async function usersTables(db: Database): Promise<string[]> {
     .sort();
 }
 
-/** The columns `users` has secondary indexes on (their names differ after a swap). */
+/** The columns `users` has secondary indexes on (users-table tests check their names). */
 async function indexedColumns(db: Database): Promise<string[]> {
   const { rows } =
     db.dialect === 'sqlite'
