@@ -33,11 +33,9 @@ export function createFastPath(deps: FastPathDependencies): FastPath {
   // 2-5% more /healthcheck throughput against node:http with the same headers.
   const allGood = allGoodFrom(deps.serverName);
   const allGoodBytes = Buffer.byteLength(allGood);
-  // Each head is a flat [name, value, …] list written out in full, never an object spread
-  // from shared headers: with `{ id, ...headers, length }` here, the slow tick objects that
-  // pin-next-tick-shape.ts describes appeared in 7 of 7 starts once /api had been served
-  // (0 of 4 without the spread), and /healthcheck went from 0.73 to 0.87 of a hello-world's
-  // req/s without it (12 side-by-side rounds of 2 s, wrk -c32).
+  // Each head is a flat [name, value, …] list written out in full, never an object spread from
+  // shared headers: a spread here brought back the slow tick objects of pin-next-tick-shape.ts
+  // (docs/design-notes.md, "The fast path for /api and /healthcheck").
   const healthHead = (requestId: string) => [
     'x-request-id',
     requestId,
