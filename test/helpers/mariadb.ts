@@ -130,3 +130,22 @@ export async function eventually(
   }
   throw new Error(`timed out after ${timeoutMs} ms waiting until ${what}`);
 }
+
+/**
+ * A migrated database on the pair, closed when the test ends, once its replica probe finds the
+ * replica healthy: reads then go where the service's go.
+ */
+export async function openMigratedOnPair(t: TestContext, pair: MariadbPair): Promise<Database> {
+  const config = loadConfig({
+    DATABASE_URL: pair.primary.url,
+    DATABASE_REPLICA_URLS: pair.replica.url,
+    REPLICA_PROBE_INTERVAL_MS: '200',
+    DB_CONNECT_TIMEOUT_MS: '1000',
+    LOG_LEVEL: 'silent',
+  });
+  const db = openDatabase(config.database, { create: true });
+  t.after(() => db.close());
+  await migrateToLatest(db);
+  await eventually(() => db.replicaStates()[0]?.healthy === true, 'the replica is healthy');
+  return db;
+}

@@ -5,9 +5,8 @@ import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { loadConfig } from '../../src/config/config.js';
 import type { Database } from '../../src/db/database.js';
-import { migrateToLatest } from '../../src/db/migrate-to-latest.js';
 import { openDatabase } from '../../src/db/open-database.js';
-import { eventually, mariadbPairSuite } from '../helpers/mariadb.js';
+import { mariadbPairSuite, openMigratedOnPair } from '../helpers/mariadb.js';
 import {
   drillMigrationRenamesSwappedIndexes,
   drillSwapsKeepTheMigratedTable,
@@ -29,17 +28,7 @@ function openServer(t: TestContext, url: string): Database {
 /** A migrated database on the pair, the replica healthy, and a temp folder for backups. */
 async function openOnPair(t: TestContext) {
   const pair = pairSuite.require();
-  const config = loadConfig({
-    DATABASE_URL: pair.primary.url,
-    DATABASE_REPLICA_URLS: pair.replica.url,
-    REPLICA_PROBE_INTERVAL_MS: '200',
-    DB_CONNECT_TIMEOUT_MS: '1000',
-    LOG_LEVEL: 'silent',
-  });
-  const db = openDatabase(config.database, { create: true });
-  t.after(() => db.close());
-  await migrateToLatest(db);
-  await eventually(() => db.replicaStates()[0]?.healthy === true, 'the replica is healthy');
+  const db = await openMigratedOnPair(t, pair);
   const dir = await mkdtemp(join(tmpdir(), 'users-api-table-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
   return { pair, db, dir };
