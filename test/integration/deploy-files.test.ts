@@ -191,6 +191,7 @@ describe('compose.yaml', () => {
     const env = haproxy.environment ?? {};
     assert.deepEqual(haproxy.ports, [
       `${env.LB_PORT}:${env.LB_PORT}`,
+      `${env.LB_TLS_PORT}:${env.LB_TLS_PORT}`,
       `${env.STATS_PORT}:${env.STATS_PORT}`,
     ]);
     const appPort = stageEnv(stages().at(-1)!).PORT;
@@ -310,7 +311,7 @@ describe('compose.yaml', () => {
       ? Object.fromEntries(haproxy.sysctls.map((entry) => entry.split('=') as [string, string]))
       : (haproxy.sysctls ?? {});
     const start = Number(sysctls['net.ipv4.ip_unprivileged_port_start'] ?? 1024);
-    for (const port of [env.LB_PORT, env.STATS_PORT]) {
+    for (const port of [env.LB_PORT, env.LB_TLS_PORT, env.STATS_PORT]) {
       assert.ok(Number(port) >= start, `the image's non-root user cannot bind port ${port}`);
     }
     // haproxy.cfg reads MONITORING_ALLOW as a space-separated list (${MONITORING_ALLOW[*]}).
@@ -322,6 +323,34 @@ describe('compose.yaml', () => {
     const config = readFileSync(join(REPO_ROOT, 'deploy/haproxy/haproxy.cfg'), 'utf8');
     const own = /^\s*presetenv MONITORING_ALLOW "([^"]*)"$/m.exec(config)?.[1];
     assert.deepEqual(allowed, own?.split(' '), "compose's default is haproxy.cfg's own");
+  });
+
+  it("mounts HAProxy's certificate folder read-only, serving plain HTTP until .env names a certificate", async () => {
+    const haproxy = services.haproxy!;
+    const mount = (haproxy.volumes ?? []).find(
+      (volume): volume is string =>
+        typeof volume === 'string' && volume.startsWith('./deploy/haproxy/certs:'),
+    );
+    assert.ok(mount, 'deploy/haproxy/certs is mounted');
+    const [, target, mode] = mount.split(':');
+    assert.equal(mode, 'ro');
+    assert.match(String(haproxy.environment?.TLS_CERT_FILE), /^\$\{TLS_CERT_FILE:-\}$/);
+    // A folder, not a file: a certificate replaced by a rename shows in the container.
+    const example = readFileSync(join(REPO_ROOT, '.env.example'), 'utf8');
+    assert.equal(
+      /^# TLS_CERT_FILE=(.*)$/m.exec(example)?.[1],
+      target,
+      '.env.example names the mount',
+    );
+    // Keys stay out of git and out of the image's build context.
+    const { stdout } = await promisify(execFile)(
+      'git',
+      ['check-ignore', 'deploy/haproxy/certs/example.com.pem'],
+      { cwd: REPO_ROOT },
+    );
+    assert.equal(stdout.trim(), 'deploy/haproxy/certs/example.com.pem');
+    const ignored = readFileSync(join(REPO_ROOT, '.dockerignore'), 'utf8').split('\n');
+    assert.ok(ignored.includes('deploy/haproxy/certs'), '.dockerignore lacks deploy/haproxy/certs');
   });
 
   it("gives Prometheus the stats password that HAProxy's exporter asks for, from .env", () => {
@@ -400,6 +429,32 @@ describe('compose.yaml', () => {
       { env },
     );
     assert.match(stdout, /Configuration file is valid/);
+  });
+});
+
+describe('deploy/haproxy/haproxy.cfg', () => {
+  it('lists every variable it reads in its header and in the HAProxy table of docs/configuration.md', () => {
+    const lines = readFileSync(join(REPO_ROOT, 'deploy/haproxy/haproxy.cfg'), 'utf8').split('\n');
+    const header = lines
+      .slice(
+        0,
+        lines.findIndex((line) => !line.startsWith('#')),
+      )
+      .join('\n');
+    const code = lines.filter((line) => !line.trimStart().startsWith('#')).join('\n');
+    const read = new Set([...code.matchAll(/\$\{([A-Z][A-Z0-9_]*)/g)].map((match) => match[1]!));
+    assert.ok(read.has('TLS_CERT_FILE') && read.has('APP1_ADDR'), [...read].join(', '));
+    const docs = readFileSync(join(REPO_ROOT, 'docs/configuration.md'), 'utf8');
+    const table = /^## HAProxy[^\n]*$([\s\S]*?)(?=^## |(?![\s\S]))/m.exec(docs)?.[1] ?? '';
+    const documented = new Set(
+      [...table.matchAll(/^\| ([^|]+)\|/gm)].flatMap((row) =>
+        [...row[1]!.matchAll(/`([A-Z][A-Z0-9_]*)`/g)].map((name) => name[1]!),
+      ),
+    );
+    for (const name of read) {
+      assert.match(header, new RegExp(`\\b${name}\\b`), `haproxy.cfg's header lacks ${name}`);
+      assert.ok(documented.has(name), `docs/configuration.md's HAProxy table lacks ${name}`);
+    }
   });
 });
 
