@@ -48,6 +48,13 @@ export const CONFIG_SCHEMA = {
       'Read replicas. Reads go round-robin to healthy ones; none healthy (or none given): the primary.',
     redact: 'url-password',
   },
+  DATABASE_PASSWORD_FILE: {
+    default: undefined,
+    allowed:
+      'a path to a readable, non-empty file holding the MySQL password (one trailing newline is dropped), with mysql:// URLs that carry no password',
+    description:
+      'The MySQL/MariaDB password, read from this file (e.g. a compose secret) for the primary and every replica, so it is neither in the URLs nor in the environment. The URLs then name the user only.',
+  },
   DB_POOL_SIZE: {
     default: '10',
     allowed: 'an integer from 1 to 1000',
@@ -123,6 +130,13 @@ export const CONFIG_SCHEMA = {
       'Bearer token for admin operations (uploads to `/addtosql`, `mode=append|replace`). Unset: admin operations are accepted from loopback only.',
     redact: 'all',
   },
+  ADMIN_TOKEN_FILE: {
+    default: undefined,
+    allowed:
+      'a path to a readable, non-empty file holding ADMIN_TOKEN (one trailing newline is dropped)',
+    description:
+      'ADMIN_TOKEN read from this file (e.g. a compose secret) instead of the environment. Setting both is an error.',
+  },
   MAX_UPLOAD_BYTES: {
     default: '52428800',
     allowed: 'a positive integer number of bytes',
@@ -157,6 +171,13 @@ export const CONFIG_SCHEMA = {
     description:
       'Bearer token `GET /metrics` requires. Unset: `/metrics` is open (keep it off the public frontend).',
     redact: 'all',
+  },
+  METRICS_TOKEN_FILE: {
+    default: undefined,
+    allowed:
+      'a path to a readable, non-empty file holding METRICS_TOKEN (one trailing newline is dropped)',
+    description:
+      'METRICS_TOKEN read from this file (e.g. a compose secret) instead of the environment. Setting both is an error.',
   },
   SHUTDOWN_DRAIN_MS: {
     default: '3000',

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { CONFIG_SCHEMA, type ConfigVariable, type ConfigVariableName } from './config-schema.js';
@@ -78,17 +79,28 @@ export class ConfigError extends Error {
   override name = 'ConfigError';
 }
 
+type SecretFileName = 'ADMIN_TOKEN_FILE' | 'METRICS_TOKEN_FILE' | 'DATABASE_PASSWORD_FILE';
+
 const DEFAULT_SQLITE_PATH = 'data/users.db';
 const SERVER_NAME_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
 const MIN_TOKEN_LENGTH = 16;
 /** RFC 6750's b64token: anything else cannot arrive in `Authorization: Bearer`, so never matches. */
 const BEARER_TOKEN_PATTERN = /^[A-Za-z0-9\-._~+/]+=*$/;
 
+/** Reads a secret file (`*_FILE` variables) as UTF-8 text; throws when it cannot. */
+export type ReadSecretFile = (path: string) => string;
+
+const readSecretFileSync: ReadSecretFile = (path) => readFileSync(path, 'utf8');
+
 /**
  * Applies defaults, parses and checks every variable, and returns one frozen Config.
- * Relative paths resolve against `cwd`.
+ * Relative paths (the `*_FILE` secrets' too) resolve against `cwd`.
  */
-export function loadConfig(raw: RawEnv, cwd: string = process.cwd()): Config {
+export function loadConfig(
+  raw: RawEnv,
+  cwd: string = process.cwd(),
+  readSecretFile: ReadSecretFile = readSecretFileSync,
+): Config {
   const value = (name: ConfigVariableName): string | undefined =>
     raw[name] ?? CONFIG_SCHEMA[name].default;
   const fail = (name: ConfigVariableName, text: string = raw[name] ?? ''): never => {
@@ -113,10 +125,36 @@ export function loadConfig(raw: RawEnv, cwd: string = process.cwd()): Config {
   // Unset, the host name is the value: the message shows it rather than "".
   if (!SERVER_NAME_PATTERN.test(serverName)) fail('SERVER_NAME', serverName);
 
+  /** The text of a `*_FILE` variable's file, one trailing newline dropped; never shown in errors. */
+  const secretFile = (name: SecretFileName): string | undefined => {
+    const path = raw[name];
+    if (path === undefined) return undefined;
+    let text: string;
+    try {
+      text = readSecretFile(resolve(cwd, path));
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code ?? 'unreadable';
+      throw new ConfigError(`${name}=${JSON.stringify(path)} cannot be read (${code})`, {
+        cause: error,
+      });
+    }
+    text = text.replace(/\r?\n$/, '');
+    if (text === '') throw new ConfigError(`${name}=${JSON.stringify(path)} is an empty file`);
+    return text;
+  };
   const token = (name: 'ADMIN_TOKEN' | 'METRICS_TOKEN'): string | undefined => {
-    const text = value(name);
+    const fileName = `${name}_FILE` as const;
+    if (raw[name] !== undefined && raw[fileName] !== undefined) {
+      throw new ConfigError(`${name} and ${fileName} are both set: set only one of them`);
+    }
+    const fromFile = secretFile(fileName);
+    const text = fromFile ?? value(name);
     if (text === undefined) return undefined;
-    return text.length >= MIN_TOKEN_LENGTH && BEARER_TOKEN_PATTERN.test(text) ? text : fail(name);
+    if (text.length >= MIN_TOKEN_LENGTH && BEARER_TOKEN_PATTERN.test(text)) return text;
+    if (fromFile === undefined) return fail(name);
+    throw new ConfigError(
+      `${fileName}=${JSON.stringify(raw[fileName])} holds an invalid token: expected ${CONFIG_SCHEMA[name].allowed}`,
+    );
   };
   const adminToken = token('ADMIN_TOKEN');
   const metricsToken = token('METRICS_TOKEN');
@@ -134,11 +172,24 @@ export function loadConfig(raw: RawEnv, cwd: string = process.cwd()): Config {
     .filter((url) => url !== '');
   const maxConcurrentStreams = integer('MAX_CONCURRENT_STREAMS', 1, 1000);
   let database: DatabaseConnection;
+  const databasePassword = secretFile('DATABASE_PASSWORD_FILE');
+  /** The password from DATABASE_PASSWORD_FILE, into a target whose URL carries none. */
+  const withPassword = (target: MysqlTarget, name: ConfigVariableName): MysqlTarget => {
+    if (databasePassword === undefined) return target;
+    if (target.password !== '') {
+      throw new ConfigError(
+        `${name} carries a password and DATABASE_PASSWORD_FILE is set: keep the password in the file only`,
+      );
+    }
+    return { ...target, password: databasePassword };
+  };
   if (databaseUrl?.startsWith('mysql:')) {
     database = {
       dialect: 'mysql',
-      primary: parseMysqlUrl(databaseUrl) ?? fail('DATABASE_URL'),
-      replicas: replicaUrls.map((url) => parseMysqlUrl(url) ?? fail('DATABASE_REPLICA_URLS')),
+      primary: withPassword(parseMysqlUrl(databaseUrl) ?? fail('DATABASE_URL'), 'DATABASE_URL'),
+      replicas: replicaUrls.map((url) =>
+        withPassword(parseMysqlUrl(url) ?? fail('DATABASE_REPLICA_URLS'), 'DATABASE_REPLICA_URLS'),
+      ),
       poolSize: integer('DB_POOL_SIZE', 1, 1000),
       maxConcurrentStreams,
       connectTimeoutMs: integer('DB_CONNECT_TIMEOUT_MS', 100, 600_000),
@@ -149,6 +200,9 @@ export function loadConfig(raw: RawEnv, cwd: string = process.cwd()): Config {
     };
   } else {
     if (replicaUrls.length > 0) fail('DATABASE_REPLICA_URLS');
+    if (databasePassword !== undefined) {
+      throw new ConfigError('DATABASE_PASSWORD_FILE is set but DATABASE_URL is not a mysql:// URL');
+    }
     const path = parseSqlitePath(databaseUrl, cwd) ?? fail('DATABASE_URL');
     database = { dialect: 'sqlite', path, maxConcurrentStreams };
   }
