@@ -4,7 +4,9 @@
 #   docker run --rm -p 8888:8888 -v users-data:/app/data users-api
 # Build and start use the same npm scripts CI runs (npm ci, npm run build, dist/main.js serve).
 
-ARG NODE_IMAGE=node:20-bookworm-slim
+# Node 26: the active LTS line, supported the longest (CI runs the whole suite on it; the unit
+# and integration suites also on Node 24 and 20). Override with --build-arg NODE_IMAGE=...
+ARG NODE_IMAGE=node:26-bookworm-slim
 
 # ---- build: dev dependencies, tsc --------------------------------------------------------
 FROM ${NODE_IMAGE} AS build

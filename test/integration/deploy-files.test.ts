@@ -496,10 +496,10 @@ describe('Dockerfile', () => {
     }
   });
 
-  it('starts every stage from the same slim Node 20 image', () => {
+  it('starts every stage from the same slim Node 26 image', () => {
     const images = new Set(stages().map((stage) => stage.image));
     assert.equal(images.size, 1, [...images].join(', '));
-    assert.match([...images][0]!, /^node:20(\.\d+){0,2}-([a-z0-9]+-)?slim(@sha256:[0-9a-f]{64})?$/);
+    assert.match([...images][0]!, /^node:26(\.\d+){0,2}-([a-z0-9]+-)?slim(@sha256:[0-9a-f]{64})?$/);
   });
 
   it('runs as the node user, with an init, on port 8888, with a volume for SQLite', () => {
