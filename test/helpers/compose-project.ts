@@ -25,7 +25,7 @@ export interface ComposeProject {
   compose: (args: readonly string[], timeoutMs?: number) => Promise<string>;
   /** The container of a service (compose v1 names it PROJECT_SERVICE_1). */
   container: (service: string) => string;
-  /** Runs every health check of the project now and then (no systemd runs them here). */
+  /** Runs every health check of the project in turn, again 1 s after (no systemd here). */
   startHealthTicker: () => void;
   /** Waits until each of `services` reports healthy. */
   waitHealthy: (services: readonly string[], limitMs: number) => Promise<void>;
@@ -45,7 +45,8 @@ async function composeFileFor(dir: string, env: Record<string, string>): Promise
     const variable = doc.getIn(['secrets', name, 'environment']);
     if (typeof variable !== 'string') continue;
     const file = join(dir, `secret-${name}`);
-    await writeFile(file, env[variable] ?? '', { mode: 0o600 });
+    // 0644 in a 0700 folder: bind-mounted as it is, the file must be readable by the service's user.
+    await writeFile(file, env[variable] ?? '', { mode: 0o644 });
     doc.setIn(['secrets', name], doc.createNode({ file }));
   }
   const path = join(dir, 'compose.yaml');
@@ -111,15 +112,17 @@ export async function startComposeProject(image: string): Promise<ComposeProject
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
 
-  let ticker: NodeJS.Timeout | undefined;
-  let ticking: Promise<unknown> = Promise.resolve();
+  let ticking: Promise<void> | undefined;
+  let stopTicking = false;
   const containerIds = async () =>
     (await podman(['ps', '-q', '--filter', `label=com.docker.compose.project=${name}`]))
       .split('\n')
       .filter(Boolean);
   const tick = async () => {
+    // One at a time: on 2 shared cores, six checks at once (each a podman, a runc exec and a
+    // node) overran their 3 s timeouts and marked healthy services unhealthy.
     const ids = await containerIds().catch(() => []);
-    await Promise.all(ids.map((id) => podmanStatus(['healthcheck', 'run', id])));
+    for (const id of ids) await podmanStatus(['healthcheck', 'run', id]);
   };
   const container = (serviceName: string) => `${name}_${serviceName}_1`;
 
@@ -132,10 +135,13 @@ export async function startComposeProject(image: string): Promise<ComposeProject
     compose,
     container,
     startHealthTicker() {
-      if (ticker !== undefined) return;
-      ticker = setInterval(() => {
-        ticking = ticking.then(tick);
-      }, 2000);
+      if (ticking !== undefined) return;
+      ticking = (async () => {
+        while (!stopTicking) {
+          await tick();
+          await new Promise((resolve) => setTimeout(resolve, 1000));
+        }
+      })();
     },
     async waitHealthy(services, limitMs) {
       const deadline = Date.now() + limitMs;
@@ -157,7 +163,7 @@ export async function startComposeProject(image: string): Promise<ComposeProject
       }
     },
     async close() {
-      if (ticker !== undefined) clearInterval(ticker);
+      stopTicking = true;
       await ticking;
       await compose(['--profile', 'monitoring', 'down', '-v', '--timeout', '10']).catch(
         (error: unknown) => process.stderr.write(`compose down: ${String(error)}\n`),
