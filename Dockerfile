@@ -2,6 +2,9 @@
 # users-api image: the compiled service and its CLI, production dependencies only, non-root.
 #   docker build -t users-api .
 #   docker run --rm -p 8888:8888 -v users-data:/app/data users-api
+# Behind a TLS-inspecting proxy, give npm the proxy's CA for the build only (a build secret: it
+# never lands in a layer), e.g. the host's system bundle (docs/deployment.md):
+#   docker build --secret id=extra_ca,src=/etc/ssl/certs/ca-certificates.crt -t users-api .
 # Build and start use the same npm scripts CI runs (npm ci, npm run build, dist/main.js serve).
 
 # Node 26: the active LTS line, supported the longest (CI runs the whole suite on it; the unit
@@ -13,7 +16,9 @@ FROM ${NODE_IMAGE} AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 # tsc needs no native module: skip install scripts (prepare would build before src is here).
-RUN npm ci --ignore-scripts
+RUN --mount=type=secret,id=extra_ca \
+    NODE_EXTRA_CA_CERTS="$(test -s /run/secrets/extra_ca && echo /run/secrets/extra_ca)" \
+    npm ci --ignore-scripts
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 RUN npm run build
@@ -29,7 +34,10 @@ WORKDIR /app
 COPY package.json package-lock.json ./
 # --ignore-scripts skips `prepare` (it needs tsc, a dev dependency); better-sqlite3's own
 # install script is then run on purpose.
-RUN npm ci --omit=dev --ignore-scripts && npm rebuild better-sqlite3 && npm cache clean --force
+# The optional extra CA (see the top) also reaches better-sqlite3's prebuilt-binary download.
+RUN --mount=type=secret,id=extra_ca \
+    export NODE_EXTRA_CA_CERTS="$(test -s /run/secrets/extra_ca && echo /run/secrets/extra_ca)" \
+ && npm ci --omit=dev --ignore-scripts && npm rebuild better-sqlite3 && npm cache clean --force
 
 # ---- runtime ----------------------------------------------------------------------------
 FROM ${NODE_IMAGE} AS runtime
