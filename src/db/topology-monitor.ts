@@ -1,5 +1,6 @@
 import type { DatabaseExecutor, ReplicaState, TargetState } from './database.js';
 import { IGNORE_DATABASE_EVENTS, type DatabaseObserver } from './database-observer.js';
+import { withinMs } from './answer-or-silence.js';
 
 /** The questions the monitor and the router ask a server, in each server flavor's SQL. */
 export interface ReplicationSql {
@@ -43,6 +44,8 @@ export interface TopologyMonitorOptions {
   schemaMigration: string;
   maxLagSeconds: number;
   probeIntervalMs: number;
+  /** Longest one probe statement waits (DB_PROBE_TIMEOUT_MS): a silent server counts as down. */
+  probeTimeoutMs?: number;
   logger?: TopologyLogger | undefined;
   observer?: DatabaseObserver;
   /** Called after every round of probes (e.g. to report pool use). */
@@ -68,7 +71,8 @@ export interface TopologyMonitor {
 }
 
 export function createTopologyMonitor(options: TopologyMonitorOptions): TopologyMonitor {
-  const { primary, replication, logger, schemaMigration } = options;
+  const { primary, logger, schemaMigration } = options;
+  const replication = boundedProbes(options.replication, options.probeTimeoutMs ?? 1000);
   const observer = options.observer ?? IGNORE_DATABASE_EVENTS;
   const now = options.now ?? Date.now;
   const replicas: MonitoredReplica[] = options.replicas.map(({ name, executor }) => ({
@@ -193,6 +197,28 @@ export function createTopologyMonitor(options: TopologyMonitorOptions): Topology
       clearTimeout(timer);
       await probing;
     },
+  };
+}
+
+/**
+ * Every probe statement bounded: a frozen or partitioned server answers nothing and resets
+ * nothing, and must not hold a probe round (the primary's included) for the query timeout.
+ */
+function boundedProbes(replication: ReplicationSql, timeoutMs: number): ReplicationSql {
+  return {
+    replicaStatus: (replica) => withinMs(replication.replicaStatus(replica), timeoutMs, 'probe'),
+    ping: (executor) => withinMs(replication.ping(executor), timeoutMs, 'probe'),
+    hasMigration: (executor, migration) =>
+      withinMs(replication.hasMigration(executor, migration), timeoutMs, 'probe'),
+    primaryPosition: (executor) =>
+      withinMs(replication.primaryPosition(executor), timeoutMs, 'probe'),
+    // Waits for up to `seconds` by design: the bound is on top of that.
+    waitForPosition: (replica, position, seconds) =>
+      withinMs(
+        replication.waitForPosition(replica, position, seconds),
+        timeoutMs + seconds * 1000,
+        'probe',
+      ),
   };
 }
 

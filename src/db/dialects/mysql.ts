@@ -75,6 +75,7 @@ export function openMysqlDatabase(
     schemaMigration: LATEST_MIGRATION,
     maxLagSeconds: connection.maxReplicaLagSeconds,
     probeIntervalMs: connection.replicaProbeIntervalMs,
+    probeTimeoutMs: connection.probeTimeoutMs,
     logger: options.logger,
   });
   const router = createReplicaRouter({
@@ -82,6 +83,8 @@ export function openMysqlDatabase(
     primary,
     replication,
     waitMs: connection.replicaWaitMs,
+    firstResponseTimeoutMs: connection.firstResponseTimeoutMs,
+    probeTimeoutMs: connection.probeTimeoutMs,
     observer,
     logger: options.logger,
   });
