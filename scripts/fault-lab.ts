@@ -83,7 +83,8 @@ export const FAULTS = {
   loss: 'drop PERCENT % of packets both ways at random (nftables numgen), default 1',
   slow: 'database host: DELAY ± JITTER ms on its link (default 100 ± 20) and LOSS % (default 1); RATE kbit/s with tc tbf when given',
   lag: 'replica: stop its replication SQL thread (heal: start it)',
-  diskfull: "database host: fill its datadir's tmpfs (heal: free it)",
+  diskfull:
+    "database host: fill its datadir's tmpfs (heal: free it, and start the server again if it died)",
 } as const;
 export type FaultName = keyof typeof FAULTS;
 
@@ -764,9 +765,14 @@ async function healFault(state: LabState, fault: ActiveFault): Promise<void> {
     case 'lag':
       rootSql(state, target as DatabaseHost, 'START SLAVE SQL_THREAD');
       break;
-    case 'diskfull':
-      rmSync(databaseDir(state, target as DatabaseHost).filler, { force: true });
+    case 'diskfull': {
+      const host = requireDatabaseHost(target, fault.name);
+      rmSync(databaseDir(state, host).filler, { force: true });
+      // MariaDB 10.11 may abort when InnoDB cannot write (docs/fault-lab.md): start it again on
+      // its data, as systemd's Restart=on-failure would.
+      if (!isOurs(state.processes[host])) await startDatabase(state, host);
       break;
+    }
   }
   state.faults = state.faults.filter((active) => active !== fault);
   saveState(state);

@@ -1,6 +1,6 @@
 import type { DatabaseExecutor, ReplicaState, TargetState } from './database.js';
 import { IGNORE_DATABASE_EVENTS, type DatabaseObserver } from './database-observer.js';
-import { withinMs } from './answer-or-silence.js';
+import { ServerSilentError, withinMs } from './answer-or-silence.js';
 
 /** The questions the monitor and the router ask a server, in each server flavor's SQL. */
 export interface ReplicationSql {
@@ -90,6 +90,8 @@ export function createTopologyMonitor(options: TopologyMonitorOptions): Topology
     schemaCurrent: undefined,
     probedAt: null,
   };
+  /** Healthy replicas whose last probe went unanswered (see probeReplica). */
+  const silentOnce = new WeakSet<MonitoredReplica>();
   let stopped = false;
   let timer: NodeJS.Timeout | undefined;
   let probing: Promise<void> = Promise.resolve();
@@ -146,7 +148,16 @@ export function createTopologyMonitor(options: TopologyMonitorOptions): Topology
       }
     } catch (error) {
       reason = describeFailure(error);
+      // One unanswered probe on a slow, lossy link (a lost SYN alone costs 1 s) must not take a
+      // healthy replica out: the second in a row does. A read it leaves unanswered still does
+      // at once (the router's own check).
+      if (error instanceof ServerSilentError && replica.healthy && !silentOnce.has(replica)) {
+        silentOnce.add(replica);
+        replica.probedAt = now();
+        return;
+      }
     }
+    silentOnce.delete(replica);
     if (!stopped) setReplicaState(replica, reason, lag);
     replica.probedAt = now();
   };

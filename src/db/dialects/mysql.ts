@@ -106,6 +106,11 @@ export function openMysqlDatabase(
     }
     return undefined;
   };
+  const primaryUnavailable = () =>
+    new AppError(
+      'ERR_DB_PRIMARY_UNAVAILABLE',
+      'primary database unavailable: writes are refused until it is back; reads go on',
+    );
   const backupRunning = () =>
     new AppError(
       'ERR_BACKUP_IN_PROGRESS',
@@ -168,19 +173,22 @@ export function openMysqlDatabase(
       }),
     async withWriteLock(write) {
       const refused = () =>
-        new AppError(
-          'ERR_WRITE_IN_PROGRESS',
-          `another import or restore (on this or another instance) held the write lock for ${lockWaitMs / 1000} s; try again when it ends`,
-        );
+        // A write queued behind one stuck on a silent primary waited for the primary, not a lock.
+        monitor.primary().healthy
+          ? new AppError(
+              'ERR_WRITE_IN_PROGRESS',
+              `another import or restore (on this or another instance) held the write lock for ${lockWaitMs / 1000} s; try again when it ends`,
+            )
+          : primaryUnavailable();
       // A write needs this release's schema on the primary: one that lands before the start-up
       // migrations (the primary just came back) would build tables the migrations then trip on.
       if (monitor.primary().schemaCurrent !== true) {
-        throw new AppError(
-          'ERR_DB_PRIMARY_UNAVAILABLE',
-          monitor.primary().healthy
-            ? "the primary's schema is older than this release: writes wait for its migrations"
-            : 'primary database unavailable: writes are refused until it is back; reads go on',
-        );
+        throw monitor.primary().healthy
+          ? new AppError(
+              'ERR_DB_PRIMARY_UNAVAILABLE',
+              "the primary's schema is older than this release: writes wait for its migrations",
+            )
+          : primaryUnavailable();
       }
       // Writers of this process queue here first, so at most one of its connections waits on
       // GET_LOCK: twenty waiting there would hold the pool the lock's owner needs to load rows.
