@@ -23,6 +23,7 @@ import {
   mkdirSync,
   mkdtempSync,
   openSync,
+  readdirSync,
   readFileSync,
   rmSync,
   statfsSync,
@@ -108,6 +109,8 @@ export interface ActiveFault {
 
 export interface LabState {
   id: string;
+  /** The process that made the lab and removes it (tests); undefined: `npm run lab`, by hand. */
+  ownerPid: number | undefined;
   dir: string;
   /** The lab's /24, as its first three octets (`10.123.45`). */
   subnet: string;
@@ -194,11 +197,13 @@ export async function startLab(
 ): Promise<Lab> {
   const missing = missingLabRequirements();
   if (missing.length > 0) throw new Error(`the fault lab needs ${missing.join(', ')}`);
+  await removeStaleLabs();
   const id = randomBytes(3).toString('hex');
-  const dir = options.dir ?? mkdtempSync(join(tmpdir(), `users-api-lab-${id}-`));
+  const dir = options.dir ?? mkdtempSync(join(tmpdir(), `${TEMP_PREFIX}${id}-`));
   mkdirSync(dir, { recursive: true });
   const state: LabState = {
     id,
+    ownerPid: options.dir === undefined ? process.pid : undefined,
     dir,
     subnet: pickSubnet(),
     switchNamespace: `${NAMESPACE_PREFIX}${id}-switch`,
@@ -226,6 +231,31 @@ export async function startLab(
       process.stderr.write(`lab cleanup after a failed start also failed: ${String(cleanup)}\n`);
     });
     throw error;
+  }
+}
+
+const TEMP_PREFIX = 'users-api-lab-';
+
+/**
+ * Labs in temp folders whose owner is gone (a test run killed before its cleanup): removed, so
+ * their namespaces, mounts and processes do not pile up.
+ */
+async function removeStaleLabs(): Promise<void> {
+  for (const name of readdirSync(tmpdir())) {
+    if (!name.startsWith(TEMP_PREFIX)) continue;
+    const state = readLabState(join(tmpdir(), name));
+    if (state?.ownerPid === undefined || isAlive(state.ownerPid)) continue;
+    await tearDown(state);
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    // EPERM: it exists but belongs to someone else.
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

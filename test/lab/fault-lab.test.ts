@@ -12,6 +12,7 @@ import {
   startLab,
   waitForReplication,
   type DatabaseHost,
+  type FaultName,
   type Lab,
 } from '../../scripts/fault-lab.js';
 import { reportFigure, underLoad } from '../helpers/lab-load.js';
@@ -123,7 +124,7 @@ function logOffsets(current: Lab): Map<string, number> {
 /** Runs the load while `target` suffers `fault` for FAULT_MS; returns the report and its start. */
 async function faultUnderLoad(
   current: Lab,
-  fault: 'freeze' | 'partition',
+  fault: FaultName,
   target: Parameters<Lab['fault']>[1],
   during?: () => Promise<void>,
   load: Parameters<typeof underLoad>[2] = {},
@@ -171,11 +172,13 @@ describe('fault lab: the HA promises under silent failures', () => {
     await lab?.heal();
   });
 
-  for (const [fault, replica] of [
-    ['freeze', 'replica1'],
-    ['partition', 'replica2'],
+  for (const [fault, replica, adjective] of [
+    ['freeze', 'replica1', 'frozen'],
+    ['partition', 'replica2', 'partitioned'],
+    ['oneway', 'replica1', 'one-way partitioned (nothing reaches it)'],
+    ['lag', 'replica2', 'lagging (SQL thread stopped)'],
   ] as const) {
-    it(`a ${fault === 'freeze' ? 'frozen' : 'partitioned'} replica: no read fails, none waits out the query timeout`, async () => {
+    it(`a ${adjective} replica: no read fails, none waits out the query timeout`, async () => {
       const current = requireLab();
       const { report, faultAt } = await faultUnderLoad(current, fault, replica);
       const during = report.after(faultAt);
@@ -311,9 +314,12 @@ describe('fault lab: the HA promises under silent failures', () => {
       status: refused.status,
       readsFailed: reads.failures.length,
       primaryCrashed: crashed ? 'yes' : 'no',
+      saidOutOfStorage: refused.body.includes('out of storage') ? 'yes' : 'no',
     });
     assert.ok(refused.status >= 500, refused.body);
     assert.match(refused.type, /^application\/problem\+json/);
+    // "out of storage" when the server said so; a server that aborted only dropped the connection.
+    assert.match(refused.body, /ERR_DB_PRIMARY_UNAVAILABLE/);
     assert.deepEqual(reads.failures, []);
     // Nothing partial, whether the server rolled the import back or its crash recovery did.
     assert.equal(count(), before, 'a refused import left rows behind');
