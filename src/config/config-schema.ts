@@ -74,7 +74,7 @@ export const CONFIG_SCHEMA = {
     default: '1000',
     allowed: 'an integer from 100 to 600000',
     description:
-      'A read on a replica unanswered this long has its server checked (DB_PROBE_TIMEOUT_MS): one that does not answer leaves the read rotation and the read is retried on another server; one that answers is waited for up to DB_QUERY_TIMEOUT_MS.',
+      'A read on a replica unanswered this long has its server checked (DB_PROBE_TIMEOUT_MS): one that does not answer leaves the read rotation and the read is retried on another server; one that answers is waited for up to DB_QUERY_TIMEOUT_MS. A write waiting for the write lock gets the same check: a silent primary answers 503 then, having written nothing.',
   },
   MAX_CONCURRENT_STREAMS: {
     default: '8',

@@ -5,6 +5,7 @@ import { beginWriteTransaction, writesUnavailable } from '../begin-write-transac
 import type { Database, DatabaseExecutor, ReplaceOutcome } from '../database.js';
 import { IGNORE_DATABASE_EVENTS, type DatabaseObserver } from '../database-observer.js';
 import { isDatabaseFailure } from '../is-database-failure.js';
+import { answerOrSilence, ServerSilentError, withinMs } from '../answer-or-silence.js';
 import { countUsers, insertUsers } from '../users-repository.js';
 import {
   createUsersIndexes,
@@ -196,13 +197,33 @@ export function openMysqlDatabase(
       const turn = await processQueue.take(lockWaitMs);
       if (turn === undefined) throw refused();
       let locked = false;
+      let abandoned = false;
+      let lockTaken: () => void = () => undefined;
+      const taken = new Promise<void>((resolve) => (lockTaken = resolve));
       try {
-        return await primary.connection().execute((connection) =>
+        const attempt = primary.connection().execute((connection) =>
           holdingNamedLock(connection, WRITE_LOCK, deadline - Date.now(), refused, () => {
+            // Its caller was answered 503 while the primary was silent: write nothing now.
+            if (abandoned) throw primaryUnavailable();
             locked = true;
+            lockTaken();
             return write(connection);
           }),
         );
+        // Until the lock is held nothing is written, so a silent primary can be given up on
+        // (DB_FIRST_RESPONSE_TIMEOUT_MS, then a probe) instead of the query timeout; a lock
+        // another writer holds is waited for, since the primary answers the probe.
+        const lockedOrDone = Promise.race([taken, attempt.then(() => undefined)]);
+        await answerOrSilence(lockedOrDone, connection.firstResponseTimeoutMs, () =>
+          withinMs(replication.ping(primary), connection.probeTimeoutMs, 'primary'),
+        ).catch((error: unknown) => {
+          // The attempt's own error is thrown below; a lock taken meanwhile wins: write on.
+          if (!(error instanceof ServerSilentError) || locked) return;
+          abandoned = true;
+          attempt.catch(() => undefined); // ends at its query timeout, having written nothing
+          throw primaryUnavailable();
+        });
+        return await attempt;
       } catch (error) {
         if (!locked && error instanceof AppError) throw error; // the refusal above
         throw writesUnavailable(database, error);
