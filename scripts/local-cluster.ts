@@ -259,7 +259,7 @@ export function haproxyProcess(options: {
 }
 
 /** Only PATH: every setting comes from the env file, which a reload reads again. */
-const HAPROXY_PROCESS_ENV: NodeJS.ProcessEnv = { PATH: process.env.PATH };
+export const HAPROXY_PROCESS_ENV: NodeJS.ProcessEnv = { PATH: process.env.PATH };
 
 /** The variables haproxy.cfg reads: one left out of the settings is unset at the next reload. */
 function haproxyVariables(): string[] {
@@ -272,7 +272,7 @@ function haproxyEnvFile(logFile: string): string {
   return `${logFile.replace(/\.log$/, '')}-env.cfg`;
 }
 
-function haproxyArgs(envFile: string): string[] {
+export function haproxyArgs(envFile: string): string[] {
   return ['-W', '-db', '-f', envFile, '-f', HAPROXY_CONFIG];
 }
 
@@ -281,7 +281,7 @@ function haproxyArgs(envFile: string): string[] {
  * its environment as it was, setenv included, at a reload: so values live in a file it reads
  * again, and a value taken away is `unsetenv`. Empty counts as unset, as in src/config.
  */
-function writeHaproxyEnvFile(file: string, settings: NodeJS.ProcessEnv): void {
+export function writeHaproxyEnvFile(file: string, settings: NodeJS.ProcessEnv): void {
   const lines = ['# Written by scripts/local-cluster.ts; read before deploy/haproxy/haproxy.cfg.'];
   lines.push('global');
   const names = new Set([...haproxyVariables(), ...Object.keys(settings)]);
@@ -499,7 +499,7 @@ async function reload(): Promise<void> {
 }
 
 /** When the process started, in clock ticks since boot; undefined once it is gone. */
-function processStartTime(pid: number): string | undefined {
+export function processStartTime(pid: number): string | undefined {
   try {
     // The command name (field 2) may hold spaces and parentheses: count from its closing one.
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');

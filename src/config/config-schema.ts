@@ -71,6 +71,18 @@ export const CONFIG_SCHEMA = {
     description:
       'Longest a single MySQL query may run; past it the connection is dropped and the query fails. A writer waits 80% of it for the write lock, then answers 409.',
   },
+  DB_PROBE_TIMEOUT_MS: {
+    default: '1000',
+    allowed: 'an integer from 100 to 600000',
+    description:
+      'Longest one health-probe statement may wait for its answer (the background probes, and the check of a server that left a read unanswered); past it the server counts as down.',
+  },
+  DB_FIRST_RESPONSE_TIMEOUT_MS: {
+    default: '1000',
+    allowed: 'an integer from 100 to 600000',
+    description:
+      'A read on a replica unanswered this long has its server checked (DB_PROBE_TIMEOUT_MS): one that does not answer leaves the read rotation and the read is retried on another server; one that answers is waited for up to DB_QUERY_TIMEOUT_MS. A write waiting for the write lock gets the same check: a silent primary answers 503 then, having written nothing.',
+  },
   MAX_CONCURRENT_STREAMS: {
     default: '8',
     allowed: 'an integer from 1 to 1000',

@@ -40,6 +40,10 @@ export interface MysqlConnection {
   maxConcurrentStreams: number;
   connectTimeoutMs: number;
   queryTimeoutMs: number;
+  /** Longest one probe statement waits for its answer before its server counts as down. */
+  probeTimeoutMs: number;
+  /** A replica read unanswered this long has its server probed (see answerOrSilence). */
+  firstResponseTimeoutMs: number;
   maxReplicaLagSeconds: number;
   replicaProbeIntervalMs: number;
   replicaWaitMs: number;
@@ -194,6 +198,8 @@ export function loadConfig(
       maxConcurrentStreams,
       connectTimeoutMs: integer('DB_CONNECT_TIMEOUT_MS', 100, 600_000),
       queryTimeoutMs: integer('DB_QUERY_TIMEOUT_MS', 100, 3_600_000),
+      probeTimeoutMs: integer('DB_PROBE_TIMEOUT_MS', 100, 600_000),
+      firstResponseTimeoutMs: integer('DB_FIRST_RESPONSE_TIMEOUT_MS', 100, 600_000),
       maxReplicaLagSeconds: integer('MAX_REPLICA_LAG_SECONDS', 0, 86_400),
       replicaProbeIntervalMs: integer('REPLICA_PROBE_INTERVAL_MS', 100, 600_000),
       replicaWaitMs: integer('REPLICA_WAIT_MS', 0, 600_000),

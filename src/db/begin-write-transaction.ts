@@ -35,6 +35,14 @@ export async function beginWriteTransaction(
 /** `error` as ERR_DB_PRIMARY_UNAVAILABLE when it means the database cannot take writes. */
 export function writesUnavailable(db: Pick<Database, 'dialect'>, error: unknown): unknown {
   if (!isDatabaseFailure(error)) return error;
+  if (isStorageFull(error)) {
+    // The server is up: "unavailable" alone would send the operator after the wrong fault.
+    return new AppError(
+      'ERR_DB_PRIMARY_UNAVAILABLE',
+      'the database server is out of storage (disk or table full): writes are refused until space is freed; nothing was written; reads go on',
+      { cause: error },
+    );
+  }
   return new AppError(
     'ERR_DB_PRIMARY_UNAVAILABLE',
     db.dialect === 'mysql'
@@ -42,4 +50,10 @@ export function writesUnavailable(db: Pick<Database, 'dialect'>, error: unknown)
       : 'database unavailable for writes; try again shortly',
     { cause: error },
   );
+}
+
+/** MySQL ER_DISK_FULL, or ER_RECORD_FILE_FULL (InnoDB could not extend a file). */
+function isStorageFull(error: unknown): boolean {
+  const { errno } = error as { errno?: unknown };
+  return errno === 1021 || errno === 1114;
 }

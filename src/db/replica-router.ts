@@ -1,4 +1,5 @@
 import { AppError } from '../errors.js';
+import { answerOrSilence, withinMs } from './answer-or-silence.js';
 import type { DatabaseExecutor, ReadQuery } from './database.js';
 import { IGNORE_DATABASE_EVENTS, type DatabaseObserver } from './database-observer.js';
 import { isDatabaseFailure } from './is-database-failure.js';
@@ -15,6 +16,10 @@ export interface ReplicaRouterOptions {
   primary: DatabaseExecutor;
   replication: ReplicationSql;
   waitMs: number;
+  /** A replica read unanswered this long has its server probed (DB_FIRST_RESPONSE_TIMEOUT_MS). */
+  firstResponseTimeoutMs?: number;
+  /** How long that probe may wait (DB_PROBE_TIMEOUT_MS). */
+  probeTimeoutMs?: number;
   logger?: TopologyLogger | undefined;
   observer?: DatabaseObserver;
   now?: () => number;
@@ -41,7 +46,9 @@ const WAIT_STEP_SECONDS = 1;
 
 /**
  * Routes reads to healthy replicas, round-robin, per the topology monitor; a failed read takes
- * its replica out at once and is retried on the next candidate, then the primary. A primary
+ * its replica out at once and is retried on the next candidate, then the primary. So does a read
+ * left unanswered by a server that then fails a probe too (frozen, partitioned: see
+ * answerOrSilence), long before the query timeout. A primary
  * whose schema is older than this release's is never read; when it cannot serve either, the
  * read fails with the reason (ERR_DB_UNAVAILABLE).
  */
@@ -49,6 +56,7 @@ export function createReplicaRouter(options: ReplicaRouterOptions): ReplicaRoute
   const { monitor, primary, replication, logger } = options;
   const observer = options.observer ?? IGNORE_DATABASE_EVENTS;
   const now = options.now ?? Date.now;
+  const { firstResponseTimeoutMs = 1000, probeTimeoutMs = 1000 } = options;
   let turn = 0;
 
   const healthyReplicas = () => monitor.replicas().filter((replica) => replica.healthy);
@@ -92,7 +100,9 @@ export function createReplicaRouter(options: ReplicaRouterOptions): ReplicaRoute
         const order = [...healthy.slice(first), ...healthy.slice(0, first)];
         for (const replica of order.slice(0, 2)) {
           try {
-            return await query(replica.executor);
+            return await answerOrSilence(query(replica.executor), firstResponseTimeoutMs, () =>
+              withinMs(replication.ping(replica.executor), probeTimeoutMs, replica.name),
+            );
           } catch (error) {
             monitor.takeOut(replica, `read failed: ${describeError(error)}`);
           }

@@ -1,5 +1,6 @@
 import type { DatabaseExecutor, ReplicaState, TargetState } from './database.js';
 import { IGNORE_DATABASE_EVENTS, type DatabaseObserver } from './database-observer.js';
+import { ServerSilentError, withinMs } from './answer-or-silence.js';
 
 /** The questions the monitor and the router ask a server, in each server flavor's SQL. */
 export interface ReplicationSql {
@@ -43,6 +44,8 @@ export interface TopologyMonitorOptions {
   schemaMigration: string;
   maxLagSeconds: number;
   probeIntervalMs: number;
+  /** Longest one probe statement waits (DB_PROBE_TIMEOUT_MS): a silent server counts as down. */
+  probeTimeoutMs?: number;
   logger?: TopologyLogger | undefined;
   observer?: DatabaseObserver;
   /** Called after every round of probes (e.g. to report pool use). */
@@ -68,7 +71,8 @@ export interface TopologyMonitor {
 }
 
 export function createTopologyMonitor(options: TopologyMonitorOptions): TopologyMonitor {
-  const { primary, replication, logger, schemaMigration } = options;
+  const { primary, logger, schemaMigration } = options;
+  const replication = boundedProbes(options.replication, options.probeTimeoutMs ?? 1000);
   const observer = options.observer ?? IGNORE_DATABASE_EVENTS;
   const now = options.now ?? Date.now;
   const replicas: MonitoredReplica[] = options.replicas.map(({ name, executor }) => ({
@@ -86,6 +90,8 @@ export function createTopologyMonitor(options: TopologyMonitorOptions): Topology
     schemaCurrent: undefined,
     probedAt: null,
   };
+  /** Healthy replicas whose last probe went unanswered (see probeReplica). */
+  const silentOnce = new WeakSet<MonitoredReplica>();
   let stopped = false;
   let timer: NodeJS.Timeout | undefined;
   let probing: Promise<void> = Promise.resolve();
@@ -142,7 +148,16 @@ export function createTopologyMonitor(options: TopologyMonitorOptions): Topology
       }
     } catch (error) {
       reason = describeFailure(error);
+      // One unanswered probe on a slow, lossy link (a lost SYN alone costs 1 s) must not take a
+      // healthy replica out: the second in a row does. A read it leaves unanswered still does
+      // at once (the router's own check).
+      if (error instanceof ServerSilentError && replica.healthy && !silentOnce.has(replica)) {
+        silentOnce.add(replica);
+        replica.probedAt = now();
+        return;
+      }
     }
+    silentOnce.delete(replica);
     if (!stopped) setReplicaState(replica, reason, lag);
     replica.probedAt = now();
   };
@@ -193,6 +208,28 @@ export function createTopologyMonitor(options: TopologyMonitorOptions): Topology
       clearTimeout(timer);
       await probing;
     },
+  };
+}
+
+/**
+ * Every probe statement bounded: a frozen or partitioned server answers nothing and resets
+ * nothing, and must not hold a probe round (the primary's included) for the query timeout.
+ */
+function boundedProbes(replication: ReplicationSql, timeoutMs: number): ReplicationSql {
+  return {
+    replicaStatus: (replica) => withinMs(replication.replicaStatus(replica), timeoutMs, 'probe'),
+    ping: (executor) => withinMs(replication.ping(executor), timeoutMs, 'probe'),
+    hasMigration: (executor, migration) =>
+      withinMs(replication.hasMigration(executor, migration), timeoutMs, 'probe'),
+    primaryPosition: (executor) =>
+      withinMs(replication.primaryPosition(executor), timeoutMs, 'probe'),
+    // Waits for up to `seconds` by design: the bound is on top of that.
+    waitForPosition: (replica, position, seconds) =>
+      withinMs(
+        replication.waitForPosition(replica, position, seconds),
+        timeoutMs + seconds * 1000,
+        'probe',
+      ),
   };
 }
 

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import SqliteDatabase from 'better-sqlite3';
 import { writesUnavailable } from '../../src/db/begin-write-transaction.js';
+import type { AppError } from '../../src/errors.js';
 import {
   isDatabaseCorruption,
   isDatabaseDataError,
@@ -42,6 +43,20 @@ async function rejectionOf(promise: Promise<unknown>): Promise<Error> {
 }
 
 describe('errors are named for what failed', () => {
+  it('a database out of storage: a 503 that says so, not "unavailable"', () => {
+    for (const full of [
+      Object.assign(new Error("The table 'users' is full"), {
+        code: 'ER_RECORD_FILE_FULL',
+        errno: 1114,
+        sqlState: 'HY000',
+      }),
+    ]) {
+      const refused = writesUnavailable({ dialect: 'mysql' }, full) as AppError;
+      assert.equal(refused.code, 'ERR_DB_PRIMARY_UNAVAILABLE');
+      assert.match(refused.message, /out of storage .*nothing was written/);
+    }
+  });
+
   it('a BACKUP_DIR that cannot be a folder: POST /admin/backups names BACKUP_DIR, not the database', async (t) => {
     const dir = await tempDir(t);
     await writeFile(join(dir, 'a-file'), 'not a folder');

@@ -112,6 +112,8 @@ describe('loadConfig', () => {
       maxConcurrentStreams: 8,
       connectTimeoutMs: 2000,
       queryTimeoutMs: 10000,
+      probeTimeoutMs: 1000,
+      firstResponseTimeoutMs: 1000,
       maxReplicaLagSeconds: 2,
       replicaProbeIntervalMs: 1000,
       replicaWaitMs: 5000,

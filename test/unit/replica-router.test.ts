@@ -16,6 +16,8 @@ const MIGRATION = '0009-newest';
 interface FakeServer {
   executor: DatabaseExecutor;
   down?: { code: string };
+  /** Frozen or partitioned: every statement waits forever, nothing fails. */
+  silent?: boolean;
   io: 'running' | 'connecting' | 'stopped';
   sqlRunning: boolean;
   lagSeconds: number | null;
@@ -42,7 +44,7 @@ function fakeReplication(servers: FakeServer[], clock: { now: number }): Replica
     if (found.down !== undefined) throw Object.assign(new Error(found.down.code), found.down);
     return found;
   };
-  return {
+  const answers: ReplicationSql = {
     replicaStatus: (executor) => {
       const { io, sqlRunning, lagSeconds } = server(executor);
       return Promise.resolve({ ioState: io, sqlRunning, lagSeconds });
@@ -60,7 +62,23 @@ function fakeReplication(servers: FakeServer[], clock: { now: number }): Replica
       return Promise.resolve(caughtUp);
     },
   };
+  const silent = (executor: DatabaseExecutor) =>
+    servers.find((candidate) => candidate.executor === executor)?.silent === true;
+  const never = new Promise<never>(() => undefined);
+  return {
+    replicaStatus: (executor) => (silent(executor) ? never : answers.replicaStatus(executor)),
+    ping: (executor) => (silent(executor) ? never : answers.ping(executor)),
+    hasMigration: (executor, migration) =>
+      silent(executor) ? never : answers.hasMigration(executor, migration),
+    primaryPosition: (executor) => (silent(executor) ? never : answers.primaryPosition(executor)),
+    waitForPosition: (executor, position, seconds) =>
+      silent(executor) ? never : answers.waitForPosition(executor, position, seconds),
+  };
 }
+
+/** Budgets of the silent-server tests: short, they wait for them in real time. */
+const FIRST_RESPONSE_MS = 50;
+const PROBE_TIMEOUT_MS = 50;
 
 interface Logged {
   level: 'info' | 'warn';
@@ -97,6 +115,7 @@ function setup(t: TestContext, replicaCount = 2) {
     maxLagSeconds: 5,
     // The background loop's first round runs at once; tests probe by hand after it.
     probeIntervalMs: 3_600_000,
+    probeTimeoutMs: PROBE_TIMEOUT_MS,
     logger,
     observer,
     now: () => clock.now,
@@ -107,6 +126,8 @@ function setup(t: TestContext, replicaCount = 2) {
     primary: primary.executor,
     replication,
     waitMs: 3000,
+    firstResponseTimeoutMs: FIRST_RESPONSE_MS,
+    probeTimeoutMs: PROBE_TIMEOUT_MS,
     logger,
     observer,
     now: () => clock.now,
@@ -166,6 +187,20 @@ describe('topology monitor', () => {
     assert.match(reasons()[0]!, /schema lacks migration 0009-newest/);
   });
 
+  it('ends the probe of a silent server within the probe timeout: twice in a row, it counts as down', async (t) => {
+    const { monitor, primary, replicas, reasons } = setup(t);
+    await monitor.probeAll();
+    primary.silent = true;
+    replicas[1]!.silent = true;
+    await monitor.probeAll();
+    // One unanswered probe of a healthy replica is forgiven (a slow, lossy link); two are not.
+    assert.deepEqual(reasons(), ['healthy', 'healthy']);
+    await monitor.probeAll();
+    assert.equal(monitor.primary().healthy, false);
+    assert.equal(monitor.primary().reason, 'unreachable: ERR_DB_SERVER_SILENT');
+    assert.deepEqual(reasons(), ['healthy', 'unreachable: ERR_DB_SERVER_SILENT']);
+  });
+
   it('counts a replica retrying its primary as fresh only while the primary is down', async (t) => {
     const { monitor, primary, replicas, reasons, events } = setup(t, 1);
     replicas[0]!.io = 'connecting';
@@ -205,6 +240,32 @@ describe('replica router', () => {
     await monitor.probeAll();
     assert.equal(await router.read(failing), 'primary');
     assert.equal(events.routedToPrimary, 1);
+  });
+
+  it('moves a read off a replica that went silent, and takes it out', async (t) => {
+    const { monitor, router, replicas, reasons } = setup(t);
+    await monitor.probeAll();
+    replicas[0]!.silent = true;
+    const hangsOnSilent = (executor: DatabaseExecutor) =>
+      executor === replicas[0]!.executor
+        ? new Promise<string>(() => undefined)
+        : whichServer(executor);
+    assert.equal(await router.read(hangsOnSilent), 'replica2:3306');
+    assert.deepEqual(reasons(), ['read failed: ERR_DB_SERVER_SILENT', 'healthy']);
+  });
+
+  it('waits for a long read on a replica that still answers probes', async (t) => {
+    const { monitor, router } = setup(t);
+    await monitor.probeAll();
+    const long = (executor: DatabaseExecutor) =>
+      new Promise<string>((resolve) =>
+        setTimeout(() => resolve(whichServer(executor)), FIRST_RESPONSE_MS * 4),
+      );
+    assert.equal(await router.read(long), 'replica1:3306');
+    assert.deepEqual(
+      monitor.replicas().map((replica) => replica.healthy),
+      [true, true],
+    );
   });
 
   it('still tries a primary its probe saw down, and says why when it cannot serve', async (t) => {

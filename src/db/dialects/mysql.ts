@@ -5,6 +5,7 @@ import { beginWriteTransaction, writesUnavailable } from '../begin-write-transac
 import type { Database, DatabaseExecutor, ReplaceOutcome } from '../database.js';
 import { IGNORE_DATABASE_EVENTS, type DatabaseObserver } from '../database-observer.js';
 import { isDatabaseFailure } from '../is-database-failure.js';
+import { answerOrSilence, ServerSilentError, withinMs } from '../answer-or-silence.js';
 import { countUsers, insertUsers } from '../users-repository.js';
 import {
   createUsersIndexes,
@@ -75,6 +76,7 @@ export function openMysqlDatabase(
     schemaMigration: LATEST_MIGRATION,
     maxLagSeconds: connection.maxReplicaLagSeconds,
     probeIntervalMs: connection.replicaProbeIntervalMs,
+    probeTimeoutMs: connection.probeTimeoutMs,
     logger: options.logger,
   });
   const router = createReplicaRouter({
@@ -82,6 +84,8 @@ export function openMysqlDatabase(
     primary,
     replication,
     waitMs: connection.replicaWaitMs,
+    firstResponseTimeoutMs: connection.firstResponseTimeoutMs,
+    probeTimeoutMs: connection.probeTimeoutMs,
     observer,
     logger: options.logger,
   });
@@ -103,6 +107,11 @@ export function openMysqlDatabase(
     }
     return undefined;
   };
+  const primaryUnavailable = () =>
+    new AppError(
+      'ERR_DB_PRIMARY_UNAVAILABLE',
+      'primary database unavailable: writes are refused until it is back; reads go on',
+    );
   const backupRunning = () =>
     new AppError(
       'ERR_BACKUP_IN_PROGRESS',
@@ -165,19 +174,22 @@ export function openMysqlDatabase(
       }),
     async withWriteLock(write) {
       const refused = () =>
-        new AppError(
-          'ERR_WRITE_IN_PROGRESS',
-          `another import or restore (on this or another instance) held the write lock for ${lockWaitMs / 1000} s; try again when it ends`,
-        );
+        // A write queued behind one stuck on a silent primary waited for the primary, not a lock.
+        monitor.primary().healthy
+          ? new AppError(
+              'ERR_WRITE_IN_PROGRESS',
+              `another import or restore (on this or another instance) held the write lock for ${lockWaitMs / 1000} s; try again when it ends`,
+            )
+          : primaryUnavailable();
       // A write needs this release's schema on the primary: one that lands before the start-up
       // migrations (the primary just came back) would build tables the migrations then trip on.
       if (monitor.primary().schemaCurrent !== true) {
-        throw new AppError(
-          'ERR_DB_PRIMARY_UNAVAILABLE',
-          monitor.primary().healthy
-            ? "the primary's schema is older than this release: writes wait for its migrations"
-            : 'primary database unavailable: writes are refused until it is back; reads go on',
-        );
+        throw monitor.primary().healthy
+          ? new AppError(
+              'ERR_DB_PRIMARY_UNAVAILABLE',
+              "the primary's schema is older than this release: writes wait for its migrations",
+            )
+          : primaryUnavailable();
       }
       // Writers of this process queue here first, so at most one of its connections waits on
       // GET_LOCK: twenty waiting there would hold the pool the lock's owner needs to load rows.
@@ -185,13 +197,33 @@ export function openMysqlDatabase(
       const turn = await processQueue.take(lockWaitMs);
       if (turn === undefined) throw refused();
       let locked = false;
+      let abandoned = false;
+      let lockTaken: () => void = () => undefined;
+      const taken = new Promise<void>((resolve) => (lockTaken = resolve));
       try {
-        return await primary.connection().execute((connection) =>
+        const attempt = primary.connection().execute((connection) =>
           holdingNamedLock(connection, WRITE_LOCK, deadline - Date.now(), refused, () => {
+            // Its caller was answered 503 while the primary was silent: write nothing now.
+            if (abandoned) throw primaryUnavailable();
             locked = true;
+            lockTaken();
             return write(connection);
           }),
         );
+        // Until the lock is held nothing is written, so a silent primary can be given up on
+        // (DB_FIRST_RESPONSE_TIMEOUT_MS, then a probe) instead of the query timeout; a lock
+        // another writer holds is waited for, since the primary answers the probe.
+        const lockedOrDone = Promise.race([taken, attempt.then(() => undefined)]);
+        await answerOrSilence(lockedOrDone, connection.firstResponseTimeoutMs, () =>
+          withinMs(replication.ping(primary), connection.probeTimeoutMs, 'primary'),
+        ).catch((error: unknown) => {
+          // The attempt's own error is thrown below; a lock taken meanwhile wins: write on.
+          if (!(error instanceof ServerSilentError) || locked) return;
+          abandoned = true;
+          attempt.catch(() => undefined); // ends at its query timeout, having written nothing
+          throw primaryUnavailable();
+        });
+        return await attempt;
       } catch (error) {
         if (!locked && error instanceof AppError) throw error; // the refusal above
         throw writesUnavailable(database, error);
