@@ -1,3 +1,5 @@
+import type { LagSource } from './database.js';
+
 /**
  * What the database layer reports while it works; metrics implement it. The db module calls
  * these and never knows about Prometheus. `target` is `primary` or a replica's name.
@@ -9,9 +11,15 @@ export interface DatabaseObserver {
   queryFailed(target: string): void;
   /**
    * A replica health check ran. `lagSeconds` is undefined when the replica cannot tell
-   * (replication stopped or the replica is unreachable).
+   * (replication stopped or the replica is unreachable); `lagSource` says where the figure came
+   * from.
    */
-  replicaChecked(replica: string, healthy: boolean, lagSeconds: number | undefined): void;
+  replicaChecked(
+    replica: string,
+    healthy: boolean,
+    lagSeconds: number | undefined,
+    lagSource?: LagSource,
+  ): void;
   /** The primary was probed: reachable or not. */
   primaryChecked(reachable: boolean): void;
   /** A read went to the primary because no replica was healthy. */

@@ -51,9 +51,18 @@ export interface ReplicaState {
   /** Why it is out of rotation; undefined while healthy. */
   reason: string | undefined;
   lagSeconds: number | null;
+  /** Where `lagSeconds` came from; undefined while it is null. */
+  lagSource: LagSource | undefined;
   /** Unix ms of the last completed probe, or null before the first. */
   probedAt: number | null;
 }
+
+/**
+ * Where a replica's lag figure came from: the replication heartbeat (measured on the primary's
+ * clock, no privilege needed), the replica's own status (Seconds_Behind_Master, with SLAVE
+ * MONITOR), or the last heartbeat figure, kept while nobody can write the heartbeat.
+ */
+export type LagSource = 'heartbeat' | 'replica-status' | 'last-heartbeat';
 
 /** The primary as the background probe last saw it. */
 export interface TargetState {

@@ -4,6 +4,7 @@ import * as createUsers from './migrations/0001-create-users.js';
 import * as mysqlUtf8mb4 from './migrations/0002-mysql-utf8mb4.js';
 import * as usersQueryIndexes from './migrations/0003-users-query-indexes.js';
 import * as usersIndexNames from './migrations/0004-users-index-names.js';
+import * as replicationHeartbeat from './migrations/0005-replication-heartbeat.js';
 
 /** The static index of migrations, in order. A merged migration is never edited; add one. */
 const MIGRATIONS: Record<string, Migration> = {
@@ -11,6 +12,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0002-mysql-utf8mb4': mysqlUtf8mb4,
   '0003-users-query-indexes': usersQueryIndexes,
   '0004-users-index-names': usersIndexNames,
+  '0005-replication-heartbeat': replicationHeartbeat,
 };
 
 /** The newest migration: the schema version a backup records. */

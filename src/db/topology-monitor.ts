@@ -1,4 +1,4 @@
-import type { DatabaseExecutor, ReplicaState, TargetState } from './database.js';
+import type { DatabaseExecutor, LagSource, ReplicaState, TargetState } from './database.js';
 import { IGNORE_DATABASE_EVENTS, type DatabaseObserver } from './database-observer.js';
 import { ServerSilentError, withinMs } from './answer-or-silence.js';
 
@@ -14,6 +14,11 @@ export interface ReplicationSql {
       }
     | undefined
   >;
+  /**
+   * The newest replication heartbeat the server holds (unix ms on the primary's clock when it
+   * was written; null when there is none) and the server's own clock (unix ms).
+   */
+  heartbeat(executor: DatabaseExecutor): Promise<{ beatAtMs: number | null; nowMs: number }>;
   /** Throws when the server cannot answer a trivial query. */
   ping(executor: DatabaseExecutor): Promise<void>;
   /** Whether the server's schema has had `migration` applied (false when it has none at all). */
@@ -34,6 +39,8 @@ export interface MonitoredReplica extends ReplicaState {
   executor: DatabaseExecutor;
   /** A write this replica failed to apply in time: it stays out until it has. */
   requiredPosition: string | undefined;
+  /** The last lag the heartbeat measured: the figure kept while no heartbeat is written. */
+  heartbeatLagSeconds: number | null;
 }
 
 export interface TopologyMonitorOptions {
@@ -46,6 +53,11 @@ export interface TopologyMonitorOptions {
   probeIntervalMs: number;
   /** Longest one probe statement waits (DB_PROBE_TIMEOUT_MS): a silent server counts as down. */
   probeTimeoutMs?: number;
+  /**
+   * A primary heartbeat older than this (on the primary's clock) means nobody is writing it:
+   * heartbeat lag is then unknown, not growing.
+   */
+  heartbeatStaleMs: number;
   logger?: TopologyLogger | undefined;
   observer?: DatabaseObserver;
   /** Called after every round of probes (e.g. to report pool use). */
@@ -81,9 +93,17 @@ export function createTopologyMonitor(options: TopologyMonitorOptions): Topology
     healthy: false,
     reason: 'not probed yet',
     lagSeconds: null,
+    lagSource: undefined,
     probedAt: null,
     requiredPosition: undefined,
+    heartbeatLagSeconds: null,
   }));
+  /**
+   * The primary's clock and its newest heartbeat as the last primary probe read them, while the
+   * heartbeat is fresh (someone writes it); undefined otherwise. `localMs`: this process's
+   * clock at that read, so the primary's clock can be carried forward by elapsed time alone.
+   */
+  let primaryClock: { nowMs: number; localMs: number } | undefined;
   const primaryState: TargetState = {
     healthy: true,
     reason: undefined,
@@ -100,6 +120,7 @@ export function createTopologyMonitor(options: TopologyMonitorOptions): Topology
     replica: MonitoredReplica,
     reason: string | undefined,
     lagSeconds: number | null,
+    lagSource: LagSource | undefined = replica.lagSource,
   ) => {
     // Logged when the reason changes in kind, not when only a lag figure moves.
     if (gist(reason) !== gist(replica.reason)) {
@@ -110,7 +131,27 @@ export function createTopologyMonitor(options: TopologyMonitorOptions): Topology
     replica.healthy = reason === undefined;
     replica.reason = reason;
     replica.lagSeconds = lagSeconds;
-    observer.replicaChecked(replica.name, replica.healthy, lagSeconds ?? undefined);
+    replica.lagSource = lagSeconds === null ? undefined : lagSource;
+    observer.replicaChecked(
+      replica.name,
+      replica.healthy,
+      lagSeconds ?? undefined,
+      replica.lagSource,
+    );
+  };
+
+  /**
+   * The replica's lag from the heartbeat it has applied, measured on the primary's clock: the
+   * primary's time now (its clock as last read, carried forward by the time elapsed here) minus
+   * the primary's time when the newest heartbeat the replica holds was written. Whole seconds,
+   * rounded down, like Seconds_Behind_Master. Undefined when no heartbeat is being written.
+   */
+  const heartbeatLag = async (replica: MonitoredReplica): Promise<number | null | undefined> => {
+    if (primaryClock === undefined) return undefined;
+    const { beatAtMs } = await replication.heartbeat(replica.executor);
+    if (beatAtMs === null) return null;
+    const primaryNowMs = primaryClock.nowMs + (now() - primaryClock.localMs);
+    return Math.max(0, Math.floor((primaryNowMs - beatAtMs) / 1000));
   };
 
   const schemaProblem = async (executor: DatabaseExecutor) =>
@@ -121,14 +162,40 @@ export function createTopologyMonitor(options: TopologyMonitorOptions): Topology
   const probeReplica = async (replica: MonitoredReplica): Promise<void> => {
     let reason: string | undefined;
     let lag: number | null = null;
+    let source: LagSource | undefined;
     try {
-      const status = await replication.replicaStatus(replica.executor);
-      lag = status?.lagSeconds ?? null;
+      // Replication status needs SLAVE MONITOR (REPLICATION CLIENT on MySQL); without it the
+      // heartbeat alone decides.
+      let statusGranted = true;
+      const status = await replication.replicaStatus(replica.executor).catch((error: unknown) => {
+        if ((error as { code?: unknown }).code !== 'ER_SPECIFIC_ACCESS_DENIED_ERROR') throw error;
+        statusGranted = false;
+        return undefined;
+      });
+      const beatLag = await heartbeatLag(replica);
+      if (typeof beatLag === 'number') {
+        lag = beatLag;
+        source = 'heartbeat';
+        replica.heartbeatLagSeconds = beatLag;
+      } else if (status?.lagSeconds !== null && status?.lagSeconds !== undefined) {
+        lag = status.lagSeconds;
+        source = 'replica-status';
+      } else if (beatLag === undefined && replica.heartbeatLagSeconds !== null) {
+        // Nobody writes the heartbeat (the primary is unreachable or frozen): the lag is
+        // unknown, not growing, so the replica keeps its last measured figure.
+        lag = replica.heartbeatLagSeconds;
+        source = 'last-heartbeat';
+      }
       // A replica whose I/O thread is retrying because the primary is down is as fresh as any
       // copy can be, and is exactly what reads need then; while the primary is up, the same
       // state means it is cut off and falling behind.
       const primaryDown = !primaryState.healthy;
-      if (status === undefined) reason = 'not configured as a replica';
+      if (!statusGranted) {
+        if (lag === null && !primaryDown) reason = 'replication lag unknown (no heartbeat yet)';
+        else if (lag !== null && lag > options.maxLagSeconds)
+          reason = `lag ${lag}s over ${options.maxLagSeconds}s`;
+        else reason = await schemaProblem(replica.executor);
+      } else if (status === undefined) reason = 'not configured as a replica';
       else if (!status.sqlRunning) reason = 'replication SQL thread not running';
       else if (status.ioState === 'stopped') reason = 'replication I/O thread not running';
       else if (status.ioState === 'connecting' && !primaryDown) {
@@ -158,7 +225,7 @@ export function createTopologyMonitor(options: TopologyMonitorOptions): Topology
       }
     }
     silentOnce.delete(replica);
-    if (!stopped) setReplicaState(replica, reason, lag);
+    if (!stopped) setReplicaState(replica, reason, lag, source);
     replica.probedAt = now();
   };
 
@@ -168,9 +235,15 @@ export function createTopologyMonitor(options: TopologyMonitorOptions): Topology
     // not wait a probe round for it; one never seen up stays unknown until a probe tells.
     let schemaCurrent = primaryState.schemaCurrent;
     try {
-      await replication.ping(primary);
+      const localMs = now();
+      const { beatAtMs, nowMs } = await replication.heartbeat(primary);
+      primaryClock =
+        beatAtMs !== null && nowMs - beatAtMs <= options.heartbeatStaleMs
+          ? { nowMs, localMs }
+          : undefined;
       schemaCurrent = (await schemaProblem(primary)) === undefined;
     } catch (error) {
+      primaryClock = undefined;
       reason = describeFailure(error);
     }
     if (gist(reason) !== gist(primaryState.reason)) {
@@ -218,6 +291,7 @@ export function createTopologyMonitor(options: TopologyMonitorOptions): Topology
 function boundedProbes(replication: ReplicationSql, timeoutMs: number): ReplicationSql {
   return {
     replicaStatus: (replica) => withinMs(replication.replicaStatus(replica), timeoutMs, 'probe'),
+    heartbeat: (executor) => withinMs(replication.heartbeat(executor), timeoutMs, 'probe'),
     ping: (executor) => withinMs(replication.ping(executor), timeoutMs, 'probe'),
     hasMigration: (executor, migration) =>
       withinMs(replication.hasMigration(executor, migration), timeoutMs, 'probe'),

@@ -19,6 +19,8 @@ const HealthCheckSchema = Type.Object({
   componentType: Type.String(),
   observedValue: Type.Optional(Type.Number()),
   observedUnit: Type.Optional(Type.String()),
+  /** `database:replicationLag`: where observedValue came from (heartbeat, replica-status, …). */
+  observedSource: Type.Optional(Type.String()),
   status: HealthStatusSchema,
   time: Type.String(),
   output: Type.Optional(Type.String()),
@@ -314,6 +316,7 @@ function describeReplication(db: Database, time: string): Record<string, HealthC
         ...(replica.lagSeconds !== null && {
           observedValue: replica.lagSeconds,
           observedUnit: 's',
+          ...(replica.lagSource !== undefined && { observedSource: replica.lagSource }),
         }),
         status: replica.healthy ? ('pass' as const) : ('warn' as const),
         time,

@@ -6,8 +6,12 @@ import {
   collectDefaultMetrics,
   type Metric,
 } from 'prom-client';
+import type { LagSource } from '../db/database.js';
 import type { DatabaseObserver } from '../db/database-observer.js';
 import type { ImportObserver, ImportOutcome } from '../importer/import-users.js';
+
+/** Every LagSource, so the one in use reads 1 and the others 0. */
+const LAG_SOURCES: readonly LagSource[] = ['heartbeat', 'replica-status', 'last-heartbeat'];
 
 /** Labels of one finished HTTP request. `route` is the route template, never the raw URL. */
 export interface HttpRequestLabels {
@@ -95,8 +99,14 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
   });
   const replicaLag = new Gauge({
     name: 'users_db_replica_lag_seconds',
-    help: 'Replication lag of the replica as it last reported (Seconds_Behind_Master).',
+    help: 'Replication lag of the replica: from the heartbeat when one is written, else Seconds_Behind_Master (see users_db_replica_lag_source).',
     labelNames: ['replica'] as const,
+    registers,
+  });
+  const replicaLagSource = new Gauge({
+    name: 'users_db_replica_lag_source',
+    help: '1 for where the replica lag figure comes from now: heartbeat, replica_status, or last_heartbeat (kept while nobody can write the heartbeat).',
+    labelNames: ['replica', 'source'] as const,
     registers,
   });
   if (options.replicaMaxLagSeconds !== undefined) {
@@ -220,10 +230,16 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       queryFinished: (target, operation, seconds) =>
         queryDuration.observe({ target, operation }, seconds),
       queryFailed: (target) => dbErrors.inc({ target }),
-      replicaChecked(replica, healthy, lagSeconds) {
+      replicaChecked(replica, healthy, lagSeconds, lagSource) {
         replicaHealthy.set({ replica }, healthy ? 1 : 0);
         if (lagSeconds === undefined) replicaLag.remove({ replica });
         else replicaLag.set({ replica }, lagSeconds);
+        for (const source of LAG_SOURCES) {
+          replicaLagSource.set(
+            { replica, source: source.replace('-', '_') },
+            source === lagSource ? 1 : 0,
+          );
+        }
       },
       primaryChecked: (reachable) => primaryReachable?.set(reachable ? 1 : 0),
       readRoutedToPrimary: () => readsRoutedToPrimary.inc(),

@@ -24,6 +24,10 @@ interface FakeServer {
   migrations: string[];
   /** GTID positions applied, as a number (the primary's position is its count of writes). */
   applied: number;
+  /** The newest heartbeat it holds (ms on the primary's clock); null: none. */
+  heartbeatMs: number | null;
+  /** The account may not read its replication status (no SLAVE MONITOR). */
+  statusDenied?: boolean;
 }
 
 function fakeServer(name: string): FakeServer {
@@ -34,6 +38,7 @@ function fakeServer(name: string): FakeServer {
     lagSeconds: 0,
     migrations: [MIGRATION],
     applied: 0,
+    heartbeatMs: null,
   };
 }
 
@@ -46,9 +51,17 @@ function fakeReplication(servers: FakeServer[], clock: { now: number }): Replica
   };
   const answers: ReplicationSql = {
     replicaStatus: (executor) => {
-      const { io, sqlRunning, lagSeconds } = server(executor);
+      const { io, sqlRunning, lagSeconds, statusDenied } = server(executor);
+      if (statusDenied === true) {
+        const denied = Object.assign(new Error('denied'), {
+          code: 'ER_SPECIFIC_ACCESS_DENIED_ERROR',
+        });
+        return Promise.reject(denied);
+      }
       return Promise.resolve({ ioState: io, sqlRunning, lagSeconds });
     },
+    heartbeat: (executor) =>
+      Promise.resolve({ beatAtMs: server(executor).heartbeatMs, nowMs: clock.now }),
     ping: (executor) => {
       server(executor);
       return Promise.resolve();
@@ -67,6 +80,7 @@ function fakeReplication(servers: FakeServer[], clock: { now: number }): Replica
   const never = new Promise<never>(() => undefined);
   return {
     replicaStatus: (executor) => (silent(executor) ? never : answers.replicaStatus(executor)),
+    heartbeat: (executor) => (silent(executor) ? never : answers.heartbeat(executor)),
     ping: (executor) => (silent(executor) ? never : answers.ping(executor)),
     hasMigration: (executor, migration) =>
       silent(executor) ? never : answers.hasMigration(executor, migration),
@@ -116,6 +130,7 @@ function setup(t: TestContext, replicaCount = 2) {
     // The background loop's first round runs at once; tests probe by hand after it.
     probeIntervalMs: 3_600_000,
     probeTimeoutMs: PROBE_TIMEOUT_MS,
+    heartbeatStaleMs: 3000,
     logger,
     observer,
     now: () => clock.now,
@@ -171,7 +186,59 @@ describe('topology monitor', () => {
     assert.equal(logged.length, 2);
   });
 
-  it('names a missing replication-status grant as access denied, from the first probe', async (t) => {
+  it('measures lag from the heartbeat on the primary’s clock, over Seconds_Behind_Master', async (t) => {
+    const { monitor, clock, primary, replicas, reasons } = setup(t, 1);
+    // An idle primary: Seconds_Behind_Master says 0, the heartbeat the replica holds is 7.5 s old.
+    primary.heartbeatMs = clock.now - 500;
+    replicas[0]!.heartbeatMs = clock.now - 7_500;
+    await monitor.probeAll();
+    assert.deepEqual(reasons(), ['lag 7s over 5s']);
+    assert.equal(monitor.replicas()[0]!.lagSource, 'heartbeat');
+    replicas[0]!.heartbeatMs = primary.heartbeatMs;
+    await monitor.probeAll();
+    assert.deepEqual(reasons(), ['healthy']);
+    assert.equal(monitor.replicas()[0]!.lagSeconds, 0);
+  });
+
+  it('serves from a replica without the replication-status grant on the heartbeat alone', async (t) => {
+    const { monitor, clock, primary, replicas, reasons } = setup(t, 1);
+    replicas[0]!.statusDenied = true;
+    await monitor.probeAll();
+    assert.deepEqual(reasons(), ['replication lag unknown (no heartbeat yet)']);
+    primary.heartbeatMs = clock.now;
+    replicas[0]!.heartbeatMs = clock.now;
+    await monitor.probeAll();
+    assert.deepEqual(reasons(), ['healthy']);
+    assert.equal(monitor.replicas()[0]!.lagSource, 'heartbeat');
+    // Its apply stops: the primary's heartbeat moves on, the replica's copy does not.
+    for (let second = 1; second <= 7; second += 1) {
+      clock.now += 1000;
+      primary.heartbeatMs = clock.now;
+      await monitor.probeAll();
+    }
+    assert.deepEqual(reasons(), ['lag 7s over 5s']);
+  });
+
+  it('keeps the last heartbeat figure while nobody writes the heartbeat', async (t) => {
+    const { monitor, clock, primary, replicas, reasons } = setup(t, 1);
+    replicas[0]!.statusDenied = true;
+    primary.heartbeatMs = clock.now;
+    replicas[0]!.heartbeatMs = clock.now - 2_000;
+    await monitor.probeAll();
+    assert.deepEqual(reasons(), ['healthy']);
+    // The writer stops (frozen primary): lag is unknown, not growing.
+    clock.now += 60_000;
+    await monitor.probeAll();
+    assert.deepEqual(reasons(), ['healthy']);
+    assert.equal(monitor.replicas()[0]!.lagSeconds, 2);
+    assert.equal(monitor.replicas()[0]!.lagSource, 'last-heartbeat');
+    primary.down = { code: 'ETIMEDOUT' };
+    await monitor.probeAll();
+    assert.deepEqual(reasons(), ['healthy']);
+    assert.equal(monitor.replicas()[0]!.lagSource, 'last-heartbeat');
+  });
+
+  it('names an access denial on the replica, not a probe failure, as access denied', async (t) => {
     const { monitor, replicas, reasons, logged } = setup(t, 1);
     replicas[0]!.down = { code: 'ER_SPECIFIC_ACCESS_DENIED_ERROR' };
     await monitor.probeAll();

@@ -1,3 +1,4 @@
+import { hostname } from 'node:os';
 import { sql } from 'kysely';
 import type { MysqlConnection } from '../../config/config.js';
 import { AppError } from '../../errors.js';
@@ -18,6 +19,7 @@ import { createReplicaRouter } from '../replica-router.js';
 import { createTopologyMonitor, type TopologyLogger } from '../topology-monitor.js';
 import { createStreamSlots } from '../stream-slots.js';
 import { holdingNamedLock, SWAP_LOCK, WRITE_LOCK } from './mysql/named-lock.js';
+import { startHeartbeatWriter } from './mysql/heartbeat-writer.js';
 import { createPooledExecutor } from './mysql/pooled-executor.js';
 import { createMysqlReplicationSql } from './mysql/replication-sql.js';
 import { createStagedInserter } from './mysql/staged-inserter.js';
@@ -30,6 +32,13 @@ export type DatabaseLogger = TopologyLogger;
  * 65,535 placeholders and a few hundred KB, well inside the default max_allowed_packet.
  */
 const MAX_INSERT_ROWS = 2000;
+
+/** pt-heartbeat's default: the lag figure moves in whole seconds, so a beat a second suffices. */
+const HEARTBEAT_INTERVAL_MS = 1000;
+/** Three missed beats: nobody is writing the heartbeat, so lag is unknown (not growing). */
+const HEARTBEAT_STALE_MS = 3 * HEARTBEAT_INTERVAL_MS;
+/** A writer this far behind on the primary is frozen or cut off: another instance takes over. */
+const HEARTBEAT_TAKE_OVER_MS = 5 * HEARTBEAT_INTERVAL_MS;
 
 /**
  * Opens pools to the primary and each replica and starts the topology monitor. The observer hears
@@ -77,6 +86,22 @@ export function openMysqlDatabase(
     maxLagSeconds: connection.maxReplicaLagSeconds,
     probeIntervalMs: connection.replicaProbeIntervalMs,
     probeTimeoutMs: connection.probeTimeoutMs,
+    heartbeatStaleMs: HEARTBEAT_STALE_MS,
+    logger: options.logger,
+  });
+  // One connection of its own: the heartbeat lock lives as long as the session that holds it.
+  const heartbeatExecutor = createPooledExecutor(
+    connection.primary,
+    connection,
+    1,
+    'primary',
+    IGNORE_DATABASE_EVENTS,
+  ).executor;
+  const heartbeat = startHeartbeatWriter({
+    executor: heartbeatExecutor,
+    intervalMs: HEARTBEAT_INTERVAL_MS,
+    writer: `${hostname()}:${process.pid}`,
+    takeOverAfterMs: HEARTBEAT_TAKE_OVER_MS,
     logger: options.logger,
   });
   const router = createReplicaRouter({
@@ -311,11 +336,12 @@ export function openMysqlDatabase(
     },
     waitForReplicas: () => router.waitForReplicas(),
     replicaStates: () =>
-      monitor.replicas().map(({ name, healthy, reason, lagSeconds, probedAt }) => ({
+      monitor.replicas().map(({ name, healthy, reason, lagSeconds, lagSource, probedAt }) => ({
         name,
         healthy,
         reason,
         lagSeconds,
+        lagSource,
         probedAt,
       })),
     primaryState: () => monitor.primary(),
@@ -323,13 +349,15 @@ export function openMysqlDatabase(
     // Corrupt pages on a MySQL server are its own to report: reads fail with its error.
     corruption: () => undefined,
     async close() {
+      await heartbeat.stop();
       await monitor.stop();
-      await Promise.all(
-        targets.flatMap(({ executor, streamExecutor }) => [
+      await Promise.all([
+        heartbeatExecutor.destroy(),
+        ...targets.flatMap(({ executor, streamExecutor }) => [
           executor.destroy(),
           streamExecutor.destroy(),
         ]),
-      );
+      ]);
     },
   };
   return database;

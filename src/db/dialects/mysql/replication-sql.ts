@@ -39,6 +39,22 @@ export function createMysqlReplicationSql(): ReplicationSql {
         lagSeconds: lag === null || lag === undefined ? null : Number(lag),
       };
     },
+    async heartbeat(executor) {
+      try {
+        const { rows } = await sql<{ beat_us: number | string | null; now_us: number | string }>`
+          SELECT (SELECT beat_us FROM replication_heartbeat WHERE id = 1) AS beat_us,
+            CAST(UNIX_TIMESTAMP(NOW(6)) * 1000000 AS SIGNED) AS now_us`.execute(executor);
+        const beat = rows[0]?.beat_us;
+        return {
+          beatAtMs: beat === null || beat === undefined ? null : Number(beat) / 1000,
+          nowMs: Number(rows[0]?.now_us) / 1000,
+        };
+      } catch (error) {
+        // A server the heartbeat migration has not reached yet has no heartbeat to show.
+        if ((error as { code?: unknown }).code !== 'ER_NO_SUCH_TABLE') throw error;
+        return { beatAtMs: null, nowMs: Date.now() };
+      }
+    },
     async ping(executor) {
       await sql`SELECT 1`.execute(executor);
     },
