@@ -138,7 +138,12 @@ export function bodyStream(
         if ('bytes' in segment) {
           chunk = segment.bytes.subarray(inSegment, upTo);
         } else {
-          handle ??= await open(segment.path, 'r');
+          if (handle === undefined) {
+            const opening = await open(segment.path, 'r');
+            // Destroyed while opening: finish() has run, so this handle is ours to close.
+            if (stream.destroyed) return void (await opening.close());
+            handle = opening;
+          }
           const size = Math.min(READ_BYTES, upTo - inSegment);
           const buffer = Buffer.allocUnsafe(size);
           const { bytesRead } = await handle.read(buffer, 0, size, inSegment);
@@ -147,7 +152,10 @@ export function bodyStream(
           }
           chunk = bytesRead === size ? buffer : buffer.subarray(0, bytesRead);
         }
-        if (stream.destroyed) return;
+        if (stream.destroyed) {
+          finish();
+          return;
+        }
         inSegment += chunk.length;
         if (inSegment >= upTo) {
           position += length;
