@@ -49,11 +49,15 @@ const { values: options } = parseArgs({
     rounds: { type: 'string', default: '10' },
     'cold-samples': { type: 'string', default: '30' },
     'skip-mariadb': { type: 'boolean', default: false },
+    // Bare /api from page files against nginx (1M users; 10000000 is the 10M run, not CI).
+    'pages-rows': { type: 'string', default: '1000000' },
+    'pages-only': { type: 'boolean', default: false },
   },
 });
 const IMPORT_ROWS = Number(options.rows);
 const SIZES = options.sizes.split(',').map(Number);
 const STREAM_ROWS = Number(options['stream-rows']);
+const PAGES_ROWS = Number(options['pages-rows']);
 const DURATION_SECONDS = Number(options.duration);
 const WARMUP_SECONDS = Number(options.warmup);
 const CONNECTIONS = Number(options.connections);
@@ -213,10 +217,23 @@ async function autocannonLoad(url: string, seconds: number): Promise<LoadFigures
 }
 
 /** wrk's `--latency` report: `Requests/sec:` and the 50%/99% lines. */
-function wrkLoad(url: string, seconds: number): LoadFigures {
+function wrkLoad(
+  url: string,
+  seconds: number,
+  extra: { connections?: number; headers?: string[] } = {},
+): LoadFigures {
   const run = spawnSync(
     'wrk',
-    [`-t2`, `-c${CONNECTIONS}`, `-d${seconds}s`, '--latency', '--timeout', '10s', url],
+    [
+      `-t2`,
+      `-c${extra.connections ?? CONNECTIONS}`,
+      `-d${seconds}s`,
+      '--latency',
+      '--timeout',
+      '30s',
+      ...(extra.headers ?? []).flatMap((header) => ['-H', header]),
+      url,
+    ],
     { encoding: 'utf8', timeout: (seconds + 30) * 1000 },
   );
   const text = run.stdout;
@@ -437,7 +454,8 @@ async function apiForSize(dir: string, rows: number) {
 /** The whole bare /api body for a table over the cache cap: streamed from the database. */
 async function streamLargeTable(dir: string, rows: number) {
   const path = await sqliteWithUsers(dir, rows);
-  const app = await serveApp(sqliteEnv(path));
+  // The streaming path itself (what a body over the memory cap gets without page files).
+  const app = await serveApp(sqliteEnv(path, { API_BODY_DIR: 'off' }));
   try {
     const idle = await app.rss();
     const runs = [];
@@ -458,6 +476,122 @@ async function streamLargeTable(dir: string, rows: number) {
       serverPeakRssMB: round(memory.peakRssBytes / 2 ** 20),
       serverRssAfterMB: round(memory.rssBytes / 2 ** 20),
     };
+  } finally {
+    await app.stop();
+  }
+}
+
+/** nginx (Debian's nginx-light) serving `file` at /api with sendfile, gzip_static from `file.gz`. */
+async function serveNginx(dir: string, file: string): Promise<Server & { pid: number }> {
+  const port = await freePort();
+  const conf = join(dir, 'nginx.conf');
+  await writeFile(
+    conf,
+    // As root, nginx's workers would run as nobody and not read the 0700 temp folders.
+    `${process.getuid?.() === 0 ? 'user root; ' : ''}daemon off; worker_processes 2; pid ${join(dir, 'nginx.pid')}; error_log stderr warn;
+events { worker_connections 1024; }
+http { access_log off; sendfile on; tcp_nopush on; gzip_static on; default_type application/json;
+  client_body_temp_path ${dir}; proxy_temp_path ${dir}; fastcgi_temp_path ${dir};
+  uwsgi_temp_path ${dir}; scgi_temp_path ${dir};
+  server { listen 127.0.0.1:${port}; location = /api { alias ${file}; } } }
+`,
+  );
+  const child = spawn('/usr/sbin/nginx', ['-c', conf, '-p', dir], { stdio: 'inherit' });
+  const url = `http://127.0.0.1:${port}`;
+  for (let attempt = 0; attempt < 100; attempt += 1) {
+    if ((await fetch(`${url}/api`, { method: 'HEAD' }).catch(() => undefined))?.ok) break;
+    await sleep(100);
+  }
+  return { ...(await childServer(child, Promise.resolve(url))), pid: child.pid ?? 0 };
+}
+
+/**
+ * Bare /api at `rows` users from page files against nginx serving the same bytes (identity and
+ * gzip, side by side in alternating rounds), the service's peak RSS, and the time from a
+ * committed change (from outside: every page re-rendered) to the new version served.
+ */
+async function pagesAgainstNginx(dir: string, rows: number) {
+  const path = await sqliteWithUsers(dir, rows);
+  const app = await serveApp(sqliteEnv(path, { API_CACHE_CHECK_MS: '250' }));
+  const nginxDir = await mkdtemp(join(dir, 'nginx-'));
+  try {
+    const etagOf = async (headers: Record<string, string> = {}) =>
+      (await fetch(`${app.url}/api`, { headers: { range: 'bytes=0-0', ...headers } })).headers.get(
+        'etag',
+      );
+    const started = performance.now();
+    await fetch(`${app.url}/api`).then((response) => response.arrayBuffer());
+    while ((await etagOf()) === null) await sleep(50);
+    const firstBuildSeconds = round((performance.now() - started) / 1000, 2);
+    const bodyFile = join(nginxDir, 'api.json');
+    await writeFile(bodyFile, Buffer.from(await (await fetch(`${app.url}/api`)).arrayBuffer()));
+    const gz = spawnSync('curl', [
+      '-s',
+      '-H',
+      'Accept-Encoding: gzip',
+      '-o',
+      `${bodyFile}.gz`,
+      `${app.url}/api`,
+    ]);
+    if (gz.status !== 0) throw new Error('curl failed');
+    const nginx = await serveNginx(nginxDir, bodyFile);
+    try {
+      const rounds = (headers: string[]) => {
+        const service: number[] = [];
+        const baseline: number[] = [];
+        const seconds = Math.max(2, DURATION_SECONDS / ROUNDS);
+        for (let index = 0; index < ROUNDS; index += 1) {
+          const order = index % 2 === 0 ? ['s', 'b'] : ['b', 's'];
+          for (const which of order) {
+            const url = which === 's' ? `${app.url}/api` : `${nginx.url}/api`;
+            const figures = wrkLoad(url, seconds, { connections: 4, headers });
+            (which === 's' ? service : baseline).push(figures.requestsPerSecond);
+          }
+        }
+        const sum = (values: number[]) => values.reduce((a, b) => a + b, 0);
+        return {
+          serviceRequestsPerSecond: round(sum(service) / service.length, 2),
+          nginxRequestsPerSecond: round(sum(baseline) / baseline.length, 2),
+          ratio: ratio(sum(service), sum(baseline)),
+          roundRatios: service.map((value, index) => ratio(value, baseline[index]!)),
+        };
+      };
+      const identity = HAVE_WRK ? rounds([]) : { skipped: 'no wrk' };
+      const gzip = HAVE_WRK ? rounds(['Accept-Encoding: gzip']) : { skipped: 'no wrk' };
+      const brAnswer = spawnSync(
+        'curl',
+        ['-s', '-o', '/dev/null', '-D', '-', '-H', 'Accept-Encoding: br, gzip', `${app.url}/api`],
+        { encoding: 'utf8' },
+      ).stdout;
+      const brEncoding = /^content-encoding: *(\S+)/im.exec(brAnswer)?.[1] ?? 'identity';
+      console.error(JSON.stringify({ identity, gzip, brEncoding }));
+      const memory = await app.rss();
+      // A committed change from outside this instance: every page is rendered again.
+      await bumpDataVersion(path, dir);
+      const before = performance.now();
+      const changedFrom = await etagOf();
+      let current = changedFrom;
+      while (current === changedFrom || current === null) {
+        await sleep(20);
+        current = await etagOf();
+      }
+      return {
+        users: rows,
+        bodyBytes: (await readFile(bodyFile)).length,
+        gzipBytes: (await readFile(`${bodyFile}.gz`)).length,
+        firstBuildSeconds,
+        identityAgainstNginx: identity,
+        gzipAgainstNginxGzipStatic: gzip,
+        brAsked: `Accept-Encoding: br, gzip answered ${brEncoding} (page files keep no br copy)`,
+        serverPeakRssMB: round(memory.peakRssBytes / 2 ** 20),
+        fullChangeToServedSeconds: round((performance.now() - before) / 1000, 2),
+        pageFilesBytes: Number(
+          spawnSync('du', ['-sb', `${path}.api-body`], { encoding: 'utf8' }).stdout.split('\t')[0],
+        ),
+      };
+    } finally {
+      await nginx.stop();
+    }
   } finally {
     await app.stop();
   }
@@ -498,87 +632,106 @@ if (build.status !== 0) throw new Error('npm run build failed');
 const dir = await mkdtemp(join(tmpdir(), 'users-api-bench-'));
 let pair: MariadbPair | undefined;
 try {
-  const loadAtStart = loadavg().map((value) => round(value, 2));
-  const generators = await generatorCheck();
-
-  const api = [];
-  for (const rows of SIZES) api.push(await apiForSize(dir, rows));
-  const stream = await streamLargeTable(dir, STREAM_ROWS);
-
-  const csv = join(dir, 'users.csv');
-  await writeSample(csv, IMPORT_ROWS);
-  const parse = await timed(() => parseOnly(csv));
-  const parseRowsPerSecond = round(parse.result / parse.seconds);
-  const sqlite = await importInto(sqliteEnv(join(dir, 'import.db')), csv, dir);
-
-  let mariadb: unknown = { skipped: `missing ${missingMariadbBinaries().join(', ')}` };
-  let replica: unknown = mariadb;
-  if (options['skip-mariadb']) mariadb = replica = { skipped: '--skip-mariadb' };
-  else if (missingMariadbBinaries().length === 0) {
-    // A failure here is reported in the results, not allowed to lose the figures above.
-    try {
-      pair = await startMariadbPair();
-      // /api from the replica first, on 1,000 users; then the import replaces them.
-      replica = await apiFromReplica(pair, dir);
-    } catch (error) {
-      replica = { failed: String(error) };
-    }
-    try {
-      if (pair === undefined) throw new Error('the MariaDB pair did not start');
-      const imported = await importInto(
-        { DATABASE_URL: pair.primary.url, DATABASE_REPLICA_URLS: pair.replica.url },
-        csv,
-        dir,
-      );
-      mariadb = {
-        ...imported,
-        ratioToParseOnly: ratio(imported.rowsPerSecond, parseRowsPerSecond),
-      };
-    } catch (error) {
-      mariadb = { failed: String(error) };
-    }
-  }
-
-  const results = {
-    machine: {
-      cpus: cpus().length,
-      cpuModel: cpus()[0]?.model,
-      memoryGB: round(totalmem() / 2 ** 30, 1),
-      node: process.version,
-      loadAverageAtStart: loadAtStart,
-      loadAverageAtEnd: loadavg().map((value) => round(value, 2)),
-    },
-    date: new Date().toISOString(),
-    settings: {
-      sizes: SIZES,
-      streamRows: STREAM_ROWS,
-      importRows: IMPORT_ROWS,
-      durationSeconds: DURATION_SECONDS,
-      warmupSeconds: WARMUP_SECONDS,
-      connections: CONNECTIONS,
-      rounds: ROUNDS,
-      generator: GENERATOR === 'wrk' ? 'wrk -t2' : 'autocannon (1 thread)',
-    },
-    loadGeneratorCheck: {
-      helloWorld: generators,
-      note: 'the same node:http hello-world under each generator: a higher wrk figure means autocannon was the ceiling',
-    },
-    api,
-    stream,
-    import: {
-      parseAndValidateOnly: {
-        rows: parse.result,
-        seconds: round(parse.seconds, 2),
-        rowsPerSecond: parseRowsPerSecond,
+  if (options['pages-only']) {
+    const pages = await pagesAgainstNginx(dir, PAGES_ROWS);
+    const text = JSON.stringify(
+      {
+        date: new Date().toISOString(),
+        node: process.version,
+        rounds: ROUNDS,
+        durationSeconds: DURATION_SECONDS,
+        pages,
       },
-      sqlite: { ...sqlite, ratioToParseOnly: ratio(sqlite.rowsPerSecond, parseRowsPerSecond) },
-      mariadb,
-    },
-    apiReadsFromReplica: replica,
-  };
-  const text = JSON.stringify(results, null, 2);
-  console.log(text);
-  await writeFile(new URL('./results/latest.json', import.meta.url), text + '\n');
+      null,
+      2,
+    );
+    console.log(text);
+    await writeFile(new URL('./results/pages.json', import.meta.url), text + '\n');
+  } else {
+    const loadAtStart = loadavg().map((value) => round(value, 2));
+    const generators = await generatorCheck();
+
+    const api = [];
+    for (const rows of SIZES) api.push(await apiForSize(dir, rows));
+    const stream = await streamLargeTable(dir, STREAM_ROWS);
+    const pages = await pagesAgainstNginx(dir, PAGES_ROWS);
+
+    const csv = join(dir, 'users.csv');
+    await writeSample(csv, IMPORT_ROWS);
+    const parse = await timed(() => parseOnly(csv));
+    const parseRowsPerSecond = round(parse.result / parse.seconds);
+    const sqlite = await importInto(sqliteEnv(join(dir, 'import.db')), csv, dir);
+
+    let mariadb: unknown = { skipped: `missing ${missingMariadbBinaries().join(', ')}` };
+    let replica: unknown = mariadb;
+    if (options['skip-mariadb']) mariadb = replica = { skipped: '--skip-mariadb' };
+    else if (missingMariadbBinaries().length === 0) {
+      // A failure here is reported in the results, not allowed to lose the figures above.
+      try {
+        pair = await startMariadbPair();
+        // /api from the replica first, on 1,000 users; then the import replaces them.
+        replica = await apiFromReplica(pair, dir);
+      } catch (error) {
+        replica = { failed: String(error) };
+      }
+      try {
+        if (pair === undefined) throw new Error('the MariaDB pair did not start');
+        const imported = await importInto(
+          { DATABASE_URL: pair.primary.url, DATABASE_REPLICA_URLS: pair.replica.url },
+          csv,
+          dir,
+        );
+        mariadb = {
+          ...imported,
+          ratioToParseOnly: ratio(imported.rowsPerSecond, parseRowsPerSecond),
+        };
+      } catch (error) {
+        mariadb = { failed: String(error) };
+      }
+    }
+
+    const results = {
+      machine: {
+        cpus: cpus().length,
+        cpuModel: cpus()[0]?.model,
+        memoryGB: round(totalmem() / 2 ** 30, 1),
+        node: process.version,
+        loadAverageAtStart: loadAtStart,
+        loadAverageAtEnd: loadavg().map((value) => round(value, 2)),
+      },
+      date: new Date().toISOString(),
+      settings: {
+        sizes: SIZES,
+        streamRows: STREAM_ROWS,
+        importRows: IMPORT_ROWS,
+        durationSeconds: DURATION_SECONDS,
+        warmupSeconds: WARMUP_SECONDS,
+        connections: CONNECTIONS,
+        rounds: ROUNDS,
+        generator: GENERATOR === 'wrk' ? 'wrk -t2' : 'autocannon (1 thread)',
+      },
+      loadGeneratorCheck: {
+        helloWorld: generators,
+        note: 'the same node:http hello-world under each generator: a higher wrk figure means autocannon was the ceiling',
+      },
+      api,
+      stream,
+      pages,
+      import: {
+        parseAndValidateOnly: {
+          rows: parse.result,
+          seconds: round(parse.seconds, 2),
+          rowsPerSecond: parseRowsPerSecond,
+        },
+        sqlite: { ...sqlite, ratioToParseOnly: ratio(sqlite.rowsPerSecond, parseRowsPerSecond) },
+        mariadb,
+      },
+      apiReadsFromReplica: replica,
+    };
+    const text = JSON.stringify(results, null, 2);
+    console.log(text);
+    await writeFile(new URL('./results/latest.json', import.meta.url), text + '\n');
+  }
 } finally {
   await pair?.stop();
   await rm(dir, { recursive: true, force: true });

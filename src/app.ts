@@ -57,6 +57,13 @@ export function buildApp(deps: AppDependencies): FastifyInstance {
     db: deps.db,
     maxBytes: deps.config.apiCacheMaxBytes,
     checkMs: deps.config.apiCacheCheckMs,
+    bodyDir: deps.config.apiBodyDir,
+    events: {
+      built: (info) => deps.logger.debug({ apiBody: info }, 'bare /api body built'),
+      // The body streams from the database meanwhile: reads go on (a full disk, a bad folder).
+      failed: (version, error) =>
+        deps.logger.warn({ err: error, version }, 'bare /api page files failed: streaming'),
+    },
   });
   const readiness = createReadiness({ db: deps.db, now: deps.now });
   // Set when app.close() begins: from then on the app answers every request (with
@@ -102,6 +109,7 @@ export function buildApp(deps: AppDependencies): FastifyInstance {
     closing = true;
     done();
   });
+  app.addHook('onClose', () => apiCache.close());
 
   // Requests counted in http_requests_in_flight; each leaves once, by response or by abort.
   // Callback hooks and a flag on the request: these run for every request, and async hooks,

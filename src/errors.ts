@@ -10,6 +10,7 @@ export const ERROR_CODES = {
   ERR_HTTP_REQUEST_TIMEOUT: { status: 408, title: 'Request timeout' },
   ERR_HTTP_URI_TOO_LONG: { status: 414, title: 'URI too long' },
   ERR_HTTP_UNSUPPORTED_MEDIA_TYPE: { status: 415, title: 'Unsupported media type' },
+  ERR_HTTP_RANGE_NOT_SATISFIABLE: { status: 416, title: 'Range not satisfiable' },
   ERR_HTTP_HEADERS_TOO_LARGE: { status: 431, title: 'Request header fields too large' },
   ERR_AUTH_REQUIRED: { status: 401, title: 'Admin token required' },
   ERR_AUTH_FORBIDDEN: { status: 403, title: 'Admin operation refused' },

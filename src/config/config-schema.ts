@@ -169,7 +169,13 @@ export const CONFIG_SCHEMA = {
     default: '67108864',
     allowed: 'an integer number of bytes from 0 (no cache: every bare /api streams)',
     description:
-      'Largest bare `/api` body kept in memory (64 MB); a larger table is streamed from the database on every request.',
+      'Largest bare `/api` body kept in memory (64 MB); a larger one is served from page files in `API_BODY_DIR`.',
+  },
+  API_BODY_DIR: {
+    default: undefined,
+    allowed: 'a folder path (created when missing), or `off`',
+    description:
+      'Where the bare `/api` body is kept as page files when it is over `API_CACHE_MAX_BYTES` (each instance a folder of its own inside). Unset: `<SQLite file>.api-body` beside the database, or `<temp dir>/users-api-body` on MySQL. `off`: no page files, a larger body streams from the database on every request.',
   },
   API_CACHE_CHECK_MS: {
     default: '250',

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
-import { hostname } from 'node:os';
-import { resolve } from 'node:path';
+import { hostname, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { CONFIG_SCHEMA, type ConfigVariable, type ConfigVariableName } from './config-schema.js';
 import type { RawEnv } from './env.js';
 
@@ -72,6 +72,8 @@ export interface Config {
   metricsToken: string | undefined;
   /** Largest bare /api body cached in memory; 0 disables the cache. */
   apiCacheMaxBytes: number;
+  /** Folder for the bare /api body's page files (absolute); undefined: none (`off`). */
+  apiBodyDir: string | undefined;
   /** Least time between two reads of the data version by the /api cache. */
   apiCacheCheckMs: number;
   /** A streamed response whose client takes nothing for this long is cut. */
@@ -235,8 +237,22 @@ export function loadConfig(
     metricsToken,
     apiCacheMaxBytes: integer('API_CACHE_MAX_BYTES', 0, Number.MAX_SAFE_INTEGER),
     apiCacheCheckMs: integer('API_CACHE_CHECK_MS', 0, 60_000),
+    apiBodyDir: apiBodyDirOf(value('API_BODY_DIR'), database, cwd),
     streamIdleTimeoutMs: integer('STREAM_IDLE_TIMEOUT_MS', 100, 3_600_000),
   });
+}
+
+/** API_BODY_DIR: the folder given, `off`, or beside the SQLite file / in the temp dir. */
+function apiBodyDirOf(
+  text: string | undefined,
+  database: DatabaseConnection,
+  cwd: string,
+): string | undefined {
+  if (text === 'off') return undefined;
+  if (text !== undefined) return resolve(cwd, text);
+  return database.dialect === 'sqlite'
+    ? `${database.path}.api-body`
+    : join(tmpdir(), 'users-api-body');
 }
 
 /** `text` with the password of every `scheme://user:password@` in it replaced by `***`. */

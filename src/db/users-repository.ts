@@ -284,3 +284,34 @@ export function readUsersJsonPage(
       .limit(limit),
   );
 }
+
+/**
+ * The users with ids in `(afterId, lastId]`, in load order, as one page of the bare `/api` body
+ * (the contract's JSON objects, comma-separated). Pages by fixed id range, unlike
+ * `readUsersJsonPage`, keep their bounds when rows before them come or go: a change re-renders
+ * only the pages whose ranges it touched (http/api-cache.ts).
+ */
+export function readUsersJsonRange(
+  executor: DatabaseExecutor,
+  afterId: number,
+  lastId: number,
+): Promise<UsersJsonPage> {
+  return readUsersJsonQuery(
+    executor,
+    executor
+      .selectFrom('users')
+      .select(['id', contractJsonOf(executor).as('json')])
+      .where('id', '>', afterId)
+      .where('id', '<=', lastId)
+      .orderBy('id'),
+  );
+}
+
+/** The highest user id, or 0 for an empty table. */
+export async function readMaxUserId(executor: DatabaseExecutor): Promise<number> {
+  const { id } = await executor
+    .selectFrom('users')
+    .select((eb) => eb.fn.max('id').as('id'))
+    .executeTakeFirstOrThrow();
+  return Number(id ?? 0);
+}

@@ -1,10 +1,15 @@
 import { createHash } from 'node:crypto';
 import { promisify } from 'node:util';
-import { brotliCompress, gzip } from 'node:zlib';
-import type { Database } from '../db/database.js';
-import { countUsers, readDataVersion } from '../db/users-repository.js';
+import { brotliCompress, gzip, gzipSync } from 'node:zlib';
+import type { Database, DatabaseExecutor } from '../db/database.js';
+import {
+  countUsers,
+  readDataVersion,
+  readMaxUserId,
+  readUsersJsonRange,
+} from '../db/users-repository.js';
 import { brotliOptions, GZIP_OPTIONS } from './compression.js';
-import { renderBareUsers } from './stream-users.js';
+import { openPageFiles, type PageFile, type PageFiles } from './page-files.js';
 
 const compressBrotli = promisify(brotliCompress);
 const compressGzip = promisify(gzip);
@@ -14,59 +19,157 @@ export type ContentEncoding = 'br' | 'gzip';
 /**
  * The fewest bytes one user can take in the bare body:
  * `{"NAME":"x","STREET":"x","CITY":"x","STATE":"NY","USER_DATE":"01/01/01"},`. A table whose
- * rows times this is over the cap is streamed without trying to cache it first.
+ * rows times this is over the memory cap goes to page files without trying memory first.
  */
 const MIN_ROW_BYTES = 71;
 
-/** The bare `/api` body of one data version, and its compressed copies (made on demand). */
-export interface CachedApiBody {
+/** Ids per page: page k holds the users with ids in (k × PAGE_IDS, (k + 1) × PAGE_IDS]. */
+export const PAGE_IDS = 2000;
+
+/**
+ * A change that re-renders at most this many pages is waited for by the request that finds it
+ * (a few ms); a larger one is built in the background while requests stream from the database.
+ */
+const WAIT_FOR_PAGES = 8;
+
+/** Data versions whose changed ids are remembered (noteChange): more is a full re-render. */
+const REMEMBERED_CHANGES = 1024;
+
+/** A failed page-file build (a full disk) is retried after this long, or at the next version. */
+const RETRY_FAILED_BUILD_MS = 30_000;
+
+/** A run of bytes in a body: from memory, or a whole page file. */
+export type Segment = { bytes: Buffer } | { path: string; length: number };
+
+/** One representation of a body, held open (its files kept) until `release`. */
+export interface OpenBody {
+  length: number;
+  segments: readonly Segment[];
+  release(): void;
+}
+
+/** The bare `/api` body of one data version, in memory or in page files. */
+export interface ApiBody {
   version: number;
-  /** Strong ETag of the uncompressed body; each encoding has its own (`…-br"`, `…-gz"`). */
+  /**
+   * Strong ETag of the uncompressed body: `"v<version>-<hash of the page hashes>"`, the same on
+   * every instance for the same data; each encoding has its own (`…-br"`, `…-gz"`).
+   */
   etag: string;
-  body: Buffer;
-  encoded(encoding: ContentEncoding): Promise<Buffer>;
+  /** The whole uncompressed body when it is kept in memory (the fast path's case). */
+  memory: Buffer | undefined;
+  /** Whether this body is sent in `encoding` (page files: gzip, not br). */
+  offers(encoding: ContentEncoding): boolean;
+  /** The bytes of one representation; identity when `encoding` is undefined. */
+  open(encoding: ContentEncoding | undefined): Promise<OpenBody>;
   etagOf(encoding: ContentEncoding | undefined): string;
   /** True when `If-None-Match` names any representation of this body. */
   matches(ifNoneMatch: string): boolean;
 }
 
 export interface ApiCache {
-  /** The current bare body; undefined when it is over the cap (stream it instead). */
-  current(): Promise<CachedApiBody | undefined>;
+  /**
+   * The current bare body; undefined when it cannot be served from memory or page files right
+   * now (being built, over the cap with no page folder, a failed build): stream it instead.
+   */
+  current(): Promise<ApiBody | undefined>;
   /**
    * The body `current()` would give, when that needs no database read (the version was checked
    * less than `checkMs` ago and the body is built): the hot path, without a promise.
    */
-  fresh(): CachedApiBody | undefined;
+  fresh(): ApiBody | undefined;
   /** Forget the known data version: the next request reads it (after a write through here). */
   invalidate(): void;
+  /**
+   * Tells the cache that data version `version` changed only the users with these ids (a
+   * single-user write): building it re-renders only their pages. Versions without a note are
+   * re-rendered whole.
+   */
+  noteChange(version: number, ids: readonly number[]): void;
+  /** Deletes the page files. */
+  close(): Promise<void>;
+}
+
+/** What the cache reports about its builds (metrics, logs, tests). */
+export interface ApiCacheEvents {
+  built?(info: {
+    version: number;
+    where: 'memory' | 'files';
+    pages: number;
+    renderedPages: number;
+    bytes: number;
+    ms: number;
+  }): void;
+  failed?(version: number, error: unknown): void;
 }
 
 export interface ApiCacheOptions {
   db: Database;
-  /** Largest body kept; 0 disables the cache. */
+  /** Largest body kept in memory; 0: never in memory. */
   maxBytes: number;
   /** Least time between two reads of the data version. */
   checkMs: number;
+  /** Folder for page files (API_BODY_DIR); undefined: none, a larger body streams. */
+  bodyDir?: string | undefined;
   /** A monotonic clock in ms (not the wall clock tests move). */
   now?: () => number;
+  events?: ApiCacheEvents;
+  /** Ids per page (tests use small pages). */
+  pageIds?: number;
+}
+
+const OPEN = Buffer.from('[');
+const COMMA = Buffer.from(',');
+const CLOSE = Buffer.from(']');
+const EMPTY_ARRAY = Buffer.from('[]');
+// Constant gzip members for the brackets and commas between page members.
+const GZIP_OPEN = gzipSync(OPEN, GZIP_OPTIONS);
+const GZIP_COMMA = gzipSync(COMMA, GZIP_OPTIONS);
+const GZIP_CLOSE = gzipSync(CLOSE, GZIP_OPTIONS);
+const GZIP_EMPTY_ARRAY = gzipSync(EMPTY_ARRAY, GZIP_OPTIONS);
+
+/** A page of a built version: its hash and where its bytes are. */
+type Page = { hash: string; bytes: Buffer } | { hash: string; file: PageFile };
+
+interface Built {
+  version: number;
+  body: ApiBody;
+  /** Indexed by page number; undefined for a page with no users. */
+  pages: (Page | undefined)[];
+  /** Called when a newer version replaced this one: its files go when its last reader does. */
+  retire(): void;
 }
 
 /**
- * Keeps the serialised bare `/api` body in memory, keyed by the data version that every write
- * transaction bumps (in the database, so every instance sees every write). The version is read
- * at most once per `checkMs`; concurrent requests share one version read and one rebuild. The
- * body and its version are read from one snapshot, so a body is never filed under a version
- * it does not show.
+ * The bare `/api` body per data version (bumped by every write, in the database, so every
+ * instance sees every write), as pages of users by id range: each page rendered once from one
+ * snapshot. Up to `maxBytes` the body is kept in memory; past it the pages are files in
+ * `bodyDir` (content-addressed, with a gzip member each), and the body is sent from them. A new
+ * version reuses the pages its change did not touch (noteChange) and is built in the background;
+ * requests switch to it when it is complete, and until then stream from the database, so a body
+ * older than the known data version is never served. The version is read at most once per
+ * `checkMs`; concurrent requests share one version read and one build.
+ * @see ../../docs/design-notes.md#bare-api-as-pages
  */
 export function createApiCache(options: ApiCacheOptions): ApiCache {
-  const { db, maxBytes, checkMs } = options;
+  const { db, maxBytes, checkMs, bodyDir, events = {} } = options;
+  const pageIds = options.pageIds ?? PAGE_IDS;
   const now = options.now ?? (() => performance.now());
   let known: { version: number; checkedAt: number } | undefined;
   let checking: Promise<number> | undefined;
-  let entry: CachedApiBody | undefined;
-  let tooLargeVersion: number | undefined;
-  let building: Promise<CachedApiBody | undefined> | undefined;
+  let served: Built | undefined;
+  /** A version that is not built and will not be (over the cap with no files; failed). */
+  let skipped: { version: number; at: number; retry: boolean } | undefined;
+  let building: Promise<ApiBody | undefined> | undefined;
+  let files: Promise<PageFiles> | undefined;
+  let closed = false;
+  const changes = new Map<number, readonly number[]>();
+
+  const pageFiles = (): Promise<PageFiles> => {
+    if (bodyDir === undefined) return Promise.reject(new Error('no API_BODY_DIR'));
+    files ??= openPageFiles(bodyDir);
+    return files;
+  };
 
   /** The data version when it was read less than `checkMs` ago. */
   const freshVersion = (): number | undefined =>
@@ -87,81 +190,393 @@ export function createApiCache(options: ApiCacheOptions): ApiCache {
     return checking;
   };
 
-  const build = async (): Promise<CachedApiBody | undefined> => {
-    const built = await db.readSnapshot(async (executor) => {
-      const version = await readDataVersion(executor);
-      if ((await countUsers(executor)) * MIN_ROW_BYTES > maxBytes) return { version };
-      // Pages come as UTF-8 bytes: the build peaks near twice the body (the pages and their
-      // concatenation), never at the UTF-16 strings of the whole table.
-      const parts: Buffer[] = [];
-      let bytes = 0;
-      for await (const part of renderBareUsers(executor)) {
-        bytes += part.length;
-        if (bytes > maxBytes) return { version };
-        parts.push(part);
-      }
-      return { version, body: Buffer.concat(parts, bytes) };
-    });
-    if (built.body === undefined) {
-      tooLargeVersion = built.version;
-      entry = undefined;
-      return undefined;
+  /** Page numbers `version` may have changed since `base`, or undefined: all of them. */
+  const dirtyPages = (base: Built | undefined, version: number): Set<number> | undefined => {
+    if (base === undefined || version <= base.version) return undefined;
+    const dirty = new Set<number>();
+    for (let between = base.version + 1; between <= version; between += 1) {
+      const ids = changes.get(between);
+      if (ids === undefined) return undefined;
+      for (const id of ids) dirty.add(Math.floor((id - 1) / pageIds));
     }
-    entry = cachedBody(built.version, built.body);
-    return entry;
+    return dirty;
+  };
+
+  /**
+   * Builds the version the snapshot shows. Resolves `decided` with the body once it is known
+   * whether the request should wait (memory, or a small change) or stream (a large build).
+   */
+  const build = (decided: (body: ApiBody | undefined) => void): Promise<void> => {
+    const started = now();
+    const base = served;
+    const held: PageFile[] = [];
+    let version: number | undefined;
+    return db
+      .readSnapshot(async (executor) => {
+        version = await readDataVersion(executor);
+        if (base?.version === version) return decided(base.body);
+        const count = await countUsers(executor);
+        const maxId = count === 0 ? 0 : await readMaxUserId(executor);
+        const pageCount = Math.ceil(maxId / pageIds);
+        const dirty = dirtyPages(base, version);
+        const inMemory = count * MIN_ROW_BYTES <= maxBytes;
+        if (!inMemory && bodyDir === undefined) {
+          skipped = { version, at: now(), retry: false };
+          return decided(undefined);
+        }
+        const renders = dirty === undefined ? pageCount : dirty.size;
+        if (!inMemory && renders > WAIT_FOR_PAGES) decided(undefined);
+        const state = { version, pageCount, dirty, inMemory };
+        const result = await renderPages(executor, state, base, held);
+        if (result === undefined) {
+          skipped = { version, at: now(), retry: false };
+          return decided(undefined);
+        }
+        switchTo(result);
+        events.built?.({
+          version,
+          where: result.body.memory === undefined ? 'files' : 'memory',
+          pages: result.pages.filter((page) => page !== undefined).length,
+          renderedPages: renders,
+          bytes: result.body.memory?.length ?? sumBytes(result.pages),
+          ms: now() - started,
+        });
+        decided(result.body);
+      })
+      .catch(async (error: unknown) => {
+        const files = await pageFiles().catch(() => undefined);
+        for (const page of held) files?.release(page);
+        if (version !== undefined) skipped = { version, at: now(), retry: true };
+        events.failed?.(version ?? -1, error);
+        decided(undefined);
+      });
+  };
+
+  /**
+   * Renders every page of the snapshot (reusing `base`'s clean ones), into memory while the
+   * body fits `maxBytes`, else into files (the pages so far are written out then). Undefined:
+   * over the cap and no page folder.
+   */
+  const renderPages = async (
+    executor: DatabaseExecutor,
+    state: {
+      version: number;
+      pageCount: number;
+      dirty: Set<number> | undefined;
+      inMemory: boolean;
+    },
+    base: Built | undefined,
+    held: PageFile[],
+  ): Promise<Built | undefined> => {
+    const { version, pageCount, dirty } = state;
+    const pages: (Page | undefined)[] = [];
+    let inMemory = state.inMemory;
+    let memoryBytes = 0;
+    let store: PageFiles | undefined;
+    const pending = new Set<Promise<void>>();
+    let failure: Error | undefined;
+    const toFile = (index: number, hash: string, bytes: Buffer) => {
+      const writing = store!
+        .hold(hash, bytes)
+        .then((file) => {
+          held.push(file);
+          pages[index] = { hash, file };
+        })
+        .catch((error: unknown) => {
+          failure ??=
+            error instanceof Error ? error : new Error('writing a page failed', { cause: error });
+        })
+        .finally(() => pending.delete(writing));
+      pending.add(writing);
+    };
+    const goToFiles = async () => {
+      if (bodyDir === undefined) return false;
+      store = await pageFiles();
+      inMemory = false;
+      pages.forEach((page, index) => {
+        if (page !== undefined && 'bytes' in page) toFile(index, page.hash, page.bytes);
+      });
+      return true;
+    };
+    if (!inMemory && !(await goToFiles())) return undefined;
+    for (let index = 0; index < pageCount; index += 1) {
+      const old = base?.pages[index];
+      let page: Page | undefined;
+      if (dirty !== undefined && !dirty.has(index)) {
+        page = old;
+      } else {
+        const rendered = await readUsersJsonRange(executor, index * pageIds, (index + 1) * pageIds);
+        page =
+          rendered.rows === 0 ? undefined : { hash: hashOf(rendered.json), bytes: rendered.json };
+        // The old page when the bytes are the same: its file is already written.
+        if (page !== undefined && old !== undefined && old.hash === page.hash) page = old;
+      }
+      if (page === undefined) {
+        pages[index] = undefined;
+        continue;
+      }
+      if (inMemory) {
+        const bytes = 'bytes' in page ? page.bytes : undefined;
+        if (bytes === undefined) {
+          // A file page of the old version while the new one fits memory: read it again.
+          const again = await readUsersJsonRange(executor, index * pageIds, (index + 1) * pageIds);
+          pages[index] = { hash: page.hash, bytes: again.json };
+          memoryBytes += again.json.length + 1;
+        } else {
+          pages[index] = page;
+          memoryBytes += bytes.length + 1;
+        }
+        if (memoryBytes > maxBytes && !(await goToFiles())) return undefined;
+        continue;
+      }
+      if ('file' in page) {
+        store!.holdAgain(page.file);
+        held.push(page.file);
+        pages[index] = page;
+      } else {
+        toFile(index, page.hash, page.bytes);
+        // Bounded: a few pages written (and gzipped, on the thread pool) while the next renders.
+        while (pending.size >= 4) await Promise.race(pending);
+      }
+      if (failure !== undefined) break;
+    }
+    await Promise.all(pending);
+    if (failure !== undefined) throw failure;
+    pages.length = pageCount;
+    const hashes = pages.flatMap((page) => (page === undefined ? [] : [page.hash]));
+    const base64 = createHash('sha256').update(hashes.join(',')).digest('base64url').slice(0, 22);
+    const tag = `v${version}-${base64}`;
+    if (inMemory) {
+      const body = concatPages(pages);
+      // The new body's own slices, so the old body's memory can go.
+      let offset = 1;
+      for (let index = 0; index < pages.length; index += 1) {
+        const page = pages[index];
+        if (page === undefined || !('bytes' in page)) continue;
+        const length = page.bytes.length;
+        pages[index] = { hash: page.hash, bytes: body.subarray(offset, offset + length) };
+        offset += length + 1;
+      }
+      return { version, body: memoryBody(version, tag, body), pages, retire: () => undefined };
+    }
+    return pagedVersion(version, tag, pages, store!, held.splice(0));
+  };
+
+  const switchTo = (next: Built) => {
+    if (closed) {
+      next.retire();
+      return;
+    }
+    const previous = served;
+    served = next;
+    if (previous !== undefined && previous !== next) previous.retire();
+    for (const version of changes.keys()) if (version <= next.version) changes.delete(version);
   };
 
   return {
     async current() {
-      if (maxBytes === 0) return undefined;
       const version = await currentVersion();
-      if (entry?.version === version) return entry;
-      if (tooLargeVersion === version) return undefined;
-      building ??= build().finally(() => {
-        building = undefined;
-      });
+      if (served?.version === version) return served.body;
+      if (
+        skipped?.version === version &&
+        (!skipped.retry || now() - skipped.at < RETRY_FAILED_BUILD_MS)
+      ) {
+        return undefined;
+      }
+      if (building === undefined) {
+        let resolve!: (body: ApiBody | undefined) => void;
+        let settled = false;
+        const decided = new Promise<ApiBody | undefined>((done) => {
+          resolve = done;
+        });
+        building = decided;
+        const decide = (body: ApiBody | undefined) => {
+          if (settled) return;
+          settled = true;
+          resolve(body);
+        };
+        void build(decide).finally(() => {
+          decide(undefined);
+          building = undefined;
+        });
+      }
       return building;
     },
     fresh() {
       const version = freshVersion();
-      return version !== undefined && entry?.version === version ? entry : undefined;
+      return version !== undefined && served?.version === version ? served.body : undefined;
     },
     invalidate() {
       known = undefined;
     },
+    noteChange(version, ids) {
+      changes.set(version, [...ids]);
+      if (changes.size > REMEMBERED_CHANGES) {
+        const oldest = changes.keys().next().value;
+        if (oldest !== undefined) changes.delete(oldest);
+      }
+      known = undefined;
+    },
+    async close() {
+      closed = true;
+      served?.retire();
+      served = undefined;
+      const opened = await files?.catch(() => undefined);
+      await opened?.close();
+    },
   };
 }
 
-function cachedBody(version: number, body: Buffer): CachedApiBody {
-  const base = `v${version}-${createHash('sha256').update(body).digest('base64url').slice(0, 22)}`;
+function hashOf(bytes: Buffer): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
+
+function sumBytes(pages: readonly (Page | undefined)[]): number {
+  let bytes = 2;
+  for (const page of pages) {
+    if (page !== undefined) bytes += ('file' in page ? page.file.bytes : page.bytes.length) + 1;
+  }
+  return bytes;
+}
+
+/** `[`, the pages with commas between, `]`. */
+function concatPages(pages: readonly (Page | undefined)[]): Buffer {
+  const parts: Buffer[] = [];
+  for (const page of pages) {
+    if (page === undefined || !('bytes' in page)) continue;
+    parts.push(parts.length === 0 ? OPEN : COMMA, page.bytes);
+  }
+  if (parts.length === 0) return EMPTY_ARRAY;
+  parts.push(CLOSE);
+  return Buffer.concat(parts);
+}
+
+function tagsOf(base: string) {
+  const tags = {
+    identity: `"${base}"`,
+    br: `"${base}-br"`,
+    gzip: `"${base}-gz"`,
+  };
+  return {
+    etagOf: (encoding: ContentEncoding | undefined) => tags[encoding ?? 'identity'],
+    matches: (ifNoneMatch: string) =>
+      ifNoneMatch.split(',').some((candidate) => {
+        const tag = candidate.trim().replace(/^W\//, '');
+        return tag === '*' || tag === tags.identity || tag === tags.br || tag === tags.gzip;
+      }),
+  };
+}
+
+function memoryBody(version: number, base: string, body: Buffer): ApiBody {
   const copies = new Map<ContentEncoding, Promise<Buffer>>();
+  const encoded = (encoding: ContentEncoding) => {
+    let copy = copies.get(encoding);
+    if (copy === undefined) {
+      // Done once per version, off the event loop.
+      copy =
+        encoding === 'br'
+          ? compressBrotli(body, brotliOptions(body.length))
+          : compressGzip(body, GZIP_OPTIONS);
+      copies.set(encoding, copy);
+      // A failed compression is retried by the next request rather than cached.
+      copy.catch(() => copies.delete(encoding));
+    }
+    return copy;
+  };
+  const tags = tagsOf(base);
   return {
     version,
-    etag: `"${base}"`,
-    body,
-    encoded(encoding) {
-      let copy = copies.get(encoding);
-      if (copy === undefined) {
-        // Done once per version, off the event loop.
-        copy =
-          encoding === 'br'
-            ? compressBrotli(body, brotliOptions(body.length))
-            : compressGzip(body, GZIP_OPTIONS);
-        copies.set(encoding, copy);
-        // A failed compression is retried by the next request rather than cached.
-        copy.catch(() => copies.delete(encoding));
-      }
-      return copy;
+    etag: tags.etagOf(undefined),
+    memory: body,
+    offers: () => true,
+    async open(encoding) {
+      const bytes = encoding === undefined ? body : await encoded(encoding);
+      return { length: bytes.length, segments: [{ bytes }], release: () => undefined };
     },
-    etagOf: (encoding) =>
-      encoding === undefined ? `"${base}"` : `"${base}-${encoding === 'br' ? 'br' : 'gz'}"`,
-    matches(ifNoneMatch) {
-      return ifNoneMatch.split(',').some((candidate) => {
-        const tag = candidate.trim().replace(/^W\//, '');
-        return (
-          tag === '*' || tag === `"${base}"` || tag === `"${base}-br"` || tag === `"${base}-gz"`
-        );
+    ...tags,
+  };
+}
+
+/**
+ * A version in page files. Readers hold it (`open` … `release`); once retired, its holds on the
+ * page files are dropped when its last reader is done.
+ */
+function pagedVersion(
+  version: number,
+  base: string,
+  pages: (Page | undefined)[],
+  store: PageFiles,
+  held: PageFile[],
+): Built {
+  const files = pages.flatMap((page) => (page !== undefined && 'file' in page ? [page.file] : []));
+  let readers = 0;
+  let retired = false;
+  const drop = () => {
+    for (const file of held) store.release(file);
+    held.length = 0;
+  };
+  const segmentsOf = (encoding: ContentEncoding | undefined): Segment[] => {
+    const gzip = encoding === 'gzip';
+    if (files.length === 0) return [{ bytes: gzip ? GZIP_EMPTY_ARRAY : EMPTY_ARRAY }];
+    const segments: Segment[] = [];
+    for (const file of files) {
+      segments.push({
+        bytes: gzip
+          ? segments.length === 0
+            ? GZIP_OPEN
+            : GZIP_COMMA
+          : segments.length === 0
+            ? OPEN
+            : COMMA,
       });
+      segments.push(
+        gzip
+          ? { path: file.gzipPath, length: file.gzipBytes }
+          : { path: file.path, length: file.bytes },
+      );
+    }
+    segments.push({ bytes: gzip ? GZIP_CLOSE : CLOSE });
+    return segments;
+  };
+  const identity = segmentsOf(undefined);
+  const gzipped = segmentsOf('gzip');
+  const lengthOf = (segments: Segment[]) =>
+    segments.reduce(
+      (sum, segment) => sum + ('bytes' in segment ? segment.bytes.length : segment.length),
+      0,
+    );
+  const identityLength = lengthOf(identity);
+  const gzipLength = lengthOf(gzipped);
+  const tags = tagsOf(base);
+  const body: ApiBody = {
+    version,
+    etag: tags.etagOf(undefined),
+    memory: undefined,
+    offers: (encoding) => encoding === 'gzip',
+    open(encoding) {
+      if (encoding === 'br') return Promise.reject(new Error('page files have no br copy'));
+      readers += 1;
+      let released = false;
+      return Promise.resolve({
+        length: encoding === 'gzip' ? gzipLength : identityLength,
+        segments: encoding === 'gzip' ? gzipped : identity,
+        release() {
+          if (released) return;
+          released = true;
+          readers -= 1;
+          if (retired && readers === 0) drop();
+        },
+      });
+    },
+    ...tags,
+  };
+  return {
+    version,
+    body,
+    pages,
+    retire() {
+      retired = true;
+      if (readers === 0) drop();
     },
   };
 }

@@ -20,7 +20,7 @@ export type FastPath = (request: IncomingMessage, response: ServerResponse) => b
 /**
  * The two requests that come by the thousand, answered from memory straight on node:http:
  * HAProxy's `GET /healthcheck` while the last readiness read is fresh, and the bare `GET /api`
- * (no query, JSON, uncompressed, unconditional) while the cached body is current. Going through
+ * (no query, JSON, uncompressed, unconditional, no Range) while the cached body is current. Going through
  * the framework's routing, validation and reply machinery cost a third of their throughput
  * (bench/run.ts). Everything else — a query string, another format, compression, If-None-Match,
  * HEAD, a stale cache or readiness, a shutdown under way — goes to the app, which answers every case; the
@@ -79,14 +79,16 @@ export function createFastPath(deps: FastPathDependencies): FastPath {
     if (url === '/api') {
       if (
         headers['if-none-match'] !== undefined ||
+        headers.range !== undefined ||
         negotiateFormat(headers.accept) !== 'json' ||
         negotiateEncoding(headers['accept-encoding']) !== undefined
       ) {
         return false;
       }
       const cached = apiCache.fresh();
-      if (cached === undefined) return false;
-      const { etag, body } = cached;
+      // Page files go through the app (ranges, holding the files while they are read).
+      if (cached?.memory === undefined) return false;
+      const { etag, memory: body } = cached;
       return answer(
         request,
         response,
@@ -98,6 +100,8 @@ export function createFastPath(deps: FastPathDependencies): FastPath {
           'Accept, Accept-Encoding',
           'cache-control',
           'no-cache',
+          'accept-ranges',
+          'bytes',
           'content-type',
           MEDIA_TYPES.json,
           'etag',

@@ -86,3 +86,20 @@ function encodingOf(acceptEncoding: string): ContentEncoding | undefined {
   if (quality('gzip') > 0) return 'gzip';
   return undefined;
 }
+
+const preferences = new Map<string, readonly ContentEncoding[]>();
+
+/**
+ * The encodings `Accept-Encoding` allows, best first (br, then gzip): a body that cannot be sent
+ * in the first (page files have no br copy) takes the next; none left means uncompressed.
+ */
+export function acceptedEncodings(acceptEncoding: string | undefined): readonly ContentEncoding[] {
+  if (acceptEncoding === undefined || acceptEncoding === '') return [];
+  return remembered(preferences, acceptEncoding, (header) => {
+    const ranges = parseRanges(header);
+    const accepts = (name: string) =>
+      ((ranges.find((range) => range.value === name) ?? ranges.find((range) => range.value === '*'))
+        ?.quality ?? 0) > 0;
+    return (['br', 'gzip'] as const).filter(accepts);
+  });
+}

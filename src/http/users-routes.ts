@@ -14,7 +14,7 @@ import {
   type UsersSortKey,
 } from '../db/users-repository.js';
 import { AppError } from '../errors.js';
-import type { ApiCache, CachedApiBody, ContentEncoding } from './api-cache.js';
+import type { ApiCache, ContentEncoding } from './api-cache.js';
 import { brotliOptions, GZIP_OPTIONS } from './compression.js';
 import {
   createUsersWriter,
@@ -26,12 +26,13 @@ import {
   type PublicColumn,
   toApiUserWithId,
 } from './format-users.js';
-import { negotiateEncoding, negotiateFormat } from './negotiate.js';
+import { acceptedEncodings, negotiateEncoding, negotiateFormat } from './negotiate.js';
 import {
   NO_CONTROL_CHARACTERS_PATTERN,
   ProblemSchema,
   registerMethodNotAllowed,
 } from './problem.js';
+import { MIN_COMPRESS_BYTES, sendApiBody } from './send-api-body.js';
 import { readBareUsersBody, readUsersBody, type StreamLimits } from './stream-users.js';
 
 /**
@@ -162,9 +163,6 @@ export interface UsersRoutesDependencies {
   streamLimits: StreamLimits;
 }
 
-/** Responses this small go out uncompressed: the header overhead outweighs the saving. */
-const MIN_COMPRESS_BYTES = 1024;
-
 /**
  * `GET /api`: the seed's contract when bare (every user, load order, JSON), served from the
  * versioned cache with a strong ETag; filters, sort, keyset paging, fields and formats opt-in.
@@ -181,8 +179,14 @@ export function registerUsersRoutes(app: FastifyInstance, deps: UsersRoutesDepen
         querystring: ApiQuerySchema,
         response: {
           200: ApiResponseSchema,
+          206: {
+            description:
+              'One byte range of the bare body (`Range: bytes=…`, honoured when `If-Range` is absent or the current ETag), uncompressed',
+            type: 'null',
+          },
           304: { description: 'Not modified: the ETag in If-None-Match is current', type: 'null' },
           400: ProblemSchema,
+          416: ProblemSchema,
           503: ProblemSchema,
         },
       },
@@ -193,8 +197,11 @@ export function registerUsersRoutes(app: FastifyInstance, deps: UsersRoutesDepen
       const encoding = negotiateEncoding(request.headers['accept-encoding']);
       reply.header('vary', 'Accept, Accept-Encoding');
       if (format === 'json' && Object.keys(parameters).length === 0) {
-        const cached = apiCache.fresh() ?? (await apiCache.current());
-        if (cached !== undefined) return sendCached(request, reply, cached, encoding);
+        const built = apiCache.fresh() ?? (await apiCache.current());
+        if (built !== undefined) {
+          const preferred = acceptedEncodings(request.headers['accept-encoding']);
+          return sendApiBody(request, reply, built, preferred, streamLimits);
+        }
         const body = await readBareUsersBody(db, streamLimits);
         return reply.type(MEDIA_TYPES.json).send(compressStream(body, reply, encoding));
       }
@@ -261,29 +268,6 @@ export function registerUsersRoutes(app: FastifyInstance, deps: UsersRoutesDepen
   registerMethodNotAllowed(app, '/api', ['GET']);
   registerMethodNotAllowed(app, '/api/count', ['GET']);
   registerMethodNotAllowed(app, '/api/users/:id', ['GET']);
-}
-
-async function sendCached(
-  request: FastifyRequest,
-  reply: FastifyReply,
-  cached: CachedApiBody,
-  encoding: ContentEncoding | undefined,
-) {
-  // no-cache: clients and proxies may keep it but revalidate (a cheap 304) every time.
-  reply.header('cache-control', 'no-cache');
-  const ifNoneMatch = request.headers['if-none-match'];
-  if (ifNoneMatch !== undefined && cached.matches(ifNoneMatch)) {
-    return reply.code(304).header('etag', cached.etagOf(undefined)).send();
-  }
-  reply.type(MEDIA_TYPES.json);
-  if (encoding === undefined || cached.body.length < MIN_COMPRESS_BYTES) {
-    return reply.header('etag', cached.etag).send(cached.body);
-  }
-  const body = await cached.encoded(encoding);
-  return reply
-    .header('etag', cached.etagOf(encoding))
-    .header('content-encoding', encoding)
-    .send(body);
 }
 
 async function sendBuffer(

@@ -103,9 +103,9 @@ describe('GET /api cache', () => {
     }, 'the other writer is visible');
   });
 
-  it('streams the same bytes as the cache when the table is over API_CACHE_MAX_BYTES', async (t) => {
+  it('streams the same bytes as the cache when over API_CACHE_MAX_BYTES without page files', async (t) => {
     const cached = await createTestApp(t);
-    const streamed = await createTestApp(t, { API_CACHE_MAX_BYTES: '0' });
+    const streamed = await createTestApp(t, { API_CACHE_MAX_BYTES: '0', API_BODY_DIR: 'off' });
     for (const { db } of [cached, streamed]) {
       await importUsers(db, csvSource(sampleCsv(5000)), 'replace');
     }
@@ -128,7 +128,7 @@ describe('GET /api cache', () => {
   it('renders the bare body byte for byte as JSON.stringify of the users, over many pages', async (t) => {
     // The database writes the JSON (db/dialects/users-json.ts); the contract is JSON.stringify's
     // bytes: escapes, non-ASCII, and load order across the page boundaries.
-    for (const env of [{}, { API_CACHE_MAX_BYTES: '0' }]) {
+    for (const env of [{}, { API_CACHE_MAX_BYTES: '0', API_BODY_DIR: 'off' }]) {
       const { app, db } = await createTestApp(t, env);
       await storeTrickyUsers(db);
       await importUsers(db, csvSource(sampleCsv(4500)), 'append');
@@ -140,14 +140,14 @@ describe('GET /api cache', () => {
       assert.equal(response.json<ApiUser[]>()[1]?.CITY, TRICKY_CITY);
     }
     // An empty table is an empty array on both paths.
-    for (const env of [{}, { API_CACHE_MAX_BYTES: '0' }]) {
+    for (const env of [{}, { API_CACHE_MAX_BYTES: '0', API_BODY_DIR: 'off' }]) {
       const { app } = await createTestApp(t, env);
       assert.equal((await app.inject({ method: 'GET', url: '/api' })).body, '[]');
     }
   });
 
   it('answers HEAD without a body, cached or streamed, and releases the snapshot', async (t) => {
-    for (const env of [{}, { API_CACHE_MAX_BYTES: '0' }]) {
+    for (const env of [{}, { API_CACHE_MAX_BYTES: '0', API_BODY_DIR: 'off' }]) {
       const { app, db } = await createTestApp(t, env);
       await importUsers(db, csvSource(sampleCsv(20_000)), 'replace');
       const head = await app.inject({ method: 'HEAD', url: '/api' });
@@ -158,7 +158,7 @@ describe('GET /api cache', () => {
   });
 
   it('releases the snapshot when a client leaves in the middle of a stream', async (t) => {
-    const { app, db } = await createTestApp(t, { API_CACHE_MAX_BYTES: '0' });
+    const { app, db } = await createTestApp(t, { API_CACHE_MAX_BYTES: '0', API_BODY_DIR: 'off' });
     await importUsers(db, csvSource(sampleCsv(100_000)), 'replace');
     const url = await app.listen({ port: 0, host: '127.0.0.1' });
     await new Promise<void>((resolve, reject) => {

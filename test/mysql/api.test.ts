@@ -71,7 +71,10 @@ describe('/api on MariaDB primary + replica', { timeout: 600_000 }, () => {
 
   it('streams, filters, sorts and pages the same way as on SQLite', async (t) => {
     const cached = await startMysqlApp(t, requirePair());
-    const streamed = await startMysqlApp(t, requirePair(), { API_CACHE_MAX_BYTES: '0' });
+    const streamed = await startMysqlApp(t, requirePair(), {
+      API_CACHE_MAX_BYTES: '0',
+      API_BODY_DIR: 'off',
+    });
     await storeTrickyUsers(cached.db);
     await append(cached.url, [...generateUsers(4997)].join(''));
     await eventually(

@@ -14,7 +14,7 @@ const MARKER_ID = 2_000_000_000;
 // Rows written behind the service's back (the marker, a direct INSERT) do not bump the data
 // version, so the /api cache would rightly keep showing the last version it read. Tests that
 // watch such rows to see where reads go run with the cache off: every /api reads the database.
-const NO_API_CACHE = { API_CACHE_MAX_BYTES: '0' };
+const NO_API_CACHE = { API_CACHE_MAX_BYTES: '0', API_BODY_DIR: 'off' };
 const MARKER_NAME = 'Replica Only';
 
 const pairSuite = mariadbPairSuite();

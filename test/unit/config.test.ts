@@ -34,6 +34,7 @@ describe('loadConfig', () => {
       shutdownTimeoutMs: 25_000,
       apiCacheMaxBytes: 67_108_864,
       apiCacheCheckMs: 250,
+      apiBodyDir: '/srv/users-api/data/users.db.api-body',
       streamIdleTimeoutMs: 30_000,
     });
   });

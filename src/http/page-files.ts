@@ -1,0 +1,145 @@
+import { randomBytes } from 'node:crypto';
+import { mkdir, readdir, rename, rm, unlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { gzip } from 'node:zlib';
+import { GZIP_OPTIONS } from './compression.js';
+
+const compressGzip = promisify(gzip);
+
+/** One page of a bare `/api` body on disk: its JSON and a gzip member of it, by content hash. */
+export interface PageFile {
+  hash: string;
+  /** The page's JSON (rows, comma-separated, no brackets). */
+  path: string;
+  bytes: number;
+  /** The same bytes as one gzip member: members concatenate into a valid gzip stream. */
+  gzipPath: string;
+  gzipBytes: number;
+}
+
+/**
+ * Page files of one instance, content-addressed (`<sha256>.json` and `.json.gz`), each written
+ * to a temp name and renamed, so a file under its final name is always whole. Counted references
+ * (a version holds each of its pages once): a file is deleted when the last one goes.
+ */
+export interface PageFiles {
+  readonly dir: string;
+  /** Writes the page unless it is on disk already, and holds it once more. */
+  hold(hash: string, json: Buffer): Promise<PageFile>;
+  /** Holds a page already held by someone (a version being reused). */
+  holdAgain(page: PageFile): void;
+  /** Drops one hold; the last one deletes the files. */
+  release(page: PageFile): void;
+  /** Bytes on disk now (JSON and gzip copies). */
+  diskBytes(): number;
+  /** Deletes every file of this instance. */
+  close(): Promise<void>;
+}
+
+/**
+ * Opens this process's page folder under `parent` (`run-<pid>-<time>`), after deleting what an
+ * earlier run of this instance left there (a killed process's folder: its pid is gone, or is
+ * ours now). Nothing of an earlier run is reused, so nothing half-written can be served.
+ */
+export async function openPageFiles(parent: string, pid = process.pid): Promise<PageFiles> {
+  await mkdir(parent, { recursive: true });
+  for (const entry of await readdir(parent)) {
+    const owner = /^run-(\d+)-\d+$/.exec(entry)?.[1];
+    if (owner === undefined) continue;
+    if (Number(owner) === pid || !isAlive(Number(owner))) {
+      await rm(join(parent, entry), { recursive: true, force: true });
+    }
+  }
+  const dir = join(parent, `run-${pid}-${Date.now()}`);
+  await mkdir(dir, { recursive: true });
+  const pages = new Map<string, { file: PageFile; holds: number; writing?: Promise<void> }>();
+  let diskBytes = 0;
+
+  const writeAtomically = async (path: string, data: Buffer) => {
+    const temp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
+    try {
+      await writeFile(temp, data);
+      await rename(temp, path);
+    } catch (error) {
+      await unlink(temp).catch(() => undefined); // best effort: the write already failed
+      throw error;
+    }
+  };
+
+  return {
+    dir,
+    async hold(hash, json) {
+      const known = pages.get(hash);
+      if (known !== undefined) {
+        known.holds += 1;
+        try {
+          await known.writing;
+        } catch (error) {
+          known.holds -= 1;
+          throw error;
+        }
+        return known.file;
+      }
+      const file: PageFile = {
+        hash,
+        path: join(dir, `${hash}.json`),
+        bytes: json.length,
+        gzipPath: join(dir, `${hash}.json.gz`),
+        gzipBytes: 0,
+      };
+      const entry: { file: PageFile; holds: number; writing?: Promise<void> } = { file, holds: 1 };
+      entry.writing = (async () => {
+        const zipped = await compressGzip(json, GZIP_OPTIONS);
+        await writeAtomically(file.path, json);
+        await writeAtomically(file.gzipPath, zipped);
+        file.gzipBytes = zipped.length;
+        diskBytes += json.length + zipped.length;
+      })();
+      pages.set(hash, entry);
+      try {
+        await entry.writing;
+      } catch (error) {
+        pages.delete(hash);
+        await Promise.all([unlink(file.path), unlink(file.gzipPath)].map((p) => p.catch(noop)));
+        throw error;
+      }
+      return file;
+    },
+    holdAgain(page) {
+      const entry = pages.get(page.hash);
+      if (entry === undefined) throw new Error(`page ${page.hash} is not held`);
+      entry.holds += 1;
+    },
+    release(page) {
+      const entry = pages.get(page.hash);
+      if (entry === undefined) return;
+      entry.holds -= 1;
+      if (entry.holds > 0) return;
+      pages.delete(page.hash);
+      diskBytes -= page.bytes + page.gzipBytes;
+      // A failed unlink leaves a file behind until the folder is removed at close or restart.
+      void Promise.all([unlink(page.path), unlink(page.gzipPath)].map((p) => p.catch(noop)));
+    },
+    diskBytes: () => diskBytes,
+    async close() {
+      pages.clear();
+      diskBytes = 0;
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+function noop(): void {
+  // A file already gone is what the caller wanted.
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    // EPERM: it exists, owned by someone else.
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}

@@ -1,0 +1,271 @@
+import assert from 'node:assert/strict';
+import { existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { describe, it } from 'node:test';
+import { gunzipSync } from 'node:zlib';
+import { beginWriteTransaction } from '../../src/db/begin-write-transaction.js';
+import { listUsers, readDataVersion } from '../../src/db/users-repository.js';
+import { createApiCache, type ApiBody } from '../../src/http/api-cache.js';
+import type { ImportSource } from '../../src/importer/import-source.js';
+import { importUsers } from '../../src/importer/import-users.js';
+import { generateUsers } from '../../scripts/generate-users-lib.js';
+import { startBuiltServer } from '../helpers/child-server.js';
+import { eventually } from '../helpers/mariadb.js';
+import { createTestApp, type TestApp } from '../helpers/test-app.js';
+import { REPO_ROOT } from '../helpers/paths.js';
+import { createTestDatabase } from '../helpers/test-database.js';
+import { contractOf, storeTrickyUsers } from '../helpers/tricky-users.js';
+
+const csvSource = (rows: number): ImportSource => ({
+  format: 'csv',
+  open: () => Readable.from([Buffer.from([...generateUsers(rows)].join(''))]),
+});
+
+/** Page files only (no memory copy), so every request below is served from them. */
+const PAGES_ONLY = { API_CACHE_MAX_BYTES: '0', API_CACHE_CHECK_MS: '0' };
+
+/** The body as a from-scratch render would make it: JSON.stringify of every user in load order. */
+async function expectedBody({ db }: TestApp): Promise<string> {
+  return JSON.stringify((await db.read(listUsers)).map(contractOf));
+}
+
+/** GET /api once the page files of the current version are built (the first may stream). */
+async function servedFromPages(testApp: TestApp, headers: Record<string, string> = {}) {
+  let response = await testApp.app.inject({ method: 'GET', url: '/api', headers });
+  await eventually(async () => {
+    response = await testApp.app.inject({ method: 'GET', url: '/api', headers });
+    return response.headers.etag !== undefined;
+  }, 'the page files are built');
+  return response;
+}
+
+describe('bare /api from page files', () => {
+  it('serves the bytes of a from-scratch build across random versions, gzip included', async (t) => {
+    const served = await createTestApp(t, PAGES_ONLY);
+    await storeTrickyUsers(served.db);
+    let seed = 7;
+    const random = (n: number) => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed % n;
+    };
+    for (let step = 0; step < 6; step += 1) {
+      const rows = 1 + random(4500);
+      await importUsers(served.db, csvSource(rows), random(3) === 0 ? 'replace' : 'append');
+      const expected = await expectedBody(served);
+      const plain = await servedFromPages(served);
+      assert.equal(plain.statusCode, 200);
+      assert.equal(plain.body, expected, `step ${step}`);
+      assert.equal(plain.headers['content-length'], String(Buffer.byteLength(expected)));
+      assert.equal(plain.headers['accept-ranges'], 'bytes');
+      const gzip = await served.app.inject({
+        method: 'GET',
+        url: '/api',
+        headers: { 'accept-encoding': 'gzip' },
+      });
+      assert.equal(gzip.headers['content-encoding'], 'gzip');
+      assert.equal(gzip.headers.etag, String(plain.headers.etag).replace(/"$/, '-gz"'));
+      assert.equal(gunzipSync(gzip.rawPayload).toString(), expected);
+      // br is not kept for page files: gzip when the client takes it, else identity.
+      const br = await served.app.inject({
+        method: 'GET',
+        url: '/api',
+        headers: { 'accept-encoding': 'br, gzip' },
+      });
+      assert.equal(br.headers['content-encoding'], 'gzip');
+      const brOnly = await served.app.inject({
+        method: 'GET',
+        url: '/api',
+        headers: { 'accept-encoding': 'br' },
+      });
+      assert.equal(brOnly.headers['content-encoding'], undefined);
+      assert.equal(brOnly.body, expected);
+
+      // A from-scratch build of the same data elsewhere: the same strong ETag, from memory too.
+      const memory = createApiCache({ db: served.db, maxBytes: 1 << 30, checkMs: 0 });
+      const rebuilt = (await memory.current()) as ApiBody;
+      assert.equal(rebuilt.memory?.toString(), expected);
+      assert.equal(rebuilt.etag, plain.headers.etag);
+      await memory.close();
+    }
+    const revalidated = await served.app.inject({
+      method: 'GET',
+      url: '/api',
+      headers: { 'if-none-match': String((await servedFromPages(served)).headers.etag) },
+    });
+    assert.equal(revalidated.statusCode, 304);
+  });
+
+  it('answers byte ranges across pages, 416 past the end, and the whole body otherwise', async (t) => {
+    const served = await createTestApp(t, PAGES_ONLY);
+    await importUsers(served.db, csvSource(7000), 'replace');
+    const whole = await servedFromPages(served);
+    const bytes = whole.rawPayload;
+    const etag = String(whole.headers.etag);
+    const get = (headers: Record<string, string>) =>
+      served.app.inject({ method: 'GET', url: '/api', headers });
+    const ranges: [number, number][] = [
+      [0, 0],
+      [0, bytes.length - 1],
+      [1, 2],
+      [190_000, 650_000],
+      [bytes.length - 5, bytes.length - 1],
+    ];
+    for (let index = 0; index < 20; index += 1) {
+      const start = Math.floor(Math.random() * bytes.length);
+      ranges.push([start, Math.min(bytes.length - 1, start + Math.floor(Math.random() * 500_000))]);
+    }
+    for (const [start, end] of ranges) {
+      // Compression is asked for and not used: a range is of the uncompressed body.
+      const part = await get({ range: `bytes=${start}-${end}`, 'accept-encoding': 'gzip' });
+      assert.equal(part.statusCode, 206, `${start}-${end}`);
+      assert.equal(part.headers['content-range'], `bytes ${start}-${end}/${bytes.length}`);
+      assert.equal(part.headers['content-encoding'], undefined);
+      assert.deepEqual(part.rawPayload, bytes.subarray(start, end + 1));
+    }
+    const suffix = await get({ range: 'bytes=-100' });
+    assert.deepEqual(suffix.rawPayload, bytes.subarray(bytes.length - 100));
+    const open = await get({ range: `bytes=${bytes.length - 10}-` });
+    assert.deepEqual(open.rawPayload, bytes.subarray(bytes.length - 10));
+    const beyondEnd = await get({ range: `bytes=10-${bytes.length + 1000}` });
+    assert.equal(
+      beyondEnd.headers['content-range'],
+      `bytes 10-${bytes.length - 1}/${bytes.length}`,
+    );
+
+    const unsatisfiable = await get({ range: `bytes=${bytes.length}-` });
+    assert.equal(unsatisfiable.statusCode, 416);
+    assert.equal(unsatisfiable.headers['content-range'], `bytes */${bytes.length}`);
+    assert.equal(unsatisfiable.json<{ code: string }>().code, 'ERR_HTTP_RANGE_NOT_SATISFIABLE');
+    assert.equal((await get({ range: 'bytes=-0' })).statusCode, 416);
+
+    // Malformed, another unit, several ranges: Range is ignored, the whole body (RFC 9110 §14.2).
+    for (const range of ['bytes=5-2', 'bytes=x-1', 'items=0-1', 'bytes=0-1,5-6', 'bytes=', '0-1']) {
+      const response = await get({ range });
+      assert.equal(response.statusCode, 200, range);
+      assert.deepEqual(response.rawPayload, bytes, range);
+    }
+    // If-Range: the current ETag honours the range; another one (or a date) gets it all.
+    assert.equal((await get({ range: 'bytes=0-9', 'if-range': etag })).statusCode, 206);
+    const stale = await get({ range: 'bytes=0-9', 'if-range': '"v0-old"' });
+    assert.equal(stale.statusCode, 200);
+    assert.deepEqual(stale.rawPayload, bytes);
+    const dated = await get({ range: 'bytes=0-9', 'if-range': 'Sat, 05 Dec 2026 06:00:00 GMT' });
+    assert.equal(dated.statusCode, 200);
+    // Memory bodies take ranges the same way.
+    const small = await createTestApp(t);
+    await importUsers(small.db, csvSource(100), 'replace');
+    const smallWhole = await small.app.inject({ method: 'GET', url: '/api' });
+    const smallPart = await small.app.inject({
+      method: 'GET',
+      url: '/api',
+      headers: { range: 'bytes=3-40' },
+    });
+    assert.equal(smallPart.statusCode, 206);
+    assert.deepEqual(smallPart.rawPayload, smallWhole.rawPayload.subarray(3, 41));
+  });
+
+  it('re-renders only the page a noted one-row change touched, bytes as a full rebuild', async (t) => {
+    const { db } = await createTestDatabase(t);
+    await importUsers(db, csvSource(95), 'replace');
+    const rendered: number[] = [];
+    const cache = createApiCache({
+      db,
+      maxBytes: 0,
+      checkMs: 0,
+      bodyDir: join((await createTestDatabase(t)).dir, 'pages'),
+      pageIds: 10,
+      events: { built: (info) => rendered.push(info.renderedPages) },
+    });
+    t.after(() => cache.close());
+    // Ten pages: built in the background (the first request streams meanwhile).
+    assert.equal(await cache.current(), undefined);
+    await eventually(() => rendered.length === 1, 'the first version is built');
+    assert.deepEqual(rendered, [10]);
+    for (const id of [1, 10, 11, 57, 95, 57]) {
+      const trx = await beginWriteTransaction(db);
+      await trx
+        .updateTable('users')
+        .set({ street: `Changed ${id} ${rendered.length}` })
+        .where('id', '=', id)
+        .execute();
+      await trx.commit().execute();
+      cache.noteChange(await db.read(readDataVersion), [id]);
+      const body = (await cache.current()) as ApiBody;
+      assert.equal(rendered.at(-1), 1, `one page re-rendered for id ${id}`);
+      const opened = await body.open(undefined);
+      const { bodyStream } = await import('../../src/http/send-api-body.js');
+      const chunks: Buffer[] = [];
+      for await (const chunk of bodyStream(opened, 0, opened.length, {
+        idleTimeoutMs: 10_000,
+        cut: () => undefined,
+      })) {
+        chunks.push(chunk as Buffer);
+      }
+      const scratch = createApiCache({ db, maxBytes: 1 << 30, checkMs: 0, pageIds: 10 });
+      const full = (await scratch.current()) as ApiBody;
+      assert.equal(Buffer.concat(chunks).toString(), full.memory?.toString());
+      assert.equal(body.etag, full.etag);
+      await scratch.close();
+    }
+    // A version without a note (another writer) is rendered whole.
+    const trx = await beginWriteTransaction(db);
+    await trx.commit().execute();
+    await cache.current();
+    await eventually(() => rendered.length === 8, 'the unnoted version is built');
+    assert.equal(rendered.at(-1), 10);
+  });
+
+  it('falls back to streaming from the database when the page folder cannot be written', async (t) => {
+    const served = await createTestApp(t, {
+      ...PAGES_ONLY,
+      // Under a regular file: every mkdir fails (ENOTDIR), as a full or read-only disk would.
+      API_BODY_DIR: join(REPO_ROOT, 'data/users.csv/pages'),
+    });
+    await importUsers(served.db, csvSource(3000), 'replace');
+    for (let attempt = 0; attempt < 3; attempt += 1) {
+      const response = await served.app.inject({ method: 'GET', url: '/api' });
+      assert.equal(response.statusCode, 200);
+      assert.equal(response.body, await expectedBody(served));
+      assert.equal(response.headers.etag, undefined);
+    }
+  });
+});
+
+describe('bare /api page files and a killed process', () => {
+  it('serves no half-written version after a SIGKILL during a build', async (t) => {
+    const { db, dir } = await createTestDatabase(t);
+    await importUsers(db, csvSource(60_000), 'replace');
+    const expected = JSON.stringify((await db.read(listUsers)).map(contractOf));
+    await db.close();
+    const env = {
+      DATABASE_URL: `sqlite:${join(dir, 'users.db')}`,
+      IMPORT_ON_START: 'never',
+      API_CACHE_MAX_BYTES: '0',
+      LOG_LEVEL: 'info',
+    };
+    const bodyDir = join(dir, 'users.db.api-body');
+    const first = await startBuiltServer(t, dir, env);
+    // The first request starts the build (30 pages, in the background) and streams; the
+    // process is killed as soon as the answer begins, with the build under way.
+    const answer = await fetch(`${first.url}/api`);
+    assert.equal(answer.status, 200);
+    await first.stop('SIGKILL');
+    await answer.body?.cancel().catch(() => undefined);
+    assert.ok(existsSync(bodyDir));
+    const second = await startBuiltServer(t, dir, env);
+    await eventually(async () => {
+      const response = await fetch(`${second.url}/api`);
+      assert.equal(await response.text(), expected);
+      return response.headers.get('etag') !== null;
+    }, 'the restarted server serves page files');
+    // The killed run's folder is gone; only this run's is left.
+    assert.equal(readdirSync(bodyDir).length, 1);
+    assert.equal(
+      await (await fetch(`${second.url}/api`, { headers: { range: 'bytes=0-0' } })).text(),
+      '[',
+    );
+    await second.stop();
+    assert.deepEqual(readdirSync(bodyDir), [], 'a clean stop deletes its page files');
+  });
+});
