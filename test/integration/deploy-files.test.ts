@@ -183,16 +183,29 @@ describe('compose.yaml', () => {
     }
   });
 
-  it('publishes only HAProxy, on the ports its config listens on, in front of the app port', () => {
+  it('publishes HAProxy on its ports, and Prometheus and Alertmanager on loopback only', () => {
+    const loopbackOnly: Record<string, string> = { prometheus: '9090', alertmanager: '9093' };
     for (const [name, service] of Object.entries(services)) {
-      if (name !== 'haproxy') assert.equal(service.ports, undefined, `${name} publishes ports`);
+      if (name === 'haproxy') continue;
+      const port = loopbackOnly[name];
+      if (port === undefined) {
+        assert.equal(service.ports, undefined, `${name} publishes ports`);
+        continue;
+      }
+      assert.equal(service.ports?.length, 1, name);
+      assert.match(
+        service.ports[0]!,
+        new RegExp(`^127\\.0\\.0\\.1:\\$\\{[A-Z_]+:-${port}\\}:${port}$`),
+      );
     }
     const haproxy = services.haproxy!;
     const env = haproxy.environment ?? {};
+    const published = (variable: string, port: string | number | undefined) =>
+      `\${PUBLISH_ADDR:-0.0.0.0}:\${${variable}:-${port}}:${port}`;
     assert.deepEqual(haproxy.ports, [
-      `${env.LB_PORT}:${env.LB_PORT}`,
-      `${env.LB_TLS_PORT}:${env.LB_TLS_PORT}`,
-      `${env.STATS_PORT}:${env.STATS_PORT}`,
+      published('PUBLISH_HTTP_PORT', env.LB_PORT),
+      published('PUBLISH_HTTPS_PORT', env.LB_TLS_PORT),
+      published('PUBLISH_STATS_PORT', env.STATS_PORT),
     ]);
     const appPort = stageEnv(stages().at(-1)!).PORT;
     assert.equal(env.APP1_ADDR, `webserver1:${appPort}`);
