@@ -274,15 +274,7 @@ export function readUsersJsonPage(
   afterId: number,
   limit: number,
 ): Promise<UsersJsonPage> {
-  return readUsersJsonQuery(
-    executor,
-    executor
-      .selectFrom('users')
-      .select(['id', contractJsonOf(executor).as('json')])
-      .where('id', '>', afterId)
-      .orderBy('id')
-      .limit(limit),
-  );
+  return readUsersJsonQuery(executor, usersJsonAfter(executor, afterId).limit(limit));
 }
 
 /**
@@ -296,15 +288,29 @@ export function readUsersJsonRange(
   afterId: number,
   lastId: number,
 ): Promise<UsersJsonPage> {
-  return readUsersJsonQuery(
-    executor,
-    executor
-      .selectFrom('users')
-      .select(['id', contractJsonOf(executor).as('json')])
-      .where('id', '>', afterId)
-      .where('id', '<=', lastId)
-      .orderBy('id'),
-  );
+  return readUsersJsonQuery(executor, usersJsonAfter(executor, afterId).where('id', '<=', lastId));
+}
+
+/** The users after `afterId` in load order, each as the contract's JSON object. */
+function usersJsonAfter(executor: DatabaseExecutor, afterId: number) {
+  return executor
+    .selectFrom('users')
+    .select(['id', contractJsonOf(executor).as('json')])
+    .where('id', '>', afterId)
+    .orderBy('id');
+}
+
+/** The lowest user id after `afterId`, or undefined when there is none (one index seek). */
+export async function readNextUserId(
+  executor: DatabaseExecutor,
+  afterId: number,
+): Promise<number | undefined> {
+  const { id } = await executor
+    .selectFrom('users')
+    .select((eb) => eb.fn.min('id').as('id'))
+    .where('id', '>', afterId)
+    .executeTakeFirstOrThrow();
+  return id === null || id === undefined ? undefined : Number(id);
 }
 
 /** The highest user id, or 0 for an empty table. */

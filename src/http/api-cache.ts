@@ -6,6 +6,7 @@ import {
   countUsers,
   readDataVersion,
   readMaxUserId,
+  readNextUserId,
   readUsersJsonRange,
 } from '../db/users-repository.js';
 import { brotliOptions, GZIP_OPTIONS } from './compression.js';
@@ -134,8 +135,8 @@ type Page = { hash: string; bytes: Buffer } | { hash: string; file: PageFile };
 interface Built {
   version: number;
   body: ApiBody;
-  /** Indexed by page number; undefined for a page with no users. */
-  pages: (Page | undefined)[];
+  /** The pages with users, by page number, in order. */
+  pages: ReadonlyMap<number, Page>;
   /** Called when a newer version replaced this one: its files go when its last reader does. */
   retire(): void;
 }
@@ -224,9 +225,10 @@ export function createApiCache(options: ApiCacheOptions): ApiCache {
           skipped = { version, at: now(), retry: false };
           return decided(undefined);
         }
-        const renders = dirty === undefined ? pageCount : dirty.size;
+        // At most one page per user: ids may be sparse.
+        const renders = dirty === undefined ? Math.min(pageCount, count) : dirty.size;
         if (!inMemory && renders > WAIT_FOR_PAGES) decided(undefined);
-        const state = { version, pageCount, dirty, inMemory };
+        const state = { version, pageCount, dirty, inMemory, rendered: 0 };
         const result = await renderPages(executor, state, base, held);
         if (result === undefined) {
           skipped = { version, at: now(), retry: false };
@@ -236,9 +238,9 @@ export function createApiCache(options: ApiCacheOptions): ApiCache {
         events.built?.({
           version,
           where: result.body.memory === undefined ? 'files' : 'memory',
-          pages: result.pages.filter((page) => page !== undefined).length,
-          renderedPages: renders,
-          bytes: result.body.memory?.length ?? sumBytes(result.pages),
+          pages: result.pages.size,
+          renderedPages: state.rendered,
+          bytes: result.body.memory?.length ?? sumBytes(result.pages.values()),
           ms: now() - started,
         });
         decided(result.body);
@@ -264,12 +266,14 @@ export function createApiCache(options: ApiCacheOptions): ApiCache {
       pageCount: number;
       dirty: Set<number> | undefined;
       inMemory: boolean;
+      /** Pages read from the snapshot so far. */
+      rendered: number;
     },
     base: Built | undefined,
     held: PageFile[],
   ): Promise<Built | undefined> => {
     const { version, pageCount, dirty } = state;
-    const pages: (Page | undefined)[] = [];
+    const pages = new Map<number, Page>();
     let inMemory = state.inMemory;
     let memoryBytes = 0;
     let store: PageFiles | undefined;
@@ -280,7 +284,7 @@ export function createApiCache(options: ApiCacheOptions): ApiCache {
         .hold(hash, bytes)
         .then((file) => {
           held.push(file);
-          pages[index] = { hash, file };
+          pages.set(index, { hash, file });
         })
         .catch((error: unknown) => {
           failure ??=
@@ -294,36 +298,52 @@ export function createApiCache(options: ApiCacheOptions): ApiCache {
       store = await pageFiles();
       inMemory = false;
       pages.forEach((page, index) => {
-        if (page !== undefined && 'bytes' in page) toFile(index, page.hash, page.bytes);
+        if ('bytes' in page) toFile(index, page.hash, page.bytes);
       });
       return true;
     };
     if (!inMemory && !(await goToFiles())) return undefined;
-    for (let index = 0; index < pageCount; index += 1) {
-      const old = base?.pages[index];
+    // Ids may be sparse (deletes; an id of 2,000,000,000 among 1,000): only pages that held or
+    // may hold users are visited, and a full render seeks past empty id ranges.
+    const revisit = dirty === undefined ? undefined : pagesToRevisit(base, dirty, pageCount);
+    let visited = 0;
+    let empty = false;
+    const nextIndex = async (index: number): Promise<number | undefined> => {
+      if (revisit !== undefined) return revisit[++visited];
+      if (!empty) return index + 1;
+      const nextId = await readNextUserId(executor, (index + 1) * pageIds);
+      return nextId === undefined ? undefined : Math.floor((nextId - 1) / pageIds);
+    };
+    const first = revisit === undefined ? 0 : revisit[0];
+    for (
+      let index = first;
+      index !== undefined && index < pageCount;
+      index = await nextIndex(index)
+    ) {
+      const old = base?.pages.get(index);
       let page: Page | undefined;
       if (dirty !== undefined && !dirty.has(index)) {
         page = old;
       } else {
         const rendered = await readUsersJsonRange(executor, index * pageIds, (index + 1) * pageIds);
+        state.rendered += 1;
         page =
           rendered.rows === 0 ? undefined : { hash: hashOf(rendered.json), bytes: rendered.json };
         // The old page when the bytes are the same: its file is already written.
         if (page !== undefined && old !== undefined && old.hash === page.hash) page = old;
       }
-      if (page === undefined) {
-        pages[index] = undefined;
-        continue;
-      }
+      empty = page === undefined;
+      if (page === undefined) continue;
       if (inMemory) {
         const bytes = 'bytes' in page ? page.bytes : undefined;
         if (bytes === undefined) {
           // A file page of the old version while the new one fits memory: read it again.
           const again = await readUsersJsonRange(executor, index * pageIds, (index + 1) * pageIds);
-          pages[index] = { hash: page.hash, bytes: again.json };
+          state.rendered += 1;
+          pages.set(index, { hash: page.hash, bytes: again.json });
           memoryBytes += again.json.length + 1;
         } else {
-          pages[index] = page;
+          pages.set(index, page);
           memoryBytes += bytes.length + 1;
         }
         if (memoryBytes > maxBytes && !(await goToFiles())) return undefined;
@@ -332,7 +352,7 @@ export function createApiCache(options: ApiCacheOptions): ApiCache {
       if ('file' in page) {
         store!.holdAgain(page.file);
         held.push(page.file);
-        pages[index] = page;
+        pages.set(index, page);
       } else {
         toFile(index, page.hash, page.bytes);
         // Bounded: a few pages written (and gzipped, on the thread pool) while the next renders.
@@ -342,24 +362,29 @@ export function createApiCache(options: ApiCacheOptions): ApiCache {
     }
     await Promise.all(pending);
     if (failure !== undefined) throw failure;
-    pages.length = pageCount;
-    const hashes = pages.flatMap((page) => (page === undefined ? [] : [page.hash]));
+    // Files are written out of order: the body's order is the page numbers'.
+    const ordered = new Map([...pages].sort(([a], [b]) => a - b));
+    const hashes = [...ordered.values()].map((page) => page.hash);
     const base64 = createHash('sha256').update(hashes.join(',')).digest('base64url').slice(0, 22);
     const tag = `v${version}-${base64}`;
     if (inMemory) {
-      const body = concatPages(pages);
+      const body = concatPages(ordered.values());
       // The new body's own slices, so the old body's memory can go.
       let offset = 1;
-      for (let index = 0; index < pages.length; index += 1) {
-        const page = pages[index];
-        if (page === undefined || !('bytes' in page)) continue;
+      for (const [index, page] of ordered) {
+        if (!('bytes' in page)) continue;
         const length = page.bytes.length;
-        pages[index] = { hash: page.hash, bytes: body.subarray(offset, offset + length) };
+        ordered.set(index, { hash: page.hash, bytes: body.subarray(offset, offset + length) });
         offset += length + 1;
       }
-      return { version, body: memoryBody(version, tag, body), pages, retire: () => undefined };
+      return {
+        version,
+        body: memoryBody(version, tag, body),
+        pages: ordered,
+        retire: () => undefined,
+      };
     }
-    return pagedVersion(version, tag, pages, store!, held.splice(0));
+    return pagedVersion(version, tag, ordered, store!, held.splice(0));
   };
 
   const switchTo = (next: Built) => {
@@ -427,23 +452,34 @@ export function createApiCache(options: ApiCacheOptions): ApiCache {
   };
 }
 
+/** In order: the pages `base` has users on, and the `dirty` ones. */
+function pagesToRevisit(
+  base: Built | undefined,
+  dirty: ReadonlySet<number>,
+  pageCount: number,
+): number[] {
+  const indexes = new Set(dirty);
+  for (const index of base?.pages.keys() ?? []) indexes.add(index);
+  return [...indexes].filter((index) => index < pageCount).sort((a, b) => a - b);
+}
+
 function hashOf(bytes: Buffer): string {
   return createHash('sha256').update(bytes).digest('hex');
 }
 
-function sumBytes(pages: readonly (Page | undefined)[]): number {
+function sumBytes(pages: Iterable<Page>): number {
   let bytes = 2;
   for (const page of pages) {
-    if (page !== undefined) bytes += ('file' in page ? page.file.bytes : page.bytes.length) + 1;
+    bytes += ('file' in page ? page.file.bytes : page.bytes.length) + 1;
   }
   return bytes;
 }
 
 /** `[`, the pages with commas between, `]`. */
-function concatPages(pages: readonly (Page | undefined)[]): Buffer {
+function concatPages(pages: Iterable<Page>): Buffer {
   const parts: Buffer[] = [];
   for (const page of pages) {
-    if (page === undefined || !('bytes' in page)) continue;
+    if (!('bytes' in page)) continue;
     parts.push(parts.length === 0 ? OPEN : COMMA, page.bytes);
   }
   if (parts.length === 0) return EMPTY_ARRAY;
@@ -504,11 +540,11 @@ function memoryBody(version: number, base: string, body: Buffer): ApiBody {
 function pagedVersion(
   version: number,
   base: string,
-  pages: (Page | undefined)[],
+  pages: ReadonlyMap<number, Page>,
   store: PageFiles,
   held: PageFile[],
 ): Built {
-  const files = pages.flatMap((page) => (page !== undefined && 'file' in page ? [page.file] : []));
+  const files = [...pages.values()].flatMap((page) => ('file' in page ? [page.file] : []));
   let readers = 0;
   let retired = false;
   const drop = () => {

@@ -216,6 +216,53 @@ describe('bare /api from page files', () => {
     assert.equal(rendered.at(-1), 10);
   });
 
+  it('renders only the pages that hold users when ids are sparse (one id of 2,000,000,000)', async (t) => {
+    const { db } = await createTestDatabase(t);
+    await importUsers(db, csvSource(25), 'replace');
+    const farId = 2_000_000_000;
+    const writeFarUser = async (street: string) => {
+      const trx = await beginWriteTransaction(db);
+      await trx
+        .insertInto('users')
+        .values({
+          id: farId,
+          name: 'Far Away',
+          street,
+          city: 'C',
+          state: 'NY',
+          user_date: '01/01/01',
+        })
+        .onConflict((conflict) => conflict.column('id').doUpdateSet({ street }))
+        .execute();
+      await trx.commit().execute();
+      return db.read(readDataVersion);
+    };
+    await writeFarUser('First');
+    const rendered: number[] = [];
+    const cache = createApiCache({
+      db,
+      maxBytes: 0,
+      checkMs: 0,
+      bodyDir: join((await createTestDatabase(t)).dir, 'pages'),
+      pageIds: 10,
+      events: { built: (info) => rendered.push(info.renderedPages) },
+    });
+    t.after(() => cache.close());
+    await cache.current();
+    // 200,000,000 id ranges: visiting each would never finish. Three pages hold the 25 users,
+    // one is read empty before the seek past the gap, one holds the far user.
+    await eventually(() => rendered.length === 1, 'the first version is built');
+    assert.deepEqual(rendered, [5]);
+    cache.noteChange(await writeFarUser('Second'), [farId]);
+    const body = (await cache.current()) as ApiBody;
+    assert.deepEqual(rendered, [5, 1]);
+    const scratch = createApiCache({ db, maxBytes: 1 << 30, checkMs: 0, pageIds: 10 });
+    t.after(() => scratch.close());
+    const full = (await scratch.current()) as ApiBody;
+    assert.equal(body.etag, full.etag);
+    assert.match(String(full.memory), /"NAME":"Far Away","STREET":"Second"/);
+  });
+
   it('falls back to streaming from the database when the page folder cannot be written', async (t) => {
     const served = await createTestApp(t, {
       ...PAGES_ONLY,
