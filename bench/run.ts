@@ -10,6 +10,7 @@
  *
  *   npm run bench                                       # everything (about 12 minutes)
  *   npm run bench -- --duration 3 --sizes 1000 --rows 100000 --stream-rows 100000   # quick
+ *   npm run bench -- --writes-only --rounds 4 --duration 20   # /api under single-user writes
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
@@ -52,12 +53,16 @@ const { values: options } = parseArgs({
     // Bare /api from page files against nginx (1M users; 10000000 is the 10M run, not CI).
     'pages-rows': { type: 'string', default: '1000000' },
     'pages-only': { type: 'boolean', default: false },
+    // Bare /api while single-user writes run (and their latency, SQLite and the MariaDB pair).
+    'writes-rows': { type: 'string', default: '100000,1000000' },
+    'writes-only': { type: 'boolean', default: false },
   },
 });
 const IMPORT_ROWS = Number(options.rows);
 const SIZES = options.sizes.split(',').map(Number);
 const STREAM_ROWS = Number(options['stream-rows']);
 const PAGES_ROWS = Number(options['pages-rows']);
+const WRITES_ROWS = options['writes-rows'].split(',').map(Number);
 const DURATION_SECONDS = Number(options.duration);
 const WARMUP_SECONDS = Number(options.warmup);
 const CONNECTIONS = Number(options.connections);
@@ -216,27 +221,54 @@ async function autocannonLoad(url: string, seconds: number): Promise<LoadFigures
   };
 }
 
-/** wrk's `--latency` report: `Requests/sec:` and the 50%/99% lines. */
+/** wrk's arguments for one load (`--latency` gives the 50%/99% lines). */
+function wrkArguments(
+  url: string,
+  seconds: number,
+  extra: { connections?: number; headers?: string[] } = {},
+): string[] {
+  return [
+    `-t2`,
+    `-c${extra.connections ?? CONNECTIONS}`,
+    `-d${seconds}s`,
+    '--latency',
+    '--timeout',
+    '30s',
+    ...(extra.headers ?? []).flatMap((header) => ['-H', header]),
+    url,
+  ];
+}
+
 function wrkLoad(
   url: string,
   seconds: number,
   extra: { connections?: number; headers?: string[] } = {},
 ): LoadFigures {
-  const run = spawnSync(
-    'wrk',
-    [
-      `-t2`,
-      `-c${extra.connections ?? CONNECTIONS}`,
-      `-d${seconds}s`,
-      '--latency',
-      '--timeout',
-      '30s',
-      ...(extra.headers ?? []).flatMap((header) => ['-H', header]),
-      url,
-    ],
-    { encoding: 'utf8', timeout: (seconds + 30) * 1000 },
-  );
-  const text = run.stdout;
+  const run = spawnSync('wrk', wrkArguments(url, seconds, extra), {
+    encoding: 'utf8',
+    timeout: (seconds + 30) * 1000,
+  });
+  return wrkFigures(run.stdout);
+}
+
+/** `wrkLoad` without blocking this process's event loop (something else runs meanwhile). */
+async function wrkLoadAsync(
+  url: string,
+  seconds: number,
+  extra: { connections?: number; headers?: string[] } = {},
+): Promise<LoadFigures> {
+  const child = spawn('wrk', wrkArguments(url, seconds, extra), {
+    stdio: ['ignore', 'pipe', 'inherit'],
+    timeout: (seconds + 30) * 1000,
+  });
+  let text = '';
+  child.stdout.on('data', (chunk: Buffer) => (text += chunk.toString()));
+  await once(child, 'exit');
+  return wrkFigures(text);
+}
+
+/** wrk's `--latency` report: `Requests/sec:` and the 50%/99% lines. */
+function wrkFigures(text: string): LoadFigures {
   const ms = (label: string) => {
     const match = new RegExp(`^\\s*${label}%\\s+([\\d.]+)(us|ms|s)\\s*$`, 'm').exec(text);
     if (!match) return NaN;
@@ -625,6 +657,133 @@ async function apiFromReplica(pair: MariadbPair, dir: string) {
   }
 }
 
+const BENCH_ADMIN_TOKEN = 'bench-admin-token';
+
+/**
+ * Single-user writes (merge patches of CITY, `If-Match: *`) at `perSecond`, open loop, for
+ * `seconds` (bounded: at most perSecond × seconds writes); the latency of each (ms), and how
+ * many failed.
+ */
+async function steadyWrites(url: string, users: number, perSecond: number, seconds: number) {
+  const latencies: number[] = [];
+  let failed = 0;
+  const writes: Promise<void>[] = [];
+  const started = performance.now();
+  for (let index = 0; index < perSecond * seconds; index += 1) {
+    const wait = started + (index * 1000) / perSecond - performance.now();
+    if (wait > 0) await sleep(wait);
+    const id = 1 + ((index * 7919) % users);
+    const sent = performance.now();
+    writes.push(
+      fetch(`${url}/api/users/${id}`, {
+        method: 'PATCH',
+        headers: {
+          authorization: `Bearer ${BENCH_ADMIN_TOKEN}`,
+          'content-type': 'application/merge-patch+json',
+          'if-match': '*',
+        },
+        body: JSON.stringify({ CITY: `Bench ${index}` }),
+      }).then(
+        async (response) => {
+          await response.arrayBuffer();
+          if (response.status === 200) latencies.push(performance.now() - sent);
+          else failed += 1;
+        },
+        () => void (failed += 1),
+      ),
+    );
+  }
+  await Promise.all(writes);
+  return { latencies, failed };
+}
+
+/**
+ * Bare /api at `rows` users with no writes against the same load while single-user writes run
+ * at 10 and 100 per second, side by side in alternating rounds on one server (wrk, 4
+ * connections: bodies of 10-100 MB), and the writes' latency. Needs wrk.
+ */
+async function apiUnderWrites(dir: string, rows: number) {
+  if (!HAVE_WRK) return { skipped: 'needs wrk' };
+  const path = await sqliteWithUsers(dir, rows);
+  const app = await serveApp(sqliteEnv(path, { ADMIN_TOKEN: BENCH_ADMIN_TOKEN }));
+  try {
+    await wholeBody(`${app.url}/api`);
+    const seconds = DURATION_SECONDS / ROUNDS;
+    const bare = () => wrkLoadAsync(`${app.url}/api`, seconds, { connections: 4 });
+    const rates = [];
+    for (const perSecond of [10, 100]) {
+      await bare(); // warm-up
+      const quiet: LoadFigures[] = [];
+      const writing: LoadFigures[] = [];
+      const latencies: number[] = [];
+      let failed = 0;
+      for (let round = 0; round < ROUNDS; round += 1) {
+        const withWrites = async () => {
+          const [figures, written] = await Promise.all([
+            bare(),
+            steadyWrites(app.url, rows, perSecond, seconds),
+          ]);
+          writing.push(figures);
+          latencies.push(...written.latencies);
+          failed += written.failed;
+        };
+        const withoutWrites = async () => void quiet.push(await bare());
+        for (const run of round % 2 === 0
+          ? [withWrites, withoutWrites]
+          : [withoutWrites, withWrites]) {
+          await run();
+        }
+      }
+      const total = (loads: LoadFigures[]) =>
+        loads.reduce((sum, l) => sum + l.requestsPerSecond, 0);
+      rates.push({
+        writesPerSecond: perSecond,
+        withoutWrites: combined(quiet),
+        withWrites: combined(writing),
+        ratio: ratio(total(writing), total(quiet)),
+        writes: {
+          done: latencies.length,
+          failed,
+          latencyP50Ms: percentile(latencies, 50),
+          latencyP99Ms: percentile(latencies, 99),
+        },
+      });
+    }
+    return { users: rows, roundSeconds: seconds, rounds: ROUNDS, rates };
+  } finally {
+    await app.stop();
+  }
+}
+
+/** Single-user write latency on the MariaDB pair (10 writes/s), read-your-writes wait included. */
+async function writeLatencyOnPair(pair: MariadbPair, dir: string) {
+  const csv = join(dir, 'users-writes.csv');
+  await writeSample(csv, 1000);
+  const env: RawEnv = {
+    DATABASE_URL: pair.primary.url,
+    DATABASE_REPLICA_URLS: pair.replica.url,
+    IMPORT_ON_START: 'never',
+    LOG_LEVEL: 'silent',
+    ADMIN_TOKEN: BENCH_ADMIN_TOKEN,
+  };
+  await importInto(env, csv, dir);
+  const app = await serveApp(env);
+  try {
+    await steadyWrites(app.url, 1000, 10, WARMUP_SECONDS);
+    const { latencies, failed } = await steadyWrites(app.url, 1000, 10, DURATION_SECONDS);
+    return {
+      users: 1000,
+      writesPerSecond: 10,
+      done: latencies.length,
+      failed,
+      latencyP50Ms: percentile(latencies, 50),
+      latencyP99Ms: percentile(latencies, 99),
+    };
+  } finally {
+    await app.stop();
+  }
+}
+
 // The service runs from dist/, as in production: build it from the current source first.
 const build = spawnSync('npm', ['run', 'build', '--silent'], { stdio: 'inherit' });
 if (build.status !== 0) throw new Error('npm run build failed');
@@ -632,7 +791,32 @@ if (build.status !== 0) throw new Error('npm run build failed');
 const dir = await mkdtemp(join(tmpdir(), 'users-api-bench-'));
 let pair: MariadbPair | undefined;
 try {
-  if (options['pages-only']) {
+  if (options['writes-only']) {
+    const loadAtStart = loadavg().map((value) => round(value, 2));
+    const underWrites = [];
+    for (const rows of WRITES_ROWS) underWrites.push(await apiUnderWrites(dir, rows));
+    let pairLatency: unknown = { skipped: `missing ${missingMariadbBinaries().join(', ')}` };
+    if (options['skip-mariadb']) pairLatency = { skipped: '--skip-mariadb' };
+    else if (missingMariadbBinaries().length === 0) {
+      pair = await startMariadbPair();
+      pairLatency = await writeLatencyOnPair(pair, dir);
+    }
+    const text = JSON.stringify(
+      {
+        date: new Date().toISOString(),
+        node: process.version,
+        loadAverageAtStart: loadAtStart,
+        loadAverageAtEnd: loadavg().map((value) => round(value, 2)),
+        durationSeconds: DURATION_SECONDS,
+        apiUnderSingleUserWrites: underWrites,
+        singleUserWritesOnMariadbPair: pairLatency,
+      },
+      null,
+      2,
+    );
+    console.log(text);
+    await writeFile(new URL('./results/writes.json', import.meta.url), text + '\n');
+  } else if (options['pages-only']) {
     const pages = await pagesAgainstNginx(dir, PAGES_ROWS);
     const text = JSON.stringify(
       {
@@ -655,6 +839,8 @@ try {
     for (const rows of SIZES) api.push(await apiForSize(dir, rows));
     const stream = await streamLargeTable(dir, STREAM_ROWS);
     const pages = await pagesAgainstNginx(dir, PAGES_ROWS);
+    const underWrites = [];
+    for (const rows of WRITES_ROWS) underWrites.push(await apiUnderWrites(dir, rows));
 
     const csv = join(dir, 'users.csv');
     await writeSample(csv, IMPORT_ROWS);
@@ -664,13 +850,15 @@ try {
 
     let mariadb: unknown = { skipped: `missing ${missingMariadbBinaries().join(', ')}` };
     let replica: unknown = mariadb;
-    if (options['skip-mariadb']) mariadb = replica = { skipped: '--skip-mariadb' };
+    let pairWrites: unknown = mariadb;
+    if (options['skip-mariadb']) mariadb = replica = pairWrites = { skipped: '--skip-mariadb' };
     else if (missingMariadbBinaries().length === 0) {
       // A failure here is reported in the results, not allowed to lose the figures above.
       try {
         pair = await startMariadbPair();
         // /api from the replica first, on 1,000 users; then the import replaces them.
         replica = await apiFromReplica(pair, dir);
+        pairWrites = await writeLatencyOnPair(pair, dir);
       } catch (error) {
         replica = { failed: String(error) };
       }
@@ -727,6 +915,8 @@ try {
         mariadb,
       },
       apiReadsFromReplica: replica,
+      apiUnderSingleUserWrites: underWrites,
+      singleUserWritesOnMariadbPair: pairWrites,
     };
     const text = JSON.stringify(results, null, 2);
     console.log(text);

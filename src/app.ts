@@ -18,6 +18,7 @@ import {
   registerProblemHandlers,
 } from './http/problem.js';
 import { createRequestAccounting } from './http/request-accounting.js';
+import { registerSingleUserRoutes } from './http/single-user-routes.js';
 import { registerUsersRoutes } from './http/users-routes.js';
 import type { Metrics } from './metrics/create-metrics.js';
 
@@ -160,6 +161,11 @@ export function buildApp(deps: AppDependencies): FastifyInstance {
         idleTimeoutMs: deps.config.streamIdleTimeoutMs,
         cut: () => deps.metrics.streamCut(),
       },
+    });
+    registerSingleUserRoutes(routes, {
+      db: deps.db,
+      apiCache,
+      adminToken: deps.config.adminToken,
     });
     registerHealthRoutes(routes, {
       db: deps.db,

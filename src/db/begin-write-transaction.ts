@@ -7,11 +7,14 @@ import { isDatabaseFailure } from './is-database-failure.js';
  * and bumps the data version at once, so every instance's cache sees the write when it commits.
  * On SQLite the UPDATE also takes the database's write lock, so whatever the caller reads next
  * cannot change under it until commit or rollback.
+ * `newUsersTable` (a swap brought in another users table): the table's generation becomes the
+ * new data version too, so no user ETag from the old table matches a row of the new one.
  * A database that cannot take writes is reported as ERR_DB_PRIMARY_UNAVAILABLE (503).
  */
 export async function beginWriteTransaction(
   db: Database,
   executor: DatabaseExecutor = db.write,
+  { newUsersTable = false }: { newUsersTable?: boolean } = {},
 ): Promise<WriteTransaction> {
   let trx: WriteTransaction | undefined;
   try {
@@ -21,6 +24,13 @@ export async function beginWriteTransaction(
       .set((eb) => ({ data_version: eb('data_version', '+', 1) }))
       .where('id', '=', 1)
       .execute();
+    if (newUsersTable) {
+      await trx
+        .updateTable('data_state')
+        .set((eb) => ({ users_generation: eb.ref('data_version') }))
+        .where('id', '=', 1)
+        .execute();
+    }
     return trx;
   } catch (error) {
     // Best effort: if the connection is gone, the server has already dropped the transaction.

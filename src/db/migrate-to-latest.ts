@@ -5,6 +5,7 @@ import * as mysqlUtf8mb4 from './migrations/0002-mysql-utf8mb4.js';
 import * as usersQueryIndexes from './migrations/0003-users-query-indexes.js';
 import * as usersIndexNames from './migrations/0004-users-index-names.js';
 import * as replicationHeartbeat from './migrations/0005-replication-heartbeat.js';
+import * as usersRowVersion from './migrations/0006-users-row-version.js';
 
 /** The static index of migrations, in order. A merged migration is never edited; add one. */
 const MIGRATIONS: Record<string, Migration> = {
@@ -13,6 +14,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0003-users-query-indexes': usersQueryIndexes,
   '0004-users-index-names': usersIndexNames,
   '0005-replication-heartbeat': replicationHeartbeat,
+  '0006-users-row-version': usersRowVersion,
 };
 
 /** The newest migration: the schema version a backup records. */

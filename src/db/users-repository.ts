@@ -20,6 +20,16 @@ function userOf(row: UserRow): User {
   };
 }
 
+function rowOf(user: User): UserRow {
+  return {
+    name: user.name,
+    street: user.street,
+    city: user.city,
+    state: user.state,
+    user_date: user.userDate,
+  };
+}
+
 /** A users row as the service's record (ids come back as numbers, strings or bigints). */
 function userRecordOf(row: UserRow & { id: number | string | bigint }): UserRecord {
   return { id: Number(row.id), ...userOf(row) };
@@ -233,17 +243,81 @@ export async function countMatchingUsers(
   return Number(count);
 }
 
-/** One user by id, or undefined. */
+/** A stored user with what its ETag is made of (migration 0006). */
+export interface VersionedUser extends UserRecord {
+  /** The data version of the write that last changed the row; 0 when an import loaded it. */
+  rowVersion: number;
+  /** The data version at which the live users table was swapped in. */
+  generation: number;
+}
+
+/**
+ * One user by id with its row version and the table's generation, read in one statement (so
+ * the two agree on a replica too), or undefined.
+ */
 export async function findUserById(
   executor: DatabaseExecutor,
   id: number,
-): Promise<UserRecord | undefined> {
+): Promise<VersionedUser | undefined> {
   const row = await executor
     .selectFrom('users')
-    .select(['id', ...USER_COLUMNS])
-    .where('id', '=', id)
+    .select(['id', ...USER_COLUMNS, 'row_version'])
+    .select((eb) =>
+      eb
+        .selectFrom('data_state')
+        .select('users_generation')
+        .where('data_state.id', '=', 1)
+        .as('generation'),
+    )
+    .where('users.id', '=', id)
     .executeTakeFirst();
-  return row === undefined ? undefined : userRecordOf(row);
+  if (row === undefined) return undefined;
+  return {
+    ...userRecordOf(row),
+    rowVersion: Number(row.row_version),
+    generation: Number(row.generation ?? 0),
+  };
+}
+
+/** Appends one user written at data version `rowVersion`; returns its id. */
+export async function insertUser(
+  executor: DatabaseExecutor,
+  user: User,
+  rowVersion: number,
+): Promise<number> {
+  const { insertId } = await executor
+    .insertInto('users')
+    .values({ ...rowOf(user), row_version: rowVersion })
+    .executeTakeFirstOrThrow();
+  return Number(insertId);
+}
+
+/** Replaces the fields of user `id`, written at data version `rowVersion`. */
+export async function updateUser(
+  executor: DatabaseExecutor,
+  id: number,
+  user: User,
+  rowVersion: number,
+): Promise<void> {
+  await executor
+    .updateTable('users')
+    .set({ ...rowOf(user), row_version: rowVersion })
+    .where('id', '=', id)
+    .execute();
+}
+
+export async function deleteUser(executor: DatabaseExecutor, id: number): Promise<void> {
+  await executor.deleteFrom('users').where('id', '=', id).execute();
+}
+
+/** The users table's generation (see VersionedUser). */
+export async function readUsersGeneration(executor: DatabaseExecutor): Promise<number> {
+  const row = await executor
+    .selectFrom('data_state')
+    .select('users_generation')
+    .where('id', '=', 1)
+    .executeTakeFirst();
+  return Number(row?.users_generation ?? 0);
 }
 
 /** One page of users in load order, after `afterId` (0 for the first page). */

@@ -6,7 +6,7 @@ import type { DatabaseExecutor, UsersTableName } from './database.js';
  * that recreates a dropped table), but none of its secondary indexes: a bulk load builds them
  * afterwards with `createUsersIndexes`. `tableOptions` is appended to the statement (MySQL: the
  * character set of migration 0002).
- * @NOTE The users table as this release defines it; migrations 0001-0003 keep their own text
+ * @NOTE The users table as this release defines it; migrations 0001-0006 keep their own text
  * (never edited), and the users-table drills hold the two equal on both dialects.
  * @see ../../docs/design-notes.md#bulk-loads-build-indexes-last-the-staged-swap
  */
@@ -24,9 +24,9 @@ export async function createUsersTable(
     .addColumn('state', 'varchar(2)', (col) => col.notNull())
     .addColumn('user_date', 'varchar(8)', (col) => col.notNull())
     // The sortable date key of migration 0003: a swapped-in table must serve the same queries.
-    .addColumn('user_date_key', 'varchar(6)', (col) =>
-      col.generatedAlwaysAs(userDateKey(executor)),
-    );
+    .addColumn('user_date_key', 'varchar(6)', (col) => col.generatedAlwaysAs(userDateKey(executor)))
+    // Migration 0006: rows a bulk load brings in were written by no single-user write.
+    .addColumn('row_version', 'bigint', (col) => col.notNull().defaultTo(0));
   if (tableOptions !== undefined) builder = builder.modifyEnd(tableOptions);
   await builder.execute();
 }

@@ -125,7 +125,7 @@ export function createUsersWriter(
 }
 
 /** The bare contract's object, as a literal: one hidden class, the fastest to serialise. */
-function toDefaultObject(user: Row) {
+export function toDefaultObject(user: Row) {
   return {
     NAME: user.name,
     STREET: user.street,

@@ -72,7 +72,7 @@ export function registerProblemHandlers(app: FastifyInstance): void {
 export function registerMethodNotAllowed(
   app: FastifyInstance,
   url: string,
-  allowed: readonly ('GET' | 'POST')[],
+  allowed: readonly ('GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE')[],
 ): void {
   const allow: string[] = allowed.includes('GET') ? [...allowed, 'HEAD'] : [...allowed];
   const methods = app.supportedMethods.filter((method) => !allow.includes(method));

@@ -6,7 +6,6 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Database } from '../db/database.js';
 import {
   countMatchingUsers,
-  findUserById,
   findUsers,
   type UsersFilter,
   type UsersPosition,
@@ -14,6 +13,7 @@ import {
   type UsersSortKey,
 } from '../db/users-repository.js';
 import { AppError } from '../errors.js';
+import { ApiUserWithIdSchema } from './single-user-routes.js';
 import type { ApiCache, ContentEncoding } from './api-cache.js';
 import { brotliOptions, GZIP_OPTIONS } from './compression.js';
 import {
@@ -24,7 +24,6 @@ import {
   MEDIA_TYPES,
   PUBLIC_COLUMNS,
   type PublicColumn,
-  toApiUserWithId,
 } from './format-users.js';
 import { acceptedEncodings, negotiateEncoding, negotiateFormat } from './negotiate.js';
 import {
@@ -34,22 +33,6 @@ import {
 } from './problem.js';
 import { MIN_COMPRESS_BYTES, sendApiBody } from './send-api-body.js';
 import { readBareUsersBody, readUsersBody, type StreamLimits } from './stream-users.js';
-
-/**
- * A user with its id (`/api/users/:id`, or `/api?fields=ID,…`): ID, then the seed contract's
- * keys in its order, string values.
- */
-const ApiUserWithIdSchema = Type.Object(
-  {
-    ID: Type.Integer({ description: 'row id: load order; stable for the life of the row' }),
-    NAME: Type.String(),
-    STREET: Type.String(),
-    CITY: Type.String(),
-    STATE: Type.String(),
-    USER_DATE: Type.String(),
-  },
-  { additionalProperties: false },
-);
 
 const SORTS = ['NAME', 'CITY', 'STATE', 'USER_DATE'] as const;
 const SORT_PARAMETERS = [...SORTS, ...SORTS.map((sort) => `-${sort}` as const)];
@@ -166,7 +149,7 @@ export interface UsersRoutesDependencies {
 /**
  * `GET /api`: the seed's contract when bare (every user, load order, JSON), served from the
  * versioned cache with a strong ETag; filters, sort, keyset paging, fields and formats opt-in.
- * `GET /api/count` and `GET /api/users/:id`.
+ * `GET /api/count`.
  */
 export function registerUsersRoutes(app: FastifyInstance, deps: UsersRoutesDependencies): void {
   const { db, apiCache, streamLimits } = deps;
@@ -241,33 +224,8 @@ export function registerUsersRoutes(app: FastifyInstance, deps: UsersRoutesDepen
     },
   );
 
-  api.get(
-    '/api/users/:id',
-    {
-      schema: {
-        summary: 'One user by id',
-        params: Type.Object({
-          id: Type.String({ pattern: '^[1-9][0-9]{0,14}$', description: 'the row id (ID)' }),
-        }),
-        querystring: Type.Object({}, { additionalProperties: false }),
-        response: {
-          200: ApiUserWithIdSchema,
-          400: ProblemSchema,
-          404: ProblemSchema,
-          503: ProblemSchema,
-        },
-      },
-    },
-    async (request) => {
-      const id = Number(request.params.id);
-      const user = await db.read((executor) => findUserById(executor, id));
-      if (user === undefined) throw new AppError('ERR_USER_NOT_FOUND', `no user with id ${id}`);
-      return toApiUserWithId(user);
-    },
-  );
   registerMethodNotAllowed(app, '/api', ['GET']);
   registerMethodNotAllowed(app, '/api/count', ['GET']);
-  registerMethodNotAllowed(app, '/api/users/:id', ['GET']);
 }
 
 async function sendBuffer(

@@ -85,7 +85,11 @@ export async function drillSwapsKeepTheMigratedTable(ctx: DrillContext): Promise
 
 /** The migration that gives swapped-in indexes their real names. */
 const USERS_INDEX_NAMES_MIGRATION = '0004-users-index-names';
-const FROM_USERS_INDEX_NAMES = [USERS_INDEX_NAMES_MIGRATION, '0005-replication-heartbeat'];
+const FROM_USERS_INDEX_NAMES = [
+  USERS_INDEX_NAMES_MIGRATION,
+  '0005-replication-heartbeat',
+  '0006-users-row-version',
+];
 
 /** The name an older release's swap gave the index on `column` (after the staging table). */
 export function stagingIndexName(column: string): string {

@@ -106,7 +106,8 @@ describe('methods a route does not serve', () => {
   const routes: [url: string, allow: string][] = [
     ['/api', 'GET, HEAD'],
     ['/api/count', 'GET, HEAD'],
-    ['/api/users/1', 'GET, HEAD'],
+    ['/api/users', 'POST'],
+    ['/api/users/1', 'GET, PUT, PATCH, DELETE, HEAD'],
     ['/healthcheck', 'GET, HEAD'],
     ['/addtosql', 'POST'],
     ['/admin/backups', 'GET, POST, HEAD'],

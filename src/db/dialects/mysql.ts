@@ -306,7 +306,7 @@ export function openMysqlDatabase(
             .execute(locked);
           // RENAME commits implicitly, so the version is bumped just after it: a cache that
           // read the old version with the new rows in between still sees the version change.
-          const trx = await beginWriteTransaction(database, locked);
+          const trx = await beginWriteTransaction(database, locked, { newUsersTable: true });
           try {
             await trx.commit().execute();
           } catch (error) {

@@ -137,7 +137,7 @@ export function openSqliteDatabase(connection: SqliteConnection, options: Sqlite
     async replaceUsersTable(load, { ifEmpty, keepPrevious }) {
       // One write transaction from the emptiness check to the swap: readers (WAL) keep seeing
       // the old table until the commit, and any failure rolls back the staging table with it.
-      const trx = await beginWriteTransaction(database);
+      const trx = await beginWriteTransaction(database, database.write, { newUsersTable: true });
       try {
         if (ifEmpty) {
           const rows = await countUsers(trx);
