@@ -69,14 +69,22 @@ node_base() {
   log "built $NODE_IMAGE (node $node_version, npm $npm_version)"
 }
 
+# A stand-in is rebuilt when its folder changed: the image carries a digest of the folder's files
+# as a label, so a cached image never runs an older entrypoint than the one in the repository.
 stand_ins() {
-  local dir name image
+  local dir name image digest
   for dir in test/containers/stand-ins/*/; do
     name="$(basename "$dir")"
     image="$(sed -n 's/^# image: //p' "$dir/Containerfile")"
-    if have "$image"; then log "$image present"; continue; fi
-    podman build --format docker --build-arg "DEBIAN_IMAGE=$DEBIAN_IMAGE" -t "$image" "$dir" >/dev/null
-    log "built $image (stand-in $name)"
+    digest="$(cd "$dir" && find . -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)"
+    if have "$image" &&
+      [ "$(podman image inspect --format '{{index .Labels "users-api.stand-in"}}' "$image")" = "$digest" ]; then
+      log "$image present"
+      continue
+    fi
+    podman build --format docker --build-arg "DEBIAN_IMAGE=$DEBIAN_IMAGE" \
+      --label "users-api.stand-in=$digest" -t "$image" "$dir" >/dev/null
+    log "built $image (stand-in $name, $digest)"
   done
 }
 

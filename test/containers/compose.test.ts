@@ -1,14 +1,20 @@
 import assert from 'node:assert/strict';
+import { execFile, spawn } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
+import { promisify } from 'node:util';
 import { startComposeProject, type ComposeProject } from '../helpers/compose-project.js';
 import {
   buildAppImage,
+  CONTAINERS_CONF,
   containerSkipReason,
   ensureBaseImages,
   podman,
   podmanStatus,
   RUN_ID,
 } from '../helpers/podman.js';
+
+const run = promisify(execFile);
 
 /**
  * compose.yaml up for real: docker-compose 1.29 against podman's API socket, on local stand-ins
@@ -24,6 +30,28 @@ async function servedBy(project: ComposeProject): Promise<string> {
     signal: AbortSignal.timeout(2000),
   });
   return `${response.status} ${await response.text()}`;
+}
+
+/** `podman exec -i` with `input` on the command's stdin: a secret never on a command line. */
+async function podmanInput(args: readonly string[], input: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('podman', ['exec', '-i', ...args], {
+      env: { ...process.env, CONTAINERS_CONF },
+      stdio: ['pipe', 'pipe', 'pipe'],
+      timeout: 60_000,
+    });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (err += chunk.toString()));
+    child.on('error', reject);
+    child.on('close', (code) =>
+      code === 0
+        ? resolve(out.trim())
+        : reject(new Error(`podman exec ${args[0]}: ${code} ${err}`)),
+    );
+    child.stdin.end(input);
+  });
 }
 
 /** Polls until `condition` holds; returns the ms it took. Bounded by `limitMs`. */
@@ -106,17 +134,19 @@ describe('compose.yaml, up for real', { skip }, () => {
   it('replicates to the replica; the sample data was imported once, by one web server', async () => {
     const rows = await waitFor(
       async () =>
-        (await podman([
-          'exec',
-          '-e',
-          `MYSQL_PWD=${project.env.DB_ROOT_PASSWORD}`,
-          project.container('db-replica'),
-          'mariadb',
-          '-uroot',
-          '-N',
-          '-e',
-          'SELECT COUNT(*) FROM users.users',
-        ])) === '1000',
+        // As root over the socket, the password (set from db_root_password_hash) given on stdin.
+        (await podmanInput(
+          [
+            project.container('db-replica'),
+            'mariadb',
+            '--defaults-extra-file=/dev/stdin',
+            '-uroot',
+            '-N',
+            '-e',
+            'SELECT COUNT(*) FROM users.users',
+          ],
+          `[client]\npassword=${project.secrets.db_root_password}\n`,
+        )) === '1000',
       'the replica to hold the 1000 users',
       30_000,
     );
@@ -134,15 +164,35 @@ describe('compose.yaml, up for real', { skip }, () => {
     );
   });
 
-  it('asks for a password on the stats page', async () => {
+  it('asks for a password on the stats page, and takes the secret file’s', async () => {
     const anonymous = await fetch(`${project.statsUrl}/`);
     assert.equal(anonymous.status, 401);
     assert.match(anonymous.headers.get('www-authenticate') ?? '', /^Basic/);
-    const basic = Buffer.from(`admin:${project.env.STATS_PASSWORD}`).toString('base64');
+    const basic = (password: string) =>
+      `Basic ${Buffer.from(`admin:${password}`).toString('base64')}`;
+    const wrong = await fetch(`${project.statsUrl}/`, {
+      headers: { authorization: basic(`${project.secrets.haproxy_stats_password}x`) },
+    });
+    assert.equal(wrong.status, 401);
     const authorised = await fetch(`${project.statsUrl}/`, {
-      headers: { authorization: `Basic ${basic}` },
+      headers: { authorization: basic(project.secrets.haproxy_stats_password!) },
     });
     assert.equal(authorised.status, 200);
+  });
+
+  it('asks for the metrics token from the secret file on /metrics', async () => {
+    // From inside webserver1 (HAProxy keeps /metrics to monitoring networks): the token is read
+    // from the mounted secret there, so it is on no command line either.
+    const status = async (withToken: boolean) =>
+      podman([
+        'exec',
+        project.container('webserver1'),
+        'node',
+        '-e',
+        `const t=require('fs').readFileSync('/run/secrets/metrics_token','utf8');fetch('http://127.0.0.1:8888/metrics',{headers:${withToken} ? {authorization:'Bearer '+t} : {}}).then(r=>console.log(r.status))`,
+      ]);
+    assert.equal(await status(false), '401');
+    assert.equal(await status(true), '200');
   });
 
   it('with the monitoring profile, Prometheus scrapes both apps, HAProxy and blackbox: all up', async () => {
@@ -288,7 +338,7 @@ describe('compose.yaml, up for real', { skip }, () => {
       throw new Error(`${String(error)}: ${state.slice(0, 1500)}`);
     });
     const listing = await fetch(`${project.lbUrl}/admin/backups`, {
-      headers: { authorization: `Bearer ${project.env.ADMIN_TOKEN}` },
+      headers: { authorization: `Bearer ${project.secrets.admin_token}` },
     });
     assert.equal(listing.status, 200);
     const { backups } = (await listing.json()) as {
@@ -297,5 +347,65 @@ describe('compose.yaml, up for real', { skip }, () => {
     const listed = backups.find((backup) => backup.file === status.file);
     assert.ok(listed, `${status.file} not listed: ${JSON.stringify(backups)}`);
     assert.equal(listed.manifest.rows, status.rows);
+  });
+  it('leaks no secret: not in podman inspect, a process environment or command line, nor a log', async () => {
+    // The values themselves (the MariaDB hashes and HAProxy's crypt hash are not passwords).
+    const values = Object.entries(project.secrets).filter(
+      ([name]) => !name.endsWith('_hash') && !name.endsWith('_userlist'),
+    );
+    assert.deepEqual(values.map(([name]) => name).sort(), [
+      'admin_token',
+      'db_app_password',
+      'db_replication_password',
+      'db_root_password',
+      'haproxy_stats_password',
+      'metrics_token',
+    ]);
+    const leaks: string[] = [];
+    const look = (where: string, text: string) => {
+      for (const [name, value] of values) {
+        assert.ok(value.length >= 32, name);
+        if (text.includes(value)) leaks.push(`${name} in ${where}`);
+      }
+    };
+    const services = [...CORE, 'backup', 'prometheus', 'blackbox', 'alertmanager'] as const;
+    let processes = 0;
+    let sawSecretFileVariable = false;
+    for (const service of services) {
+      const container = project.container(service);
+      look(`podman inspect ${service}`, await podman(['inspect', container]));
+      const logs = await run('podman', ['logs', container], {
+        env: { ...process.env, CONTAINERS_CONF },
+        maxBuffer: 64 * 1024 * 1024,
+      });
+      assert.ok(`${logs.stdout}${logs.stderr}`.length > 0, `${service} logged nothing`);
+      look(`podman logs ${service}`, `${logs.stdout}${logs.stderr}`);
+      // Every process of the container, read from the host's /proc by its host pid.
+      const pids = (await podman(['top', container, 'hpid']))
+        .split('\n')
+        .slice(1)
+        .map((line) => line.trim())
+        .filter((pid) => /^\d+$/.test(pid));
+      assert.ok(pids.length > 0, `${service}: no process`);
+      for (const pid of pids) {
+        const environ = await readFile(`/proc/${pid}/environ`, 'latin1').catch(() => undefined);
+        const cmdline = await readFile(`/proc/${pid}/cmdline`, 'latin1').catch(() => undefined);
+        if (environ === undefined || cmdline === undefined) continue; // gone meanwhile
+        processes++;
+        look(`the environment of ${service} pid ${pid}`, environ);
+        look(`the command line of ${service} pid ${pid}`, cmdline);
+        if (environ.split('\0').includes('ADMIN_TOKEN_FILE=/run/secrets/admin_token')) {
+          sawSecretFileVariable = true;
+        }
+      }
+    }
+    // The reading works: the apps' processes name the file, and the file is mounted with the value.
+    assert.ok(sawSecretFileVariable, 'no app process environment read');
+    assert.ok(processes >= services.length, `${processes} processes read`);
+    assert.equal(
+      await podman(['exec', project.container('webserver2'), 'cat', '/run/secrets/admin_token']),
+      project.secrets.admin_token,
+    );
+    assert.deepEqual(leaks, []);
   });
 });

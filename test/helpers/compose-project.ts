@@ -1,10 +1,9 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { parseDocument } from 'yaml';
 import { freePort } from './external-services.js';
 import { REPO_ROOT } from './paths.js';
 import { CONTAINERS_CONF, podman, podmanStatus, RUN_ID } from './podman.js';
@@ -17,8 +16,12 @@ const run = promisify(execFile);
  */
 export interface ComposeProject {
   name: string;
-  /** Values compose.yaml reads from the environment (.env's role), secrets included. */
+  /** Values compose.yaml reads from the environment (.env's role); no secret among them. */
   env: Record<string, string>;
+  /** The folder `npm run secrets:init` filled for this run (SECRETS_DIR). */
+  secretsDir: string;
+  /** Each secret file's content, by file name (admin_token, haproxy_stats_password, …). */
+  secrets: Record<string, string>;
   lbUrl: string;
   statsUrl: string;
   prometheusUrl: string;
@@ -32,30 +35,15 @@ export interface ComposeProject {
   close: () => Promise<void>;
 }
 
-/**
- * docker-compose 1.29 refuses a secret taken from `environment:` (newer Compose reads it): the
- * test runs a copy of compose.yaml in which such a secret is a file holding the same value,
- * written to this run's temp folder. Everything else in the file is run as it is.
- */
-async function composeFileFor(dir: string, env: Record<string, string>): Promise<string> {
-  const doc = parseDocument(await readFile(join(REPO_ROOT, 'compose.yaml'), 'utf8'));
-  const secrets = doc.get('secrets') as { items?: { key: unknown; value: unknown }[] } | undefined;
-  for (const item of secrets?.items ?? []) {
-    const name = String((item.key as { value?: unknown }).value ?? item.key);
-    const variable = doc.getIn(['secrets', name, 'environment']);
-    if (typeof variable !== 'string') continue;
-    const file = join(dir, `secret-${name}`);
-    // 0644 in a 0700 folder: bind-mounted as it is, the file must be readable by the service's user.
-    await writeFile(file, env[variable] ?? '', { mode: 0o644 });
-    doc.setIn(['secrets', name], doc.createNode({ file }));
-  }
-  const path = join(dir, 'compose.yaml');
-  await writeFile(path, doc.toString());
-  return path;
-}
-
 export async function startComposeProject(image: string): Promise<ComposeProject> {
   const dir = await mkdtemp(join(tmpdir(), 'users-api-compose-'));
+  // The secret files, made as an operator makes them (npm run secrets:init -- DIR).
+  const secretsDir = join(dir, 'secrets');
+  await run('npm', ['run', '--silent', 'secrets:init', '--', secretsDir], { cwd: REPO_ROOT });
+  const secrets: Record<string, string> = {};
+  for (const name of await readdir(secretsDir)) {
+    secrets[name] = await readFile(join(secretsDir, name), 'utf8');
+  }
   const socket = join(dir, 'podman.sock');
   const service: ChildProcess = spawn(
     'podman',
@@ -75,13 +63,9 @@ export async function startComposeProject(image: string): Promise<ComposeProject
     PUBLISH_STATS_PORT: String(stats),
     PUBLISH_PROMETHEUS_PORT: String(prom),
     PUBLISH_ALERTMANAGER_PORT: String(alert),
-    DB_ROOT_PASSWORD: `root-${RUN_ID}-x7`,
-    DB_PASSWORD: `app-${RUN_ID}-k3`,
-    DB_REPLICATION_PASSWORD: `repl-${RUN_ID}-q9`,
-    ADMIN_TOKEN: `admin-token-${RUN_ID}-0123456789`,
-    STATS_PASSWORD: `stats-${RUN_ID}-p4`,
+    SECRETS_DIR: secretsDir,
   };
-  const file = await composeFileFor(dir, env);
+  const file = join(REPO_ROOT, 'compose.yaml');
   const composeEnv = {
     PATH: process.env.PATH ?? '/usr/bin:/bin',
     HOME: process.env.HOME ?? '/root',
@@ -129,6 +113,8 @@ export async function startComposeProject(image: string): Promise<ComposeProject
   return {
     name,
     env,
+    secretsDir,
+    secrets,
     lbUrl: `http://127.0.0.1:${http}`,
     statsUrl: `http://127.0.0.1:${stats}`,
     prometheusUrl: `http://127.0.0.1:${prom}`,

@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { execFile, execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, posix } from 'node:path';
-import { describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { parse } from 'yaml';
 import { SERVE_NODE_FLAGS } from '../../scripts/serve-node-flags.js';
@@ -34,27 +35,48 @@ interface ComposeService {
   secrets?: string[];
 }
 
+/** A service's secrets, as `/run/secrets/NAME` paths in its container. */
+const SECRET_PATH = /^\/run\/secrets\/([a-z0-9_]+)$/;
+
 const compose = parse(readFileSync(join(REPO_ROOT, 'compose.yaml'), 'utf8'), { merge: true }) as {
   services: Record<string, ComposeService>;
   volumes?: Record<string, unknown>;
   secrets?: Record<string, { environment?: string; file?: string }>;
 };
+
+/** The secret files an operator makes (`npm run secrets:init -- DIR`), in a temp folder. */
+const SECRETS_DIR = join(mkdtempSync(join(tmpdir(), 'users-api-deploy-secrets-')), 'secrets');
+execFileSync('scripts/secrets-init.sh', [SECRETS_DIR], { cwd: REPO_ROOT, stdio: 'ignore' });
+after(() => rmSync(join(SECRETS_DIR, '..'), { recursive: true, force: true }));
+/** The host file behind `/run/secrets/NAME` in `service`, which must be given that secret. */
+function secretFile(service: string, path: string | number | undefined): string {
+  const name = SECRET_PATH.exec(String(path))?.[1];
+  assert.ok(name !== undefined, `${service}: ${path} is not under /run/secrets/`);
+  assert.ok(
+    services[service]?.secrets?.includes(name),
+    `${service} is not given the secret ${name}`,
+  );
+  assert.equal(compose.secrets?.[name]?.file, `\${SECRETS_DIR:-./secrets}/${name}`, name);
+  return join(SECRETS_DIR, name);
+}
+/** MariaDB's mysql_native_password hash of a password. */
+function mariadbHash(password: string): string {
+  const once = createHash('sha1').update(password).digest();
+  return `*${createHash('sha1').update(once).digest('hex').toUpperCase()}`;
+}
 const services = compose.services;
 const appServices = Object.entries(services).filter(([, service]) => service.build !== undefined);
-/** MariaDB services the image sets up as replicas (MARIADB_MASTER_HOST names their primary). */
+/**
+ * MariaDB services set up as replicas: REPLICATION_PRIMARY_HOST names their primary, for
+ * deploy/mysql/replica/10-replicate-from-primary.sh.
+ */
 const replicaServices = Object.entries(services).filter(
-  ([, service]) => service.environment?.MARIADB_MASTER_HOST !== undefined,
+  ([, service]) => service.environment?.REPLICATION_PRIMARY_HOST !== undefined,
 );
 const dockerfile = readFileSync(join(REPO_ROOT, 'Dockerfile'), 'utf8');
 
-/** The .env a first-time operator writes: every CHANGE_ME replaced. */
-const DOT_ENV: Record<string, string> = {
-  DB_ROOT_PASSWORD: 'root-secret',
-  DB_PASSWORD: 'app-secret',
-  DB_REPLICATION_PASSWORD: 'repl-secret',
-  STATS_PASSWORD: 'stats-secret',
-  ADMIN_TOKEN: 'admin-token-0123456789abcdef',
-};
+/** The .env a first-time operator writes: nothing is required (the secrets are files). */
+const DOT_ENV: Record<string, string> = {};
 
 /** Compose's interpolation: ${NAME}, ${NAME:-default}, ${NAME:?message}. */
 function interpolate(value: string | number): string {
@@ -165,11 +187,22 @@ describe('compose.yaml', () => {
         );
       }
       // Through readEnv, as the container reads its environment (empty counts as unset).
+      // Each *_FILE is a secret the service is given, read here from the files secrets:init made.
       const raw = readEnv(
-        Object.fromEntries(Object.entries(env).map(([key, value]) => [key, interpolate(value)])),
+        Object.fromEntries(
+          Object.entries(env).map(([key, value]) => [
+            key,
+            key.endsWith('_FILE') ? secretFile(name, value) : interpolate(value),
+          ]),
+        ),
       );
       const config = loadConfig(raw, '/app');
       assert.equal(config.database.dialect, 'mysql', name);
+      assert.equal(
+        config.adminToken,
+        readFileSync(join(SECRETS_DIR, 'admin_token'), 'utf8'),
+        `${name}: admin token`,
+      );
     }
   });
 
@@ -217,7 +250,7 @@ describe('compose.yaml', () => {
 
   it('points the replica at the primary service, which writes a binlog', () => {
     const replica = services['db-replica']!;
-    const primaryName = String(replica.environment?.MARIADB_MASTER_HOST);
+    const primaryName = String(replica.environment?.REPLICATION_PRIMARY_HOST);
     assert.equal(primaryName, 'db-primary');
     const primary = services[primaryName]!;
     assert.ok(
@@ -234,11 +267,33 @@ describe('compose.yaml', () => {
   it('creates the app user on the primary only, and replicates with the account it creates', () => {
     assert.ok(replicaServices.length >= 1);
     for (const [name, replica] of replicaServices) {
-      const primary = services[String(replica.environment?.MARIADB_MASTER_HOST)]!;
-      for (const key of ['MARIADB_REPLICATION_USER', 'MARIADB_REPLICATION_PASSWORD']) {
-        assert.ok(primary.environment?.[key], `the primary has ${key}`);
-        assert.equal(replica.environment?.[key], primary.environment[key], `${name}.${key}`);
-      }
+      const primaryName = String(replica.environment?.REPLICATION_PRIMARY_HOST);
+      const primary = services[primaryName]!;
+      assert.equal(
+        replica.environment?.REPLICATION_USER,
+        primary.environment?.MARIADB_REPLICATION_USER,
+        `${name}: the replication user`,
+      );
+      // The replica's password file is the one whose hash the primary creates the account with.
+      const password = readFileSync(
+        secretFile(name, replica.environment?.REPLICATION_PASSWORD_FILE),
+        'utf8',
+      );
+      const hash = readFileSync(
+        secretFile(primaryName, primary.environment?.MARIADB_REPLICATION_PASSWORD_HASH_FILE),
+        'utf8',
+      ).trim();
+      assert.equal(hash, mariadbHash(password), `${name}: the replication password's hash`);
+      assert.equal(
+        readFileSync(
+          secretFile(name, replica.environment?.MARIADB_ROOT_PASSWORD_HASH_FILE),
+          'utf8',
+        ),
+        readFileSync(
+          secretFile(primaryName, primary.environment?.MARIADB_ROOT_PASSWORD_HASH_FILE),
+          'utf8',
+        ),
+      );
       // The image would create them on the replica with its binlog on; the primary's own
       // CREATE USER then fails there (error 1396) and replication stops.
       for (const key of Object.keys(replica.environment ?? {})) {
@@ -248,10 +303,17 @@ describe('compose.yaml', () => {
           `${name} sets ${key}: the database and app user replicate from the primary`,
         );
       }
-      for (const volume of replica.volumes ?? []) {
-        const target = typeof volume === 'string' ? volume.split(':')[1] : undefined;
-        assert.ok(!target?.startsWith('/docker-entrypoint-initdb.d'), `${name} runs ${target}`);
-      }
+      // Its one init script configures replication; the primary's (a GRANT) must not run here.
+      const initScripts = (replica.volumes ?? []).filter(
+        (volume): volume is string =>
+          typeof volume === 'string' &&
+          volume.split(':')[1]!.startsWith('/docker-entrypoint-initdb.d'),
+      );
+      assert.deepEqual(
+        initScripts.map((volume) => volume.split(':')[0]),
+        ['./deploy/mysql/replica/10-replicate-from-primary.sh'],
+        name,
+      );
     }
   });
 
@@ -273,20 +335,22 @@ describe('compose.yaml', () => {
 
   it('connects the apps to the primary and the replica services as the user the primary creates', () => {
     const [[replicaName, replica]] = replicaServices as [[string, ComposeService]];
-    const primaryName = String(replica.environment?.MARIADB_MASTER_HOST);
+    const primaryName = String(replica.environment?.REPLICATION_PRIMARY_HOST);
     const primaryEnv = services[primaryName]!.environment ?? {};
+    const primaryHash = readFileSync(
+      secretFile(primaryName, primaryEnv.MARIADB_PASSWORD_HASH_FILE),
+      'utf8',
+    ).trim();
     const expected = (url: URL, name: string) => {
       assert.equal(decodeURIComponent(url.username), interpolate(primaryEnv.MARIADB_USER!), name);
-      assert.equal(
-        decodeURIComponent(url.password),
-        interpolate(primaryEnv.MARIADB_PASSWORD!),
-        name,
-      );
+      assert.equal(url.password, '', `${name}: the password is in DATABASE_PASSWORD_FILE only`);
       assert.equal(url.pathname, `/${interpolate(primaryEnv.MARIADB_DATABASE!)}`, name);
     };
     const replicaNames = new Set(replicaServices.map(([name]) => name));
     for (const [name, service] of appServices) {
       const env = service.environment ?? {};
+      const password = readFileSync(secretFile(name, env.DATABASE_PASSWORD_FILE), 'utf8');
+      assert.equal(mariadbHash(password), primaryHash, `${name}: the app password's hash`);
       const primaryUrl = new URL(interpolate(env.DATABASE_URL!));
       assert.equal(primaryUrl.hostname, primaryName, `${name}: DATABASE_URL`);
       expected(primaryUrl, `${name}: DATABASE_URL`);
@@ -366,22 +430,45 @@ describe('compose.yaml', () => {
     assert.ok(ignored.includes('deploy/haproxy/certs'), '.dockerignore lacks deploy/haproxy/certs');
   });
 
-  it("gives Prometheus the stats password that HAProxy's exporter asks for, from .env", () => {
+  it("gives Prometheus the stats password HAProxy's userlist secret hashes, and the apps' metrics token", () => {
     const scrape = parse(
       readFileSync(join(REPO_ROOT, 'deploy/prometheus/prometheus.yml'), 'utf8'),
     ) as {
       scrape_configs: {
         job_name: string;
         basic_auth?: { username?: string; password_file?: string };
+        authorization?: { type?: string; credentials_file?: string };
       }[];
     };
-    const job = scrape.scrape_configs.find((config) => config.job_name === 'haproxy');
-    const secret = /^\/run\/secrets\/(.+)$/.exec(job?.basic_auth?.password_file ?? '')?.[1];
-    assert.ok(secret !== undefined, 'the haproxy job reads its password from a compose secret');
-    assert.deepEqual(compose.secrets?.[secret], { environment: 'STATS_PASSWORD' });
-    assert.ok(services.prometheus?.secrets?.includes(secret), 'prometheus is given the secret');
-    const haproxy = services.haproxy!.environment ?? {};
-    assert.equal(job?.basic_auth?.username, interpolate(haproxy.STATS_USER ?? ''));
+    const job = (name: string) => scrape.scrape_configs.find((c) => c.job_name === name);
+    const haproxyJob = job('haproxy');
+    const password = readFileSync(
+      secretFile('prometheus', haproxyJob?.basic_auth?.password_file),
+      'utf8',
+    );
+    // HAProxy reads the userlist as a second config file (`-f`), a secret it is given.
+    const command = services.haproxy!.command ?? [];
+    const files = command.flatMap((arg, i) => (command[i - 1] === '-f' ? [arg] : []));
+    assert.equal(files[0], '/usr/local/etc/haproxy/haproxy.cfg');
+    assert.equal(files.length, 2, command.join(' '));
+    const userlist = readFileSync(secretFile('haproxy', files[1]), 'utf8');
+    const [, user, hash] =
+      /^userlist stats_users\n\s+user (\S+) password '([^']+)'\n$/.exec(userlist) ?? [];
+    assert.equal(user, haproxyJob?.basic_auth?.username);
+    // SHA-512 crypt of the password file's content: `openssl passwd -6 -salt SALT` agrees.
+    const salt = hash?.split('$')[2] ?? '';
+    const again = execFileSync('openssl', ['passwd', '-6', '-salt', salt, '-stdin'], {
+      input: password,
+    });
+    assert.equal(again.toString().trim(), hash);
+    assert.equal(services.haproxy!.environment?.STATS_PASSWORD, undefined);
+    // The apps' /metrics token: the file Prometheus sends is the one the apps compare with.
+    const appsJob = job('users-api');
+    assert.equal(appsJob?.authorization?.type ?? 'Bearer', 'Bearer');
+    assert.equal(
+      secretFile('prometheus', appsJob?.authorization?.credentials_file),
+      secretFile('webserver1', services.webserver1!.environment?.METRICS_TOKEN_FILE),
+    );
   });
 
   it("reports the backup sidecar unhealthy once its last verified backup is older than its schedule's", async (t) => {
@@ -410,12 +497,27 @@ describe('compose.yaml', () => {
     assert.equal(await check(), 1, 'a stale backup');
   });
 
-  it('commits no secret: passwords and tokens come from .env', () => {
+  it('commits no secret and puts none in the environment: each is a file-based secret', () => {
+    // Every secret is a file in SECRETS_DIR (default ./secrets, git-ignored) that secrets:init makes.
+    assert.ok(Object.keys(compose.secrets ?? {}).length >= 8);
+    for (const [secret, source] of Object.entries(compose.secrets ?? {})) {
+      assert.deepEqual(source, { file: `\${SECRETS_DIR:-./secrets}/${secret}` }, secret);
+      assert.ok(existsSync(join(SECRETS_DIR, secret)), `secrets:init does not make ${secret}`);
+    }
+    // git check-ignore exits 1 (execFileSync throws) when the path is not ignored.
+    execFileSync('git', ['check-ignore', '-q', 'secrets/admin_token'], { cwd: REPO_ROOT });
+    assert.ok(
+      readFileSync(join(REPO_ROOT, '.dockerignore'), 'utf8').split('\n').includes('secrets'),
+      '.dockerignore lacks secrets',
+    );
     for (const [name, service] of Object.entries(services)) {
+      for (const secret of service.secrets ?? []) assert.ok(secret in (compose.secrets ?? {}));
       for (const [key, value] of Object.entries(service.environment ?? {})) {
         const text = String(value);
         if (/PASSWORD|TOKEN|SECRET/.test(key)) {
-          assert.match(text, /^\$\{[A-Z_]+(:[-?][^}]*)?\}$/, `${name}.${key} is a literal`);
+          // Only a path to a secret the service is given: never a value, not even from .env.
+          assert.match(key, /_FILE$/, `${name}.${key} holds a value`);
+          secretFile(name, text);
         }
         // In a URL the password must be one whole interpolation: with each ${…} replaced by a
         // marker, what stands between ':' and '@' is the marker alone.
@@ -436,11 +538,15 @@ describe('compose.yaml', () => {
         interpolate(value),
       ]),
     );
-    const { stdout } = await promisify(execFile)(
-      haproxy,
-      ['-c', '-f', join(REPO_ROOT, 'deploy/haproxy/haproxy.cfg')],
-      { env },
+    // With compose's command: the userlist secret as the second file.
+    const command = (services.haproxy!.command ?? []).map((arg) =>
+      arg === '/usr/local/etc/haproxy/haproxy.cfg'
+        ? join(REPO_ROOT, 'deploy/haproxy/haproxy.cfg')
+        : SECRET_PATH.test(arg)
+          ? secretFile('haproxy', arg)
+          : arg,
     );
+    const { stdout } = await promisify(execFile)(haproxy, ['-c', ...command], { env });
     assert.match(stdout, /Configuration file is valid/);
   });
 });

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { promisify } from 'node:util';
 import { parse } from 'yaml';
@@ -93,8 +93,27 @@ describe('deploy/prometheus', () => {
     const promtool = await requireBinary(t, ['promtool'], 'prometheus');
     if (promtool === undefined) return;
     // check config also checks the rule files it loads; check rules on its own is what an
-    // operator runs after editing alerts.yml, so it must pass too.
-    const config = await run(promtool, ['check', 'config', 'prometheus.yml'], { cwd: DEPLOY });
+    // operator runs after editing alerts.yml, so it must pass too. It also wants the files the
+    // scrape configs read (the compose secrets under /run/secrets/): a temp copy of the folder
+    // points them at files of its own, the repository is left as it is.
+    const dir = await tempDir(t);
+    const original = await readFile(join(DEPLOY, 'prometheus.yml'), 'utf8');
+    const secrets = [...new Set(original.match(/\/run\/secrets\/[a-z0-9_]+/g))];
+    assert.deepEqual(secrets.sort(), [
+      '/run/secrets/haproxy_stats_password',
+      '/run/secrets/metrics_token',
+    ]);
+    await mkdir(join(dir, 'secrets'));
+    for (const secret of secrets) {
+      await writeFile(join(dir, 'secrets', basename(secret)), 'a-secret-value-for-promtool');
+    }
+    await writeFile(
+      join(dir, 'prometheus.yml'),
+      original.replaceAll('/run/secrets/', `${join(dir, 'secrets')}/`),
+    );
+    for (const file of ['alerts.yml', 'alerts.test.yml'])
+      await copyFile(join(DEPLOY, file), join(dir, file));
+    const config = await run(promtool, ['check', 'config', 'prometheus.yml'], { cwd: dir });
     assert.match(config.stdout, /SUCCESS: 8 rules found/);
     const rules = await run(promtool, ['check', 'rules', 'alerts.yml'], { cwd: DEPLOY });
     assert.match(rules.stdout, /SUCCESS: 8 rules found/);
