@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
 import { existsSync, readdirSync, readlinkSync } from 'node:fs';
 import { get as httpGet, type ClientRequest, type IncomingMessage } from 'node:http';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
+import { finished } from 'node:stream/promises';
 import { describe, it, type TestContext } from 'node:test';
 import { gunzipSync } from 'node:zlib';
 import { beginWriteTransaction } from '../../src/db/begin-write-transaction.js';
@@ -359,7 +359,11 @@ function pausedGet(url: string, headers: Record<string, string> = {}) {
  * are built and every one of them has been read (descriptors kept), and its full body.
  */
 async function listeningOnPages(t: TestContext, rows: number) {
-  const { db, config } = await createTestDatabase(t, PAGES_ONLY);
+  // A paused client is not cut while the machine is slow to build the next version.
+  const { db, config } = await createTestDatabase(t, {
+    ...PAGES_ONLY,
+    STREAM_IDLE_TIMEOUT_MS: '600000',
+  });
   await loadGeneratedUsers(db, rows);
   const app = buildApp(testAppDependencies(config, db));
   t.after(() => app.close());
@@ -400,7 +404,8 @@ describe('bare /api page files and their readers', () => {
     const chunks: Buffer[] = [slow.first];
     slow.response.on('data', (chunk: Buffer) => chunks.push(chunk));
     slow.response.resume();
-    await once(slow.response, 'end');
+    // Rejects, rather than waits forever, if the body is cut short.
+    await finished(slow.response);
     assert.ok(Buffer.concat(chunks).equals(served.body), 'the old version’s bytes, whole');
     // Its reader gone, the old version's files (all but the new one's two pages) and their
     // descriptors go.
