@@ -10,7 +10,7 @@ import {
   readUsersJsonRange,
 } from '../db/users-repository.js';
 import { brotliOptions, GZIP_OPTIONS } from './compression.js';
-import { openPageFiles, type PageFile, type PageFiles } from './page-files.js';
+import { openPageFiles, type PageDescriptor, type PageFile, type PageFiles } from './page-files.js';
 
 const compressBrotli = promisify(brotliCompress);
 const compressGzip = promisify(gzip);
@@ -39,8 +39,10 @@ const REMEMBERED_CHANGES = 1024;
 /** A failed page-file build (a full disk) is retried after this long, or at the next version. */
 const RETRY_FAILED_BUILD_MS = 30_000;
 
-/** A run of bytes in a body: from memory, or a whole page file. */
-export type Segment = { bytes: Buffer } | { path: string; length: number };
+/** A run of bytes in a body: from memory, or a whole page file (read by descriptor). */
+export type Segment =
+  | { bytes: Buffer }
+  | { path: string; length: number; descriptor(): PageDescriptor | Promise<PageDescriptor> };
 
 /** One representation of a body, held open (its files kept) until `release`. */
 export interface OpenBody {
@@ -565,11 +567,11 @@ function pagedVersion(
             ? OPEN
             : COMMA,
       });
-      segments.push(
-        gzip
-          ? { path: file.gzipPath, length: file.gzipBytes }
-          : { path: file.path, length: file.bytes },
-      );
+      segments.push({
+        path: gzip ? file.gzipPath : file.path,
+        length: gzip ? file.gzipBytes : file.bytes,
+        descriptor: () => store.descriptor(file, gzip),
+      });
     }
     segments.push({ bytes: gzip ? GZIP_CLOSE : CLOSE });
     return segments;

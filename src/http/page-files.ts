@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { close as closeFd, open as openFd } from 'node:fs';
 import { mkdir, readdir, rename, rm, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -18,6 +19,19 @@ export interface PageFile {
   gzipBytes: number;
 }
 
+/** A file descriptor to read a page file with (positional reads); `done` when finished. */
+export interface PageDescriptor {
+  fd: number;
+  /** Closes the descriptor when it was opened for this reader alone; else nothing. */
+  done(): void;
+}
+
+/**
+ * Descriptors kept open at most (JSON and gzip files together; 1,000 per million users).
+ * Past this a reader opens a file for its own read and closes it after.
+ */
+export const MAX_CACHED_DESCRIPTORS = 4096;
+
 /**
  * Page files of one instance, content-addressed (`<sha256>.json` and `.json.gz`), each written
  * to a temp name and renamed, so a file under its final name is always whole. Counted references
@@ -29,8 +43,16 @@ export interface PageFiles {
   hold(hash: string, json: Buffer): Promise<PageFile>;
   /** Holds a page already held by someone (a version being reused). */
   holdAgain(page: PageFile): void;
-  /** Drops one hold; the last one deletes the files. */
+  /** Drops one hold; the last one closes its descriptors and deletes the files. */
   release(page: PageFile): void;
+  /**
+   * A descriptor of a held page's JSON (or gzip) file: opened once and kept until the page's
+   * last hold goes (a reader holds its version, which holds its pages), so a body is read with
+   * positional reads on open descriptors, not an open and close per page and request.
+   */
+  descriptor(page: PageFile, gzip: boolean): PageDescriptor | Promise<PageDescriptor>;
+  /** Descriptors kept open now. */
+  openDescriptors(): number;
   /** Bytes on disk now (JSON and gzip copies). */
   diskBytes(): number;
   /** Deletes every file of this instance. */
@@ -53,8 +75,21 @@ export async function openPageFiles(parent: string, pid = process.pid): Promise<
   }
   const dir = join(parent, `run-${pid}-${Date.now()}`);
   await mkdir(dir, { recursive: true });
-  const pages = new Map<string, { file: PageFile; holds: number; writing?: Promise<void> }>();
+  const pages = new Map<string, Entry>();
   let diskBytes = 0;
+  let cachedDescriptors = 0;
+
+  /** Closes an entry's kept descriptors (its last hold is gone: no reader is reading). */
+  const closeDescriptors = (entry: Entry) => {
+    for (const kept of [entry.json, entry.gzip]) {
+      if (kept === undefined) continue;
+      cachedDescriptors -= 1;
+      // A failed open has nothing to close; a failed close leaves nothing to do.
+      void kept.opening.then(({ fd }) => closeFd(fd, noop), noop);
+    }
+    entry.json = undefined;
+    entry.gzip = undefined;
+  };
 
   const writeAtomically = async (path: string, data: Buffer) => {
     const temp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
@@ -88,7 +123,7 @@ export async function openPageFiles(parent: string, pid = process.pid): Promise<
         gzipPath: join(dir, `${hash}.json.gz`),
         gzipBytes: 0,
       };
-      const entry: { file: PageFile; holds: number; writing?: Promise<void> } = { file, holds: 1 };
+      const entry: Entry = { file, holds: 1 };
       entry.writing = (async () => {
         const zipped = await compressGzip(json, GZIP_OPTIONS);
         await writeAtomically(file.path, json);
@@ -117,17 +152,68 @@ export async function openPageFiles(parent: string, pid = process.pid): Promise<
       entry.holds -= 1;
       if (entry.holds > 0) return;
       pages.delete(page.hash);
+      closeDescriptors(entry);
       diskBytes -= page.bytes + page.gzipBytes;
       // A failed unlink leaves a file behind until the folder is removed at close or restart.
       void Promise.all([unlink(page.path), unlink(page.gzipPath)].map((p) => p.catch(noop)));
     },
+    descriptor(page, gzip) {
+      const entry = pages.get(page.hash);
+      const kept = gzip ? entry?.gzip : entry?.json;
+      if (kept !== undefined) return kept.ready ?? kept.opening;
+      const path = gzip ? page.gzipPath : page.path;
+      if (entry === undefined || cachedDescriptors >= MAX_CACHED_DESCRIPTORS) {
+        return openReadOnly(path).then((fd) => ({ fd, done: () => closeFd(fd, noop) }));
+      }
+      const keeping: Kept = {
+        opening: openReadOnly(path).then((fd) => {
+          keeping.ready = { fd, done: noop };
+          return keeping.ready;
+        }),
+      };
+      cachedDescriptors += 1;
+      if (gzip) entry.gzip = keeping;
+      else entry.json = keeping;
+      // A failed open is not kept: the next reader tries again.
+      keeping.opening.catch(() => {
+        if ((gzip ? entry.gzip : entry.json) !== keeping) return;
+        cachedDescriptors -= 1;
+        if (gzip) entry.gzip = undefined;
+        else entry.json = undefined;
+      });
+      return keeping.opening;
+    },
+    openDescriptors: () => cachedDescriptors,
     diskBytes: () => diskBytes,
     async close() {
+      for (const entry of pages.values()) closeDescriptors(entry);
       pages.clear();
       diskBytes = 0;
       await rm(dir, { recursive: true, force: true });
     },
   };
+}
+
+interface Entry {
+  file: PageFile;
+  holds: number;
+  writing?: Promise<void>;
+  /** The JSON file's kept descriptor, once a reader asked for it. */
+  json?: Kept | undefined;
+  /** The gzip file's kept descriptor. */
+  gzip?: Kept | undefined;
+}
+
+/** A kept descriptor: being opened, then `ready` (readers take it without a promise). */
+interface Kept {
+  opening: Promise<PageDescriptor>;
+  ready?: PageDescriptor;
+}
+
+function openReadOnly(path: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    openFd(path, 'r', (error, fd) => (error === null ? resolve(fd) : reject(error)));
+  });
 }
 
 function noop(): void {

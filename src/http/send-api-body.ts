@@ -1,17 +1,14 @@
-import { open, type FileHandle } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { AppError } from '../errors.js';
-import type { ApiBody, ContentEncoding, OpenBody, Segment } from './api-cache.js';
+import type { ApiBody, ContentEncoding, OpenBody } from './api-cache.js';
+import { CHUNK_BYTES, giveBackChunkBuffer, readChunks } from './body-chunks.js';
 import { ifRangeAllows, parseRange } from './byte-range.js';
 import { MEDIA_TYPES } from './format-users.js';
 import { StreamIdleError, type StreamLimits } from './stream-users.js';
 
 /** Responses this small go out uncompressed: the header overhead outweighs the saving. */
 export const MIN_COMPRESS_BYTES = 1024;
-
-/** Bytes read from a page file at a time (a page is ~200 KB; its gzip member ~50 KB). */
-const READ_BYTES = 256 * 1024;
 
 /**
  * Sends a built bare `/api` body: 304 for a matching If-None-Match, a single byte range (206,
@@ -56,7 +53,7 @@ export async function sendApiBody(
         .header('etag', body.etag)
         .header('content-range', `bytes ${range.start}-${range.end}/${opened.length}`)
         .header('content-length', range.end - range.start + 1);
-      return reply.send(bodyStream(opened, range.start, range.end + 1, limits));
+      return sendBody(request, reply, opened, range.start, range.end + 1, limits);
     }
     opened.release();
   }
@@ -71,13 +68,97 @@ export async function sendApiBody(
     opened.release();
     return reply.send(only.bytes);
   }
-  return reply.send(bodyStream(opened, 0, opened.length, limits));
+  return sendBody(request, reply, opened, 0, opened.length, limits);
 }
 
 /**
- * Bytes `start` to `end` (exclusive) of `opened`'s segments as a stream that reads the next
- * file only when the client has taken what came before. Released (the files may go) once the
- * last byte is read, or when the client leaves or takes nothing for `limits.idleTimeoutMs`.
+ * Chunks read ahead per response sent to a socket: one being written while the next ones are
+ * read (at most DEPTH × CHUNK_BYTES of buffers per response, however slow the client).
+ */
+const DEPTH = 3;
+
+/** A chunk goes to the socket in writes of this size (the idle timer's grain, as before). */
+const WRITE_BYTES = 256 * 1024;
+
+/**
+ * Sends bytes `start` to `end` (exclusive) of `opened` itself, on the raw response (the reply
+ * is hijacked: Fastify's pipe cannot say when the socket is done with a buffer, which is when it
+ * can be reused): chunks of the page files read ahead into reused buffers and written in order.
+ * Node has no sendfile for HTTP, so each byte is copied from the page cache once by a read.
+ * Released (the files may go) once every read has completed: after the last byte, or when the
+ * client leaves or takes nothing for `limits.idleTimeoutMs`.
+ */
+function sendBody(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  opened: OpenBody,
+  start: number,
+  end: number,
+  limits: StreamLimits,
+): void {
+  const headers = reply.getHeaders();
+  reply.hijack();
+  const response = reply.raw;
+  for (const [name, value] of Object.entries(headers)) {
+    if (value !== undefined) response.setHeader(name, value);
+  }
+  if (request.method === 'HEAD') {
+    opened.release();
+    response.end();
+    return;
+  }
+  let done = false;
+  const timer = setTimeout(() => {
+    limits.cut();
+    stop(new StreamIdleError(limits.idleTimeoutMs));
+  }, limits.idleTimeoutMs);
+  timer.unref();
+  const stop = (error?: Error) => {
+    if (done) return;
+    done = true;
+    clearTimeout(timer);
+    reader.stop();
+    if (error !== undefined) {
+      if (!(error instanceof StreamIdleError))
+        request.log.error({ err: error }, 'sending /api failed');
+      response.destroy(error);
+    }
+  };
+  const reader = readChunks(opened.segments, start, end, DEPTH, {
+    ready(chunk, buffer) {
+      const last = reader.finished;
+      // In pieces, each a sign of progress when written: a slow client taking a chunk over
+      // more than the idle timeout is not idle.
+      for (let offset = 0; offset < chunk.length; offset += WRITE_BYTES) {
+        const lastPiece = offset + WRITE_BYTES >= chunk.length;
+        response.write(chunk.subarray(offset, offset + WRITE_BYTES), (error) => {
+          if (error !== undefined && error !== null) return stop();
+          if (done) return;
+          timer.refresh();
+          if (!lastPiece) return;
+          giveBackChunkBuffer(buffer);
+          if (last) {
+            done = true;
+            clearTimeout(timer);
+            return;
+          }
+          reader.slotFree();
+        });
+      }
+      if (last) response.end();
+    },
+    failed: (error) => stop(error),
+    settled: () => opened.release(),
+  });
+  // Gone before the end (closed, reset): stop reading; the files go when the reads are done.
+  response.once('close', () => stop());
+  reader.start();
+}
+
+/**
+ * Bytes `start` to `end` (exclusive) of `opened`'s segments as a stream, read ahead in chunks
+ * as the consumer takes them (tests, and any caller that wants a stream). Released once the
+ * last byte is read, or when the consumer leaves or takes nothing for `limits.idleTimeoutMs`.
  */
 export function bodyStream(
   opened: OpenBody,
@@ -85,100 +166,47 @@ export function bodyStream(
   end: number,
   limits: StreamLimits,
 ): Readable {
-  const segments = opened.segments;
-  let index = 0;
-  let position = 0; // where segment `index` starts in the body
-  let inSegment = 0; // next byte to read within segment `index`
-  let handle: FileHandle | undefined;
-  let timer: NodeJS.Timeout | undefined;
-  // Skip the segments before `start`.
-  while (index < segments.length && position + lengthOf(segments[index]!) <= start) {
-    position += lengthOf(segments[index]!);
-    index += 1;
-  }
-  inSegment = start - position;
-  const finish = () => {
-    clearTimeout(timer);
-    timer = undefined;
-    const closing = handle;
-    handle = undefined;
-    // A close that fails leaves nothing to do: the descriptor is gone either way.
-    void closing?.close().catch(() => undefined);
-    opened.release();
-  };
+  let owed = 0;
+  const timer = setTimeout(() => {
+    limits.cut();
+    stream.destroy(new StreamIdleError(limits.idleTimeoutMs));
+  }, limits.idleTimeoutMs);
+  timer.unref();
+  const reader = readChunks(opened.segments, start, end, DEPTH, {
+    ready(chunk) {
+      const last = reader.finished;
+      // A pushed buffer belongs to the consumer: not reused.
+      const more = stream.push(chunk);
+      if (last) {
+        clearTimeout(timer);
+        stream.push(null);
+      } else if (more) {
+        reader.slotFree();
+      } else {
+        owed += 1;
+      }
+    },
+    failed: (error) => stream.destroy(error),
+    settled: () => opened.release(),
+  });
   const stream = new Readable({
-    highWaterMark: READ_BYTES,
+    highWaterMark: CHUNK_BYTES,
     read() {
-      void pump();
+      timer.refresh();
+      for (; owed > 0; owed -= 1) reader.slotFree();
     },
     destroy(error, callback) {
-      finish();
+      clearTimeout(timer);
+      reader.stop();
       callback(error);
     },
   });
-  const pump = async () => {
+  if (start >= end) {
     clearTimeout(timer);
-    timer = setTimeout(() => {
-      limits.cut();
-      stream.destroy(new StreamIdleError(limits.idleTimeoutMs));
-    }, limits.idleTimeoutMs);
-    timer.unref();
-    // One chunk per call: Readable calls read() again when it wants more.
-    try {
-      for (;;) {
-        if (index >= segments.length || position + inSegment >= end) {
-          finish();
-          stream.push(null);
-          return;
-        }
-        const segment = segments[index]!;
-        const length = lengthOf(segment);
-        const upTo = Math.min(length, end - position);
-        let chunk: Buffer;
-        if ('bytes' in segment) {
-          chunk = segment.bytes.subarray(inSegment, upTo);
-        } else {
-          if (handle === undefined) {
-            const opening = await open(segment.path, 'r');
-            // Destroyed while opening: finish() has run, so this handle is ours to close.
-            if (stream.destroyed) return void (await opening.close());
-            handle = opening;
-          }
-          const size = Math.min(READ_BYTES, upTo - inSegment);
-          const buffer = Buffer.allocUnsafe(size);
-          const { bytesRead } = await handle.read(buffer, 0, size, inSegment);
-          if (bytesRead === 0) {
-            throw new Error(`page file ${segment.path} is shorter than ${length} bytes`);
-          }
-          chunk = bytesRead === size ? buffer : buffer.subarray(0, bytesRead);
-        }
-        if (stream.destroyed) {
-          finish();
-          return;
-        }
-        inSegment += chunk.length;
-        if (inSegment >= upTo) {
-          position += length;
-          index += 1;
-          inSegment = 0;
-          const done = handle;
-          handle = undefined;
-          await done?.close();
-        }
-        if (chunk.length > 0) {
-          stream.push(chunk);
-          return;
-        }
-      }
-    } catch (error) {
-      stream.destroy(error instanceof Error ? error : new Error(String(error)));
-    }
-  };
+    stream.push(null);
+  }
+  reader.start();
   return stream;
-}
-
-function lengthOf(segment: Segment): number {
-  return 'bytes' in segment ? segment.bytes.length : segment.length;
 }
 
 function headerText(value: string | string[] | undefined): string | undefined {

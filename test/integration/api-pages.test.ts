@@ -1,18 +1,22 @@
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, readlinkSync } from 'node:fs';
+import { get as httpGet, type ClientRequest, type IncomingMessage } from 'node:http';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { describe, it } from 'node:test';
+import { finished } from 'node:stream/promises';
+import { describe, it, type TestContext } from 'node:test';
 import { gunzipSync } from 'node:zlib';
 import { beginWriteTransaction } from '../../src/db/begin-write-transaction.js';
 import { listUsers, readDataVersion } from '../../src/db/users-repository.js';
 import { createApiCache, type ApiBody } from '../../src/http/api-cache.js';
 import type { ImportSource } from '../../src/importer/import-source.js';
 import { importUsers } from '../../src/importer/import-users.js';
+import { buildApp } from '../../src/app.js';
 import { generateUsers } from '../../scripts/generate-users-lib.js';
 import { startBuiltServer } from '../helpers/child-server.js';
 import { eventually } from '../helpers/mariadb.js';
-import { createTestApp, type TestApp } from '../helpers/test-app.js';
+import { loadGeneratedUsers } from '../helpers/slow-readers.js';
+import { createTestApp, testAppDependencies, type TestApp } from '../helpers/test-app.js';
 import { REPO_ROOT } from '../helpers/paths.js';
 import { createTestDatabase } from '../helpers/test-database.js';
 import { contractOf, storeTrickyUsers } from '../helpers/tricky-users.js';
@@ -314,5 +318,150 @@ describe('bare /api page files and a killed process', () => {
     );
     await second.stop();
     assert.deepEqual(readdirSync(bodyDir), [], 'a clean stop deletes its page files');
+  });
+});
+
+/** The page folder of this run (one `run-<pid>-<time>` under API_BODY_DIR). */
+function runFolder(bodyDir: string): string {
+  const runs = readdirSync(bodyDir).filter((entry) => entry.startsWith('run-'));
+  assert.equal(runs.length, 1, `one run folder in ${bodyDir}`);
+  return join(bodyDir, runs[0]!);
+}
+
+/** What this process's descriptors point at (the server runs in it). */
+function openFiles(): string[] {
+  return readdirSync('/proc/self/fd').flatMap((fd) => {
+    try {
+      return [readlinkSync(`/proc/self/fd/${fd}`)];
+    } catch {
+      return []; // closed since the listing (the listing's own descriptor, for one)
+    }
+  });
+}
+
+/** A GET that takes the first bytes of the answer and then stops reading (backpressure). */
+function pausedGet(url: string, headers: Record<string, string> = {}) {
+  return new Promise<{ response: IncomingMessage; request: ClientRequest; first: Buffer }>(
+    (resolve, reject) => {
+      const request = httpGet(url, { agent: false, headers }, (response) => {
+        response.once('data', (first: Buffer) => {
+          response.pause();
+          resolve({ response, request, first });
+        });
+      });
+      request.once('error', reject);
+    },
+  );
+}
+
+/**
+ * A listening app on `rows` generated users with page files only, once the first version's files
+ * are built and every one of them has been read (descriptors kept), and its full body.
+ */
+async function listeningOnPages(t: TestContext, rows: number) {
+  // A paused client is not cut while the machine is slow to build the next version.
+  const { db, config } = await createTestDatabase(t, {
+    ...PAGES_ONLY,
+    STREAM_IDLE_TIMEOUT_MS: '600000',
+  });
+  await loadGeneratedUsers(db, rows);
+  const app = buildApp(testAppDependencies(config, db));
+  t.after(() => app.close());
+  const url = `${await app.listen({ port: 0, host: '127.0.0.1' })}/api`;
+  const etagNow = async () => {
+    const response = await fetch(url, { headers: { range: 'bytes=0-0' } });
+    await response.arrayBuffer();
+    return response.headers.get('etag');
+  };
+  await eventually(async () => (await etagNow()) !== null, 'the page files are built');
+  // fetch asks for gzip unless told otherwise.
+  const body = Buffer.from(
+    await (await fetch(url, { headers: { 'accept-encoding': 'identity' } })).arrayBuffer(),
+  );
+  await (await fetch(url, { headers: { 'accept-encoding': 'gzip' } })).arrayBuffer();
+  const folder = runFolder(String(config.apiBodyDir));
+  return { db, url, body, folder, etagNow, files: readdirSync(folder) };
+}
+
+/** A body larger than every socket buffer between a paused client and the server's reads. */
+const LARGE_ROWS = 200_000;
+
+describe('bare /api page files and their readers', () => {
+  it('keeps a slow reader’s files while a new version replaces its own, then removes them', async (t) => {
+    const served = await listeningOnPages(t, LARGE_ROWS);
+    const oldEtag = await served.etagNow();
+    const slow = await pausedGet(served.url);
+    assert.equal(slow.response.statusCode, 200);
+    assert.equal(slow.response.headers.etag, oldEtag);
+    // Another set of users (3,000: two pages): a new version whose pages are new files.
+    await importUsers(served.db, csvSource(3000), 'replace');
+    await eventually(
+      async () => ![null, oldEtag].includes(await served.etagNow()),
+      'the new version is served',
+    );
+    // The slow reader still holds the old version: every one of its files is on disk.
+    for (const file of served.files) assert.ok(existsSync(join(served.folder, file)), file);
+    const chunks: Buffer[] = [slow.first];
+    slow.response.on('data', (chunk: Buffer) => chunks.push(chunk));
+    slow.response.resume();
+    // Rejects, rather than waits forever, if the body is cut short.
+    await finished(slow.response);
+    assert.ok(Buffer.concat(chunks).equals(served.body), 'the old version’s bytes, whole');
+    // Its reader gone, the old version's files (all but the new one's two pages) and their
+    // descriptors go.
+    await eventually(
+      () => readdirSync(served.folder).length === 2 * 2,
+      'the old version’s files are removed',
+    );
+    const newFiles = new Set(readdirSync(served.folder));
+    const oldOnly = served.files.filter((file) => !newFiles.has(file));
+    assert.ok(oldOnly.length > 150, `${oldOnly.length} files of the old version alone`);
+    // Descriptors close asynchronously, as the files are removed.
+    await eventually(
+      () => !openFiles().some((path) => oldOnly.some((file) => path.includes(file))),
+      'the old version’s descriptors are closed',
+    );
+  });
+
+  it('releases every file and descriptor of a client that leaves mid-body', async (t) => {
+    const served = await listeningOnPages(t, LARGE_ROWS);
+    const oldEtag = await served.etagNow();
+    const before = openFiles();
+    // Identity, gzip and a range; each leaves after its first bytes, mid read-ahead.
+    const leaving = await Promise.all([
+      pausedGet(served.url),
+      pausedGet(served.url, { 'accept-encoding': 'gzip' }),
+      pausedGet(served.url, { range: 'bytes=1000-' }),
+    ]);
+    assert.deepEqual(
+      leaving.map(({ response }) => response.statusCode),
+      [200, 200, 206],
+    );
+    for (const { request } of leaving) request.destroy();
+    // Sockets closed, nothing else opened: the server is back to its descriptors before.
+    await eventually(() => openFiles().length <= before.length, 'the descriptors are closed').catch(
+      (error: unknown) => {
+        const now = openFiles();
+        throw new Error(
+          `before ${before.length}, now ${now.length}: ${now.filter((path) => !before.includes(path)).join(', ')}`,
+          { cause: error },
+        );
+      },
+    );
+    // Nobody holds the old version: a new one replaces it and its files and descriptors go.
+    await importUsers(served.db, csvSource(3000), 'replace');
+    await eventually(
+      async () => ![null, oldEtag].includes(await served.etagNow()),
+      'the new version is served',
+    );
+    await eventually(
+      () => readdirSync(served.folder).length === 2 * 2,
+      'the old version’s files are removed',
+    );
+    await eventually(
+      () => !openFiles().some((path) => path.includes(served.folder) && path.endsWith('(deleted)')),
+      'no descriptor of a removed file is open',
+    );
+    assert.ok(openFiles().length < before.length, 'the old version’s descriptors are closed');
   });
 });
