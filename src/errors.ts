@@ -33,6 +33,7 @@ export const ERROR_CODES = {
   ERR_WRITE_IN_PROGRESS: { status: 409, title: 'Another write is in progress' },
   ERR_DB_UNAVAILABLE: { status: 503, title: 'Database unavailable' },
   ERR_DB_PRIMARY_UNAVAILABLE: { status: 503, title: 'Primary database unavailable' },
+  ERR_DB_SPLIT_BRAIN: { status: 503, title: 'More than one database server is writable' },
   // Only the CLI meets it (the server creates its database): a 4xx, so it exits 2.
   ERR_DB_NOT_FOUND: { status: 404, title: 'Database not found' },
   ERR_DB_DATA_REJECTED: { status: 500, title: 'Database refused the data' },

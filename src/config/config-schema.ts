@@ -109,7 +109,8 @@ export const CONFIG_SCHEMA = {
   REPLICA_PROBE_INTERVAL_MS: {
     default: '1000',
     allowed: 'an integer from 100 to 600000',
-    description: 'How often each replica is probed (reachable, replication running, lag).',
+    description:
+      'How often every server is probed (read_only: which one takes writes; reachable, replication running, lag).',
   },
   REPLICA_WAIT_MS: {
     default: '5000',

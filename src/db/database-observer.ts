@@ -22,6 +22,8 @@ export interface DatabaseObserver {
   ): void;
   /** The primary was probed: reachable or not. */
   primaryChecked(reachable: boolean): void;
+  /** Every configured server was asked `@@read_only`: `count` answered writable (1 is healthy). */
+  writableServersChecked(count: number): void;
   /** A read went to the primary because no replica was healthy. */
   readRoutedToPrimary(): void;
   /** Connections of `target`'s pool currently checked out. */
@@ -38,6 +40,7 @@ export const IGNORE_DATABASE_EVENTS: DatabaseObserver = {
   queryFailed: () => undefined,
   replicaChecked: () => undefined,
   primaryChecked: () => undefined,
+  writableServersChecked: () => undefined,
   readRoutedToPrimary: () => undefined,
   poolConnectionsInUse: () => undefined,
   streamsInUse: () => undefined,

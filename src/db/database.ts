@@ -80,6 +80,13 @@ export interface TargetState {
   schemaCurrent: boolean | undefined;
   /** Unix ms of the last probe, or null if never probed. */
   probedAt: number | null;
+  /**
+   * MySQL: where writes go (`primary`, or a promoted replica's host:port); undefined while
+   * they are refused (split brain, or no server writable).
+   */
+  writer?: string | undefined;
+  /** MySQL: the servers the last probe found writable (read_only=OFF), host:port. */
+  writers?: string[];
 }
 
 /** A function that reads through whichever executor the router picks. */
@@ -96,7 +103,10 @@ export interface Database {
   read<T>(query: ReadQuery<T>): Promise<T>;
   /** How many `readSnapshot` calls are running now (a stream a client left must drop to 0). */
   activeSnapshots(): number;
-  /** Executor for writes and migrations (the primary). */
+  /**
+   * Executor for writes and migrations: the primary (MySQL: the one writable server, which is
+   * a promoted replica after a failover; see TopologyMonitor.writeTarget).
+   */
   readonly write: DatabaseExecutor;
   /** How many users `insertUsers` should be given at a time on this dialect. */
   readonly maxInsertRows: number;

@@ -12,8 +12,8 @@ import {
 } from './topology-monitor.js';
 
 export interface ReplicaRouterOptions {
+  /** Also says where reads go when no replica can serve (the writer, else the primary). */
   monitor: TopologyMonitor;
-  primary: DatabaseExecutor;
   replication: ReplicationSql;
   waitMs: number;
   /** A replica read unanswered this long has its server probed (DB_FIRST_RESPONSE_TIMEOUT_MS). */
@@ -53,7 +53,7 @@ const WAIT_STEP_SECONDS = 1;
  * read fails with the reason (ERR_DB_UNAVAILABLE).
  */
 export function createReplicaRouter(options: ReplicaRouterOptions): ReplicaRouter {
-  const { monitor, primary, replication, logger } = options;
+  const { monitor, replication, logger } = options;
   const observer = options.observer ?? IGNORE_DATABASE_EVENTS;
   const now = options.now ?? Date.now;
   const { firstResponseTimeoutMs = 1000, probeTimeoutMs = 1000 } = options;
@@ -85,7 +85,7 @@ export function createReplicaRouter(options: ReplicaRouterOptions): ReplicaRoute
       throw olderSchema();
     }
     try {
-      return await query(primary);
+      return await query(monitor.fallbackReadTarget().executor);
     } catch (error) {
       if (monitor.primary().healthy || !isDatabaseFailure(error)) throw error;
       throw noReadableServer('the primary is unreachable', error);
@@ -120,7 +120,7 @@ export function createReplicaRouter(options: ReplicaRouterOptions): ReplicaRoute
           "the primary's schema is older than this release's (its migrations have not run)",
         );
       }
-      return { name: 'primary', executor: primary };
+      return monitor.fallbackReadTarget();
     },
 
     healthyReplicas,
@@ -130,7 +130,8 @@ export function createReplicaRouter(options: ReplicaRouterOptions): ReplicaRoute
       if (replicas.length === 0) return;
       let position: string;
       try {
-        position = await replication.primaryPosition(primary);
+        // The server the write went to: a promoted replica's position after a failover.
+        position = await replication.primaryPosition(monitor.fallbackReadTarget().executor);
       } catch (error) {
         // The write has committed: failing the caller now would invite a duplicating retry.
         // Without the position no replica can be confirmed, so none serves reads until the

@@ -19,6 +19,12 @@ export interface ReplicationSql {
    * was written; null when there is none) and the server's own clock (unix ms).
    */
   heartbeat(executor: DatabaseExecutor): Promise<{ beatAtMs: number | null; nowMs: number }>;
+  /**
+   * Whether the server refuses writes (`@@GLOBAL.read_only`): the writer is the one configured
+   * server that does not. Absent: the configured primary is taken as writable and every
+   * replica as read-only, without asking.
+   */
+  readOnly?(executor: DatabaseExecutor): Promise<boolean>;
   /** Throws when the server cannot answer a trivial query. */
   ping(executor: DatabaseExecutor): Promise<void>;
   /** Whether the server's schema has had `migration` applied (false when it has none at all). */
@@ -43,8 +49,17 @@ export interface MonitoredReplica extends ReplicaState {
   heartbeatLagSeconds: number | null;
 }
 
+/** A server writes may go to: the configured primary (`primary`) or a promoted replica. */
+export interface WriteTarget {
+  /** `primary` for the configured primary, else the promoted replica's host:port. */
+  name: string;
+  executor: DatabaseExecutor;
+}
+
 export interface TopologyMonitorOptions {
   primary: DatabaseExecutor;
+  /** The configured primary's host:port: its name while it serves reads as a replica. */
+  primaryName?: string;
   replicas: { name: string; executor: DatabaseExecutor }[];
   replication: ReplicationSql;
   /** The newest migration this release knows: a server without it has an older schema. */
@@ -72,8 +87,22 @@ export interface TopologyMonitorOptions {
  * logged once, with its reason.
  */
 export interface TopologyMonitor {
+  /** The write target (the one writable server) as the probes see it. */
   primary(): TargetState;
-  /** The replicas' live records (the router reads them on every request). */
+  /**
+   * Where writes go now: the one writable configured server; undefined when writes must be
+   * refused (two or more writable: split brain; every reachable one read-only). Before the
+   * first probe, and while the last writer is unreachable, the last writer (the configured
+   * primary at first): a write then fails or succeeds on its own.
+   */
+  writeTarget(): WriteTarget | undefined;
+  /** Where a read goes when no replica can serve: the write target, else the configured primary. */
+  fallbackReadTarget(): WriteTarget;
+  /**
+   * The live records of the servers that serve reads (the router reads them on every request):
+   * the configured replicas but a promoted one, and the configured primary once it is
+   * read-only while another server takes the writes.
+   */
   replicas(): readonly MonitoredReplica[];
   /** Takes a replica out of the read rotation now (a failed read, a missed wait). */
   takeOut(replica: MonitoredReplica, reason: string): void;
@@ -87,7 +116,7 @@ export function createTopologyMonitor(options: TopologyMonitorOptions): Topology
   const replication = boundedProbes(options.replication, options.probeTimeoutMs ?? 1000);
   const observer = options.observer ?? IGNORE_DATABASE_EVENTS;
   const now = options.now ?? Date.now;
-  const replicas: MonitoredReplica[] = options.replicas.map(({ name, executor }) => ({
+  const record = (name: string, executor: DatabaseExecutor): MonitoredReplica => ({
     name,
     executor,
     healthy: false,
@@ -97,7 +126,49 @@ export function createTopologyMonitor(options: TopologyMonitorOptions): Topology
     probedAt: null,
     requiredPosition: undefined,
     heartbeatLagSeconds: null,
-  }));
+  });
+  /**
+   * Every configured server, each a writer candidate (as ProxySQL's replication hostgroups
+   * decide: the writer is the one with read_only=OFF). `writable` is what the last probe of
+   * `@@read_only` said; undefined while it did not answer. `probeError`: that probe's failure,
+   * this round (so a silent server costs one probe timeout a round, not one per question).
+   */
+  interface Server {
+    target: WriteTarget;
+    record: MonitoredReplica;
+    configuredPrimary: boolean;
+    writable: boolean | undefined;
+    probeError: Error | undefined;
+  }
+  const primaryServer: Server = {
+    target: { name: 'primary', executor: primary },
+    record: record(options.primaryName ?? 'primary', primary),
+    configuredPrimary: true,
+    writable: true,
+    probeError: undefined,
+  };
+  const servers: Server[] = [
+    primaryServer,
+    ...options.replicas.map(({ name, executor }) => ({
+      target: { name, executor },
+      record: record(name, executor),
+      configuredPrimary: false,
+      writable: false,
+      probeError: undefined,
+    })),
+  ];
+  /** Where writes go; undefined while refused (see `refusal`). */
+  let writer: Server | undefined = primaryServer;
+  /** The last server writes went to: kept as the writer while it does not answer. */
+  let lastWriter: Server = primaryServer;
+  /** Why writes are refused while `writer` is undefined. */
+  let refusal: string | undefined;
+  let writers: string[] = [];
+  /** Servers that serve reads: every one but the writer; the configured primary once read-only. */
+  const readers = () =>
+    servers.filter(
+      (server) => server !== writer && (!server.configuredPrimary || server.writable === false),
+    );
   /**
    * The primary's clock and its newest heartbeat as the last primary probe read them, while the
    * heartbeat is fresh (someone writes it); undefined otherwise. `localMs`: this process's
@@ -109,6 +180,8 @@ export function createTopologyMonitor(options: TopologyMonitorOptions): Topology
     reason: undefined,
     schemaCurrent: undefined,
     probedAt: null,
+    writer: 'primary',
+    writers: [],
   };
   /** Healthy replicas whose last probe went unanswered (see probeReplica). */
   const silentOnce = new WeakSet<MonitoredReplica>();
@@ -159,11 +232,15 @@ export function createTopologyMonitor(options: TopologyMonitorOptions): Topology
       ? undefined
       : `its schema lacks migration ${schemaMigration}, which this release reads (migrations run on the primary)`;
 
-  const probeReplica = async (replica: MonitoredReplica): Promise<void> => {
+  const probeReplica = async (
+    replica: MonitoredReplica,
+    probeError: Error | undefined,
+  ): Promise<void> => {
     let reason: string | undefined;
     let lag: number | null = null;
     let source: LagSource | undefined;
     try {
+      if (probeError !== undefined) throw probeError;
       // Replication status needs SLAVE MONITOR (REPLICATION CLIENT on MySQL); without it the
       // heartbeat alone decides.
       let statusGranted = true;
@@ -229,38 +306,111 @@ export function createTopologyMonitor(options: TopologyMonitorOptions): Topology
     replica.probedAt = now();
   };
 
+  /** Asks every server whether it is read-only; a server that does not answer is no writer. */
+  const probeReadOnly = async (server: Server) => {
+    server.probeError = undefined;
+    if (replication.readOnly === undefined) {
+      server.writable = server.configuredPrimary;
+      return;
+    }
+    try {
+      server.writable = !(await replication.readOnly(server.target.executor));
+    } catch (error) {
+      server.writable = undefined;
+      server.probeError = error instanceof Error ? error : new Error(String(error));
+    }
+  };
+
+  /**
+   * The writer: the one writable server. Two or more: split brain, writes refused (writing to
+   * either would fork the data). None, while the last writer does not answer: still that one
+   * (one lost probe must not refuse every write; a write to a dead server fails on its own).
+   * None, with the last writer read-only: writes refused until one is made writable.
+   */
+  const chooseWriter = () => {
+    const writable = servers.filter((server) => server.writable === true);
+    const previous = writer;
+    const previousRefusal = refusal;
+    writers = writable.map((server) => server.record.name);
+    observer.writableServersChecked(writable.length);
+    if (writable.length === 1) {
+      writer = writable[0]!;
+      refusal = undefined;
+    } else if (writable.length > 1) {
+      writer = undefined;
+      refusal = `split brain: ${writable.length} servers are writable (read_only=OFF): ${writers.join(', ')}; make every one but the primary read-only`;
+    } else if (lastWriter.writable === undefined) {
+      writer = lastWriter;
+      refusal = undefined;
+    } else {
+      writer = undefined;
+      refusal = `no server is writable: ${lastWriter.record.name} is read-only (read_only=ON) and no other server was made writable`;
+    }
+    if (writer !== undefined) lastWriter = writer;
+    if (writer !== previous || gist(refusal) !== gist(previousRefusal)) {
+      if (writer === undefined && writable.length > 1) {
+        logger?.warn({ writers }, 'database split brain: writes refused on every server');
+      } else if (writer === undefined) {
+        logger?.warn({ reason: refusal }, 'no writable database server: writes answer 503');
+      } else {
+        logger?.info(
+          { writer: writer.record.name, configuredPrimary: writer.configuredPrimary },
+          writer.configuredPrimary
+            ? 'writes go to the configured primary'
+            : 'writes go to a promoted replica (the configured primary is read-only or unreachable)',
+        );
+      }
+    }
+    // A new writer's schema is its own: unknown until its probe below reads it.
+    if (writer !== undefined && writer !== previous && previous !== undefined) {
+      primaryState.schemaCurrent = undefined;
+    }
+  };
+
   const probePrimary = async () => {
     let reason: string | undefined;
     // Kept while it is down: a primary that comes back has the schema it had, so writes need
     // not wait a probe round for it; one never seen up stays unknown until a probe tells.
     let schemaCurrent = primaryState.schemaCurrent;
+    const target = writer;
     try {
+      if (target === undefined) throw new WritesRefused(refusal ?? 'writes refused');
+      if (target.probeError !== undefined) throw target.probeError;
       const localMs = now();
-      const { beatAtMs, nowMs } = await replication.heartbeat(primary);
+      const { beatAtMs, nowMs } = await replication.heartbeat(target.target.executor);
       primaryClock =
         beatAtMs !== null && nowMs - beatAtMs <= options.heartbeatStaleMs
           ? { nowMs, localMs }
           : undefined;
-      schemaCurrent = (await schemaProblem(primary)) === undefined;
+      schemaCurrent = (await schemaProblem(target.target.executor)) === undefined;
     } catch (error) {
       primaryClock = undefined;
-      reason = describeFailure(error);
+      reason = error instanceof WritesRefused ? error.message : describeFailure(error);
     }
-    if (gist(reason) !== gist(primaryState.reason)) {
-      if (reason === undefined) logger?.info({}, 'primary reachable');
+    if (gist(reason) !== gist(primaryState.reason) && !(target === undefined)) {
+      if (reason === undefined) logger?.info({ writer: target.record.name }, 'primary reachable');
       else logger?.warn({ reason }, 'primary unreachable: writes answer 503');
     }
     primaryState.healthy = reason === undefined;
     primaryState.reason = reason;
     primaryState.schemaCurrent = schemaCurrent;
     primaryState.probedAt = now();
+    primaryState.writer = target?.target.name;
+    primaryState.writers = writers;
     observer.primaryChecked(primaryState.healthy);
   };
 
-  // The primary first: a replica's verdict depends on whether the primary is reachable.
+  // Read-only first: who the writer is decides what every other probe asks. Then the writer:
+  // a replica's verdict depends on whether the primary is reachable.
   const probeAll = async () => {
+    await Promise.all(servers.map(probeReadOnly));
+    chooseWriter();
     await probePrimary();
-    await Promise.all(replicas.map(probeReplica));
+    await Promise.all(
+      servers
+        .filter((server) => readers().includes(server))
+        .map((server) => probeReplica(server.record, server.probeError)),
+    );
     options.afterProbe?.();
   };
   const loop = () => {
@@ -272,8 +422,10 @@ export function createTopologyMonitor(options: TopologyMonitorOptions): Topology
   loop();
 
   return {
-    primary: () => ({ ...primaryState }),
-    replicas: () => replicas,
+    primary: () => ({ ...primaryState, writers: [...writers] }),
+    writeTarget: () => writer?.target,
+    fallbackReadTarget: () => (writer ?? primaryServer).target,
+    replicas: () => readers().map((server) => server.record),
     takeOut: (replica, reason) => setReplicaState(replica, reason, replica.lagSeconds),
     probeAll,
     async stop() {
@@ -293,6 +445,10 @@ function boundedProbes(replication: ReplicationSql, timeoutMs: number): Replicat
     replicaStatus: (replica) => withinMs(replication.replicaStatus(replica), timeoutMs, 'probe'),
     heartbeat: (executor) => withinMs(replication.heartbeat(executor), timeoutMs, 'probe'),
     ping: (executor) => withinMs(replication.ping(executor), timeoutMs, 'probe'),
+    ...(replication.readOnly !== undefined && {
+      readOnly: (executor: DatabaseExecutor) =>
+        withinMs(replication.readOnly!(executor), timeoutMs, 'probe'),
+    }),
     hasMigration: (executor, migration) =>
       withinMs(replication.hasMigration(executor, migration), timeoutMs, 'probe'),
     primaryPosition: (executor) =>
@@ -306,6 +462,9 @@ function boundedProbes(replication: ReplicationSql, timeoutMs: number): Replicat
       ),
   };
 }
+
+/** Why writes are refused while no single server is writable (not a probe failure). */
+class WritesRefused extends Error {}
 
 /** A reason with its figures masked: two reasons of the same kind compare equal. */
 function gist(reason: string | undefined): string | undefined {

@@ -24,6 +24,8 @@ const HealthCheckSchema = Type.Object({
   status: HealthStatusSchema,
   time: Type.String(),
   output: Type.Optional(Type.String()),
+  /** `database:primary`: the servers found writable (host:port), listed on a split brain. */
+  writers: Type.Optional(Type.Array(Type.String())),
 });
 type HealthCheck = Static<typeof HealthCheckSchema>;
 
@@ -295,6 +297,7 @@ function describeReplication(db: Database, time: string): Record<string, HealthC
   if (db.dialect !== 'mysql') return {};
   const primary = db.primaryState();
   const replicas = db.replicaStates();
+  const writers = primary.writers ?? [];
   return {
     'database:primary': [
       {
@@ -302,7 +305,12 @@ function describeReplication(db: Database, time: string): Record<string, HealthC
         componentType: 'datastore',
         status: primary.healthy && primary.schemaCurrent !== false ? 'pass' : 'warn',
         time,
+        ...(primary.writer !== undefined &&
+          primary.writer !== 'primary' && {
+            output: `writes go to ${primary.writer}, a promoted replica (the configured primary is read-only or unreachable): point DATABASE_URL at it`,
+          }),
         ...(primary.reason !== undefined && { output: `${primary.reason}; writes answer 503` }),
+        ...(writers.length > 1 && { writers }),
         ...(primary.healthy &&
           primary.schemaCurrent === false && {
             output: 'its schema is older than this release: run the migrations (users-api migrate)',

@@ -123,6 +123,13 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
         registers,
       })
     : undefined;
+  const writableServers = options.probesPrimary
+    ? new Gauge({
+        name: 'users_db_writable_servers',
+        help: 'Configured MySQL servers whose last probe found them writable (read_only=OFF): 1 is healthy, 0 refuses writes, 2 or more is a split brain (writes refused).',
+        registers,
+      })
+    : undefined;
   const readsRoutedToPrimary = new Counter({
     name: 'users_db_reads_routed_to_primary_total',
     help: 'Reads sent to the primary because no replica was healthy.',
@@ -242,6 +249,7 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
         }
       },
       primaryChecked: (reachable) => primaryReachable?.set(reachable ? 1 : 0),
+      writableServersChecked: (count) => writableServers?.set(count),
       readRoutedToPrimary: () => readsRoutedToPrimary.inc(),
       poolConnectionsInUse: (target, count) => poolInUse.set({ target }, count),
       streamsInUse: (count) => streamsInProgress.set(count),

@@ -105,6 +105,7 @@ export async function startMysqlApp(
   const metrics = createMetrics({
     countUsersRows: () => db.read(countUsers),
     processMetrics: false,
+    probesPrimary: true,
   });
   const db = openDatabase(config.database, { create: true, observer: metrics.db });
   await migrateToLatest(db);

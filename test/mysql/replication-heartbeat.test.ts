@@ -86,7 +86,7 @@ describe(
           IGNORE_DATABASE_EVENTS,
         );
         const writer = startHeartbeatWriter({
-          executor,
+          executor: () => executor,
           intervalMs: 200,
           writer: name,
           takeOverAfterMs: 1500,

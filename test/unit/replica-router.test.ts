@@ -138,7 +138,6 @@ function setup(t: TestContext, replicaCount = 2) {
   t.after(() => monitor.stop());
   const router = createReplicaRouter({
     monitor,
-    primary: primary.executor,
     replication,
     waitMs: 3000,
     firstResponseTimeoutMs: FIRST_RESPONSE_MS,

@@ -71,6 +71,12 @@ export function openMysqlDatabase(
   const streamSources = new Map(
     targets.map(({ name, streamExecutor }) => [name, { name, executor: streamExecutor }]),
   );
+  // The configured primary serves reads under its host:port once it is read-only and a
+  // promoted replica takes the writes.
+  streamSources.set(connection.primary.name, {
+    name: connection.primary.name,
+    executor: primaryTarget.streamExecutor,
+  });
   const streams = createStreamSlots(connection.maxConcurrentStreams, observer);
   const replication = createMysqlReplicationSql();
   const monitor = createTopologyMonitor({
@@ -80,6 +86,7 @@ export function openMysqlDatabase(
         observer.poolConnectionsInUse(name, connectionsInUse());
     },
     primary,
+    primaryName: connection.primary.name,
     replicas,
     replication,
     schemaMigration: LATEST_MIGRATION,
@@ -89,16 +96,38 @@ export function openMysqlDatabase(
     heartbeatStaleMs: HEARTBEAT_STALE_MS,
     logger: options.logger,
   });
-  // One connection of its own: the heartbeat lock lives as long as the session that holds it.
-  const heartbeatExecutor = createPooledExecutor(
-    connection.primary,
-    connection,
-    1,
-    'primary',
-    IGNORE_DATABASE_EVENTS,
-  ).executor;
+  // One connection of its own per server (opened only when it is the writer): the heartbeat
+  // lock lives as long as the session that holds it.
+  const heartbeatExecutors = new Map(
+    [
+      { name: 'primary', target: connection.primary },
+      ...connection.replicas.map((target) => ({ name: target.name, target })),
+    ].map(({ name, target }) => [
+      name,
+      createPooledExecutor(target, connection, 1, name, IGNORE_DATABASE_EVENTS).executor,
+    ]),
+  );
+  /** Where writes go now; throws why they are refused (split brain, no writable server). */
+  const writeTarget = () => {
+    const target = monitor.writeTarget();
+    if (target !== undefined) return target;
+    const { writers = [] } = monitor.primary();
+    throw writers.length > 1
+      ? new AppError(
+          'ERR_DB_SPLIT_BRAIN',
+          'more than one database server is writable (split brain): writes are refused on all of them until an operator makes every one but the primary read-only; nothing was written; reads go on',
+        )
+      : new AppError(
+          'ERR_DB_PRIMARY_UNAVAILABLE',
+          'no database server is writable (the primary is read-only and no replica was promoted): writes are refused until one is; nothing was written; reads go on',
+        );
+  };
   const heartbeat = startHeartbeatWriter({
-    executor: heartbeatExecutor,
+    // Nobody writes it during a split brain: a write to either server would fork the data.
+    executor: () => {
+      const target = monitor.writeTarget();
+      return target === undefined ? undefined : heartbeatExecutors.get(target.name);
+    },
     intervalMs: HEARTBEAT_INTERVAL_MS,
     writer: `${hostname()}:${process.pid}`,
     takeOverAfterMs: HEARTBEAT_TAKE_OVER_MS,
@@ -106,7 +135,6 @@ export function openMysqlDatabase(
   });
   const router = createReplicaRouter({
     monitor,
-    primary,
     replication,
     waitMs: connection.replicaWaitMs,
     firstResponseTimeoutMs: connection.firstResponseTimeoutMs,
@@ -155,11 +183,81 @@ export function openMysqlDatabase(
     source.executor
       .connection()
       .execute((connection) => readInSnapshotOn(connection, source.name, read));
+  /**
+   * `withWriteLock`, also handing `write` the writer's pool (the lock's connection is one of
+   * its connections): a replace loads its rows there.
+   */
+  const withWriteLockOn = async <T>(
+    write: (locked: DatabaseExecutor, primary: DatabaseExecutor) => Promise<T>,
+  ): Promise<T> => {
+    // The one writable server (a promoted replica after a failover); refused outright during a
+    // split brain or while every server is read-only.
+    const writer = writeTarget().executor;
+    const refused = () =>
+      // A write queued behind one stuck on a silent primary waited for the primary, not a lock.
+      monitor.primary().healthy
+        ? new AppError(
+            'ERR_WRITE_IN_PROGRESS',
+            `another import or restore (on this or another instance) held the write lock for ${lockWaitMs / 1000} s; try again when it ends`,
+          )
+        : primaryUnavailable();
+    // A write needs this release's schema on the primary: one that lands before the start-up
+    // migrations (the primary just came back) would build tables the migrations then trip on.
+    if (monitor.primary().schemaCurrent !== true) {
+      throw monitor.primary().healthy
+        ? new AppError(
+            'ERR_DB_PRIMARY_UNAVAILABLE',
+            "the primary's schema is older than this release: writes wait for its migrations",
+          )
+        : primaryUnavailable();
+    }
+    // Writers of this process queue here first, so at most one of its connections waits on
+    // GET_LOCK: twenty waiting there would hold the pool the lock's owner needs to load rows.
+    const deadline = Date.now() + lockWaitMs;
+    const turn = await processQueue.take(lockWaitMs);
+    if (turn === undefined) throw refused();
+    let locked = false;
+    let abandoned = false;
+    let lockTaken: () => void = () => undefined;
+    const taken = new Promise<void>((resolve) => (lockTaken = resolve));
+    try {
+      const attempt = writer.connection().execute((connection) =>
+        holdingNamedLock(connection, WRITE_LOCK, deadline - Date.now(), refused, () => {
+          // Its caller was answered 503 while the primary was silent: write nothing now.
+          if (abandoned) throw primaryUnavailable();
+          locked = true;
+          lockTaken();
+          return write(connection, writer);
+        }),
+      );
+      // Until the lock is held nothing is written, so a silent primary can be given up on
+      // (DB_FIRST_RESPONSE_TIMEOUT_MS, then a probe) instead of the query timeout; a lock
+      // another writer holds is waited for, since the primary answers the probe.
+      const lockedOrDone = Promise.race([taken, attempt.then(() => undefined)]);
+      await answerOrSilence(lockedOrDone, connection.firstResponseTimeoutMs, () =>
+        withinMs(replication.ping(writer), connection.probeTimeoutMs, 'primary'),
+      ).catch((error: unknown) => {
+        // The attempt's own error is thrown below; a lock taken meanwhile wins: write on.
+        if (!(error instanceof ServerSilentError) || locked) return;
+        abandoned = true;
+        attempt.catch(() => undefined); // ends at its query timeout, having written nothing
+        throw primaryUnavailable();
+      });
+      return await attempt;
+    } catch (error) {
+      if (!locked && error instanceof AppError) throw error; // the refusal above
+      throw writesUnavailable(database, error);
+    } finally {
+      turn();
+    }
+  };
   const database: Database = {
     dialect: 'mysql',
     read: (query) => router.read(query),
     activeSnapshots: () => snapshots,
-    write: primary,
+    get write() {
+      return monitor.fallbackReadTarget().executor;
+    },
     maxInsertRows: MAX_INSERT_ROWS,
     insertUsers,
     async readSnapshot(readInSnapshot, options = {}) {
@@ -169,7 +267,9 @@ export function openMysqlDatabase(
           return await snapshotOn(router.readSource(), readInSnapshot);
         let locking = true;
         try {
-          return await primary.connection().execute((lockConnection) =>
+          // Swaps run on the writer, so its swap lock is the one to hold.
+          const writer = monitor.fallbackReadTarget().executor;
+          return await writer.connection().execute((lockConnection) =>
             holdingNamedLock(lockConnection, SWAP_LOCK, lockWaitMs, backupRunning, async () => {
               locking = false;
               const source = await caughtUpReplica(lockConnection);
@@ -197,67 +297,9 @@ export function openMysqlDatabase(
           snapshots -= 1;
         }
       }),
-    async withWriteLock(write) {
-      const refused = () =>
-        // A write queued behind one stuck on a silent primary waited for the primary, not a lock.
-        monitor.primary().healthy
-          ? new AppError(
-              'ERR_WRITE_IN_PROGRESS',
-              `another import or restore (on this or another instance) held the write lock for ${lockWaitMs / 1000} s; try again when it ends`,
-            )
-          : primaryUnavailable();
-      // A write needs this release's schema on the primary: one that lands before the start-up
-      // migrations (the primary just came back) would build tables the migrations then trip on.
-      if (monitor.primary().schemaCurrent !== true) {
-        throw monitor.primary().healthy
-          ? new AppError(
-              'ERR_DB_PRIMARY_UNAVAILABLE',
-              "the primary's schema is older than this release: writes wait for its migrations",
-            )
-          : primaryUnavailable();
-      }
-      // Writers of this process queue here first, so at most one of its connections waits on
-      // GET_LOCK: twenty waiting there would hold the pool the lock's owner needs to load rows.
-      const deadline = Date.now() + lockWaitMs;
-      const turn = await processQueue.take(lockWaitMs);
-      if (turn === undefined) throw refused();
-      let locked = false;
-      let abandoned = false;
-      let lockTaken: () => void = () => undefined;
-      const taken = new Promise<void>((resolve) => (lockTaken = resolve));
-      try {
-        const attempt = primary.connection().execute((connection) =>
-          holdingNamedLock(connection, WRITE_LOCK, deadline - Date.now(), refused, () => {
-            // Its caller was answered 503 while the primary was silent: write nothing now.
-            if (abandoned) throw primaryUnavailable();
-            locked = true;
-            lockTaken();
-            return write(connection);
-          }),
-        );
-        // Until the lock is held nothing is written, so a silent primary can be given up on
-        // (DB_FIRST_RESPONSE_TIMEOUT_MS, then a probe) instead of the query timeout; a lock
-        // another writer holds is waited for, since the primary answers the probe.
-        const lockedOrDone = Promise.race([taken, attempt.then(() => undefined)]);
-        await answerOrSilence(lockedOrDone, connection.firstResponseTimeoutMs, () =>
-          withinMs(replication.ping(primary), connection.probeTimeoutMs, 'primary'),
-        ).catch((error: unknown) => {
-          // The attempt's own error is thrown below; a lock taken meanwhile wins: write on.
-          if (!(error instanceof ServerSilentError) || locked) return;
-          abandoned = true;
-          attempt.catch(() => undefined); // ends at its query timeout, having written nothing
-          throw primaryUnavailable();
-        });
-        return await attempt;
-      } catch (error) {
-        if (!locked && error instanceof AppError) throw error; // the refusal above
-        throw writesUnavailable(database, error);
-      } finally {
-        turn();
-      }
-    },
+    withWriteLock: (write) => withWriteLockOn((locked) => write(locked)),
     async replaceUsersTable(load, { ifEmpty, keepPrevious }) {
-      const outcome = await database.withWriteLock(async (locked): Promise<ReplaceOutcome> => {
+      const outcome = await withWriteLockOn(async (locked, primary): Promise<ReplaceOutcome> => {
         if (ifEmpty) {
           const rows = await countUsers(locked);
           if (rows > 0) return { replaced: false, rows };
@@ -352,7 +394,7 @@ export function openMysqlDatabase(
       await heartbeat.stop();
       await monitor.stop();
       await Promise.all([
-        heartbeatExecutor.destroy(),
+        ...[...heartbeatExecutors.values()].map((executor) => executor.destroy()),
         ...targets.flatMap(({ executor, streamExecutor }) => [
           executor.destroy(),
           streamExecutor.destroy(),

@@ -6,8 +6,12 @@ import { describeError, type TopologyLogger } from '../../topology-monitor.js';
 export const HEARTBEAT_LOCK = 'users-api.heartbeat';
 
 export interface HeartbeatWriterOptions {
-  /** A pool of its own on the primary: the lock lives as long as the session holding it. */
-  executor: DatabaseExecutor;
+  /**
+   * A pool of its own on the writer (the primary, or a promoted replica), asked before every
+   * session: the lock lives as long as the session holding it. Undefined: no server may be
+   * written now (split brain, every one read-only); nothing is written.
+   */
+  executor: () => DatabaseExecutor | undefined;
   intervalMs: number;
   /** Who writes (host and pid), so an operator can find the writer from the row. */
   writer: string;
@@ -55,9 +59,10 @@ export function startHeartbeatWriter(options: HeartbeatWriterOptions): Heartbeat
   };
 
   /** One session: take the lock when free (or stale), write while held. Ends when it fails. */
-  const session = (connection: DatabaseExecutor) =>
+  const session = (connection: DatabaseExecutor, target: DatabaseExecutor) =>
     (async () => {
-      while (!stopped) {
+      // A new writer ends the session: the heartbeat follows the writes.
+      while (!stopped && executor() === target) {
         if (!holding) {
           // A session that kept the lock through a failed write (back in the pool) has it
           // already: GET_LOCK again would nest it, and one RELEASE_LOCK would then not free it.
@@ -78,6 +83,7 @@ export function startHeartbeatWriter(options: HeartbeatWriterOptions): Heartbeat
         if (!stopped) await pause(intervalMs);
       }
       if (holding) await sql`SELECT RELEASE_LOCK(${HEARTBEAT_LOCK})`.execute(connection);
+      holding = false;
     })();
 
   const takeOverStaleWriter = async (connection: DatabaseExecutor) => {
@@ -100,8 +106,15 @@ export function startHeartbeatWriter(options: HeartbeatWriterOptions): Heartbeat
 
   const running = (async () => {
     while (!stopped) {
+      const target = executor();
+      if (target === undefined) {
+        holding = false;
+        report('no writable database server (split brain, or every one read-only)');
+        await pause(intervalMs);
+        continue;
+      }
       try {
-        await executor.connection().execute(session);
+        await target.connection().execute((connection) => session(connection, target));
       } catch (error) {
         // The session is gone (and the server freed its lock), or the table is not there yet:
         // try again next interval on a new connection.

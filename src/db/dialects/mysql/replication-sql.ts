@@ -55,6 +55,12 @@ export function createMysqlReplicationSql(): ReplicationSql {
         return { beatAtMs: null, nowMs: Date.now() };
       }
     },
+    async readOnly(executor) {
+      const { rows } = await sql<{
+        read_only: number | string;
+      }>`SELECT @@GLOBAL.read_only AS read_only`.execute(executor);
+      return Number(rows[0]?.read_only) !== 0;
+    },
     async ping(executor) {
       await sql`SELECT 1`.execute(executor);
     },
