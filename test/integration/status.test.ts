@@ -245,4 +245,37 @@ describe('GET /status.json and /status/events (SQLite, real HTTP)', () => {
     assert.equal(query.status, 400);
     await query.text();
   });
+
+  it('is described in the OpenAPI document', async (t) => {
+    const { app } = await createTestApp(t);
+    const document = (await app.inject({ method: 'GET', url: '/openapi.json' })).json<{
+      paths: Record<
+        string,
+        Record<
+          string,
+          {
+            responses: Record<
+              string,
+              { content: Record<string, { schema: { properties?: object } }> }
+            >;
+          }
+        >
+      >;
+    }>();
+    const json = document.paths['/status.json']?.get?.responses['200']?.content;
+    assert.deepEqual(Object.keys(json?.['application/json']?.schema.properties ?? {}), [
+      'at',
+      'instance',
+      'databases',
+      'data',
+      'lastImport',
+      'lastBackup',
+      'problems',
+      'haproxy',
+      'traffic',
+    ]);
+    const events = document.paths['/status/events']?.get?.responses;
+    assert.ok(events?.['200']?.content['text/event-stream'], JSON.stringify(events));
+    assert.ok(events['503'] && events['401']);
+  });
 });
