@@ -8,7 +8,10 @@ import { importUsers } from '../../src/importer/import-users.js';
 import { fileImportSource } from '../../src/importer/import-source.js';
 import type { StatusSnapshot } from '../../src/monitor/status-snapshot-schema.js';
 import { REPO_ROOT } from '../helpers/paths.js';
-import { createTestApp, type TestApp } from '../helpers/test-app.js';
+import { buildApp } from '../../src/app.js';
+import { isStatusRoute } from '../../src/http/status-routes.js';
+import { createTestDatabase } from '../helpers/test-database.js';
+import { createTestApp, testAppDependencies, type TestApp } from '../helpers/test-app.js';
 import type { RawEnv } from '../../src/config/env.js';
 
 const TOKEN = 'status-token-0123456789abcdef';
@@ -277,5 +280,28 @@ describe('GET /status.json and /status/events (SQLite, real HTTP)', () => {
     const events = document.paths['/status/events']?.get?.responses;
     assert.ok(events?.['200']?.content['text/event-stream'], JSON.stringify(events));
     assert.ok(events['503'] && events['401']);
+  });
+
+  it('guards every route under /status that the app registers, the page and its assets too', async (t) => {
+    const database = await createTestDatabase(t, { METRICS_TOKEN: TOKEN });
+    const app = buildApp(testAppDependencies(database.config, database.db));
+    t.after(() => app.close());
+    // Routes are added when the app loads its plugins: a root hook sees every one of them.
+    const statusRoutes: string[] = [];
+    app.addHook('onRoute', (route) => {
+      const methods = [route.method].flat();
+      if (isStatusRoute(route.url) && methods.includes('GET')) statusRoutes.push(route.url);
+    });
+    await app.ready();
+    assert.ok(statusRoutes.includes('/status.json') && statusRoutes.includes('/status/events'));
+    for (const route of statusRoutes) {
+      const url = route.replace(/\*$/, 'status.js').replace(/:[A-Za-z]+/g, 'x');
+      const refused = await app.inject({ method: 'GET', url });
+      assert.equal(refused.statusCode, 401, `${route} without the token`);
+      assert.equal(
+        refused.headers['www-authenticate'],
+        'Basic realm="users-api status", charset="UTF-8"',
+      );
+    }
   });
 });
