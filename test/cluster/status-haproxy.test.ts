@@ -4,7 +4,11 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { haproxyProcess } from '../../scripts/local-cluster.js';
+import {
+  haproxyProcess,
+  missingClusterBinaries,
+  startLocalCluster,
+} from '../../scripts/local-cluster.js';
 import type { StatusSnapshot } from '../../src/monitor/status-snapshot-schema.js';
 import { startBuiltServer } from '../helpers/child-server.js';
 import { freePort, pollFor, requireBinary } from '../helpers/external-services.js';
@@ -127,5 +131,38 @@ describe('the status feed reads HAProxy stats (real HAProxy, built server, SQLit
     const text = JSON.stringify(gone);
     assert.ok(!text.includes(String(statsPort)) && !text.includes('not-the-password'), text);
     assert.deepEqual(gone.problems, ["HAProxy's stats page cannot be read (ECONNREFUSED)"]);
+  });
+
+  it('in the local cluster (MariaDB pair, two web servers, HAProxy) the feed shows all of it', async (t) => {
+    const missing = missingClusterBinaries();
+    if (missing.length > 0) {
+      const message = `needs ${missing.join(', ')} (apt-get install -y haproxy mariadb-server mariadb-client)`;
+      if (process.env.CI === 'true') throw new Error(`${message}: required under CI=true`);
+      return t.skip(message);
+    }
+    const dir = await mkdtemp(join(tmpdir(), 'users-api-status-cluster-'));
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    const cluster = await startLocalCluster({ dir: join(dir, 'cluster') });
+    t.after(() => cluster.stop());
+    const status = await pollFor(
+      'the cluster is healthy in the status feed',
+      async () => {
+        const response = await fetch(`${cluster.lbUrl}/status.json`);
+        const snapshot = (await response.json()) as StatusSnapshot;
+        return snapshot.problems.length === 0 && snapshot.haproxy?.active === 'webserver1'
+          ? snapshot
+          : undefined;
+      },
+      60_000,
+    );
+    assert.equal(status.instance.name, 'webserver1');
+    assert.deepEqual(
+      status.databases.map(({ name, role, healthy }) => ({ name, role, healthy })),
+      [
+        { name: 'primary', role: 'primary', healthy: true },
+        { name: 'replica 1', role: 'replica', healthy: true },
+      ],
+    );
+    assert.equal(status.data.rows, 1000);
   });
 });
