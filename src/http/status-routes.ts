@@ -158,7 +158,7 @@ export function registerStatusRoutes(app: FastifyInstance, deps: StatusDependenc
         },
       },
     },
-    (request, reply) => {
+    (_request, reply) => {
       const stream = new PassThrough();
       const write = (text: string) => {
         if (stream.writableLength > MAX_UNREAD_BYTES) stream.end();
@@ -180,8 +180,8 @@ export function registerStatusRoutes(app: FastifyInstance, deps: StatusDependenc
         clearInterval(heartbeat);
         unsubscribe();
       });
-      // The client went away: the stream goes with it (Fastify destroys it on an early close).
-      request.raw.on('close', () => stream.destroy());
+      // The client went away (or the response ended): the stream and its subscription go too.
+      reply.raw.on('close', () => stream.destroy());
       // `retry:` tells EventSource how long to wait before reconnecting after a drop.
       stream.write(`retry: ${Math.max(1000, config.status.intervalMs)}\n\n`);
       return sendEvents(reply, stream);
