@@ -195,6 +195,5 @@ function sendEvents(reply: FastifyReply, stream: PassThrough) {
   return reply
     .header('content-type', 'text/event-stream; charset=utf-8')
     .header('cache-control', 'no-store')
-    .header('x-accel-buffering', 'no')
     .send(stream);
 }
