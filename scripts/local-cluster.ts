@@ -127,6 +127,17 @@ export async function startLocalCluster(options: {
       await freePort(),
       await freePort(),
     ];
+    // The status feed names the web server HAProxy sends traffic to. Plain HTTP only: with TLS
+    // the stats listener takes HTTPS from a CA made after the web servers start.
+    const statsPasswordFile = join(dir, 'haproxy_stats_password');
+    writeFileSync(statsPasswordFile, `${statsPassword}\n`, { mode: 0o600 });
+    const haproxyStats =
+      options.tls === true
+        ? {}
+        : {
+            HAPROXY_STATS_URL: `http://127.0.0.1:${statsPort}/`,
+            HAPROXY_STATS_PASSWORD_FILE: statsPasswordFile,
+          };
     const webserver = (name: string, port: number) =>
       managedProcess({
         name,
@@ -144,6 +155,7 @@ export async function startLocalCluster(options: {
           DATABASE_REPLICA_URLS: pair.replica.url,
           DATA_FILE: join(REPO_ROOT, 'data/users.csv'),
           ADMIN_TOKEN: adminToken,
+          ...haproxyStats,
           ...options.env,
         },
       });

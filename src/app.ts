@@ -19,6 +19,7 @@ import {
 } from './http/problem.js';
 import { createRequestAccounting } from './http/request-accounting.js';
 import { registerSingleUserRoutes } from './http/single-user-routes.js';
+import { registerStatusRoutes } from './http/status-routes.js';
 import { registerUsersRoutes } from './http/users-routes.js';
 import type { Metrics } from './metrics/create-metrics.js';
 
@@ -194,6 +195,7 @@ export function buildApp(deps: AppDependencies): FastifyInstance {
       metrics: deps.metrics,
       metricsToken: deps.config.metricsToken,
     });
+    registerStatusRoutes(routes, { ...deps, readiness, isDraining });
     done();
   });
   return app;

@@ -39,6 +39,7 @@ export const ERROR_CODES = {
   ERR_DB_DATA_REJECTED: { status: 500, title: 'Database refused the data' },
   ERR_SHUTTING_DOWN: { status: 503, title: 'Server is shutting down' },
   ERR_STREAMS_BUSY: { status: 503, title: 'Too many large responses in progress' },
+  ERR_STATUS_STREAMS_BUSY: { status: 503, title: 'Too many status pages open' },
   ERR_INTERNAL: { status: 500, title: 'Internal server error' },
 } as const satisfies Record<string, { status: number; title: string }>;
 

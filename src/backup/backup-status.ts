@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { open, rename, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { open, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { basename, join } from 'node:path';
 import { backupDirReadFlags } from './open-backup-file.js';
 
 /** File in the backups folder that names the last verified backup. */
@@ -38,6 +38,19 @@ const MAX_STATUS_BYTES = 64 * 1024;
  * (a FIFO there would hold each scrape, and a libuv thread, for ever): anything else throws.
  */
 export async function readBackupStatus(dir: string): Promise<number | undefined> {
+  const record = await readBackupRecord(dir);
+  if (record === undefined) return undefined;
+  const at = Date.parse(record.at);
+  return Number.isFinite(at) ? at / 1000 : undefined;
+}
+
+/**
+ * The last verified backup as the status file records it, with the backup file's size now
+ * (undefined when the file is gone); undefined when no status file exists or its time is bad.
+ */
+export async function readBackupRecord(
+  dir: string,
+): Promise<(BackupStatus & { bytes: number | undefined }) | undefined> {
   const path = join(dir, BACKUP_STATUS_FILE);
   let handle;
   try {
@@ -56,6 +69,24 @@ export async function readBackupStatus(dir: string): Promise<number | undefined>
   } finally {
     await handle.close();
   }
-  const at = Date.parse((JSON.parse(text) as Partial<BackupStatus>).at ?? '');
-  return Number.isFinite(at) ? at / 1000 : undefined;
+  const status = JSON.parse(text) as Partial<BackupStatus>;
+  if (!Number.isFinite(Date.parse(status.at ?? ''))) return undefined;
+  const file = typeof status.file === 'string' ? basename(status.file) : '';
+  return {
+    at: status.at!,
+    file,
+    rows: typeof status.rows === 'number' ? status.rows : 0,
+    // Only a name inside the folder is looked at (basename), and only its size is read.
+    bytes: file === '' ? undefined : await fileSize(join(dir, file)),
+  };
+}
+
+async function fileSize(path: string): Promise<number | undefined> {
+  try {
+    const stats = await stat(path);
+    return stats.isFile() ? stats.size : undefined;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw error;
+  }
 }

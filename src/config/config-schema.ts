@@ -188,7 +188,7 @@ export const CONFIG_SCHEMA = {
     default: undefined,
     allowed: BEARER_TOKEN_ALLOWED,
     description:
-      'Bearer token `GET /metrics` requires. Unset: `/metrics` is open (keep it off the public frontend).',
+      'Token `GET /metrics`, the health JSON and the status feed require (Bearer, or the HTTP Basic password). Unset: they are open (keep them off the public frontend).',
     redact: 'all',
   },
   METRICS_TOKEN_FILE: {
@@ -197,6 +197,44 @@ export const CONFIG_SCHEMA = {
       'a path to a readable, non-empty file holding METRICS_TOKEN (one trailing newline is dropped)',
     description:
       'METRICS_TOKEN read from this file (e.g. a compose secret) instead of the environment. Setting both is an error.',
+  },
+  STATUS_INTERVAL_MS: {
+    default: '2000',
+    allowed: 'an integer from 250 to 600000',
+    description:
+      'How often `GET /status/events` sends a new status snapshot to each open status page.',
+  },
+  STATUS_MAX_STREAMS: {
+    default: '16',
+    allowed: 'an integer from 1 to 1000',
+    description:
+      'Status pages (`GET /status/events` streams) open at once per instance; one more is refused with 503.',
+  },
+  HAPROXY_STATS_URL: {
+    default: undefined,
+    allowed:
+      'an http:// or https:// URL of the HAProxy stats page, without user or password (e.g. http://haproxy:8080/)',
+    description:
+      "HAProxy's stats page: the status page reads its CSV (`<url>;csv`) to show which web server takes traffic. Unset: no HAProxy section.",
+    redact: 'url-password',
+  },
+  HAPROXY_STATS_USER: {
+    default: 'admin',
+    allowed: '1 to 64 characters, no colon',
+    description: "User name for `HAPROXY_STATS_URL` (HAProxy's `STATS_USER`).",
+  },
+  HAPROXY_STATS_PASSWORD_FILE: {
+    default: undefined,
+    allowed:
+      'a path to a readable, non-empty file holding the HAProxy stats password (one trailing newline is dropped); only with HAPROXY_STATS_URL',
+    description:
+      'Password for `HAPROXY_STATS_URL`, read from this file (e.g. a compose secret). Unset: the stats page is read without one.',
+  },
+  HAPROXY_STATS_BACKEND: {
+    default: 'webservers',
+    allowed: '1 to 64 characters of letters, digits, dot, dash or underscore',
+    description:
+      'The HAProxy backend whose servers the status page lists (`webservers` in deploy/haproxy/haproxy.cfg).',
   },
   SHUTDOWN_DRAIN_MS: {
     default: '3000',

@@ -78,6 +78,27 @@ export interface Config {
   apiCacheCheckMs: number;
   /** A streamed response whose client takes nothing for this long is cut. */
   streamIdleTimeoutMs: number;
+  /** The status feed (`/status.json`, `/status/events`). */
+  status: StatusConfig;
+}
+
+export interface StatusConfig {
+  /** Time between two snapshots on a status stream. */
+  intervalMs: number;
+  /** Status streams open at once. */
+  maxStreams: number;
+  /** HAProxy's stats page to read; undefined: not configured. */
+  haproxy: HaproxyStatsConfig | undefined;
+}
+
+export interface HaproxyStatsConfig {
+  /** The stats page's URL, without credentials. */
+  url: string;
+  user: string;
+  /** undefined: the page is read without a password. */
+  password: string | undefined;
+  /** The backend whose servers are listed. */
+  backend: string;
 }
 
 /** A bad configuration value. Its message is one line naming the variable and what is allowed. */
@@ -85,7 +106,11 @@ export class ConfigError extends Error {
   override name = 'ConfigError';
 }
 
-type SecretFileName = 'ADMIN_TOKEN_FILE' | 'METRICS_TOKEN_FILE' | 'DATABASE_PASSWORD_FILE';
+type SecretFileName =
+  | 'ADMIN_TOKEN_FILE'
+  | 'METRICS_TOKEN_FILE'
+  | 'DATABASE_PASSWORD_FILE'
+  | 'HAPROXY_STATS_PASSWORD_FILE';
 
 const DEFAULT_SQLITE_PATH = 'data/users.db';
 const SERVER_NAME_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
@@ -215,6 +240,29 @@ export function loadConfig(
     database = { dialect: 'sqlite', path, maxConcurrentStreams };
   }
 
+  const haproxyStatsUrl = value('HAPROXY_STATS_URL');
+  const haproxyStatsPassword = secretFile('HAPROXY_STATS_PASSWORD_FILE');
+  if (haproxyStatsUrl === undefined && haproxyStatsPassword !== undefined) {
+    throw new ConfigError('HAPROXY_STATS_PASSWORD_FILE is set but HAPROXY_STATS_URL is not');
+  }
+  const haproxyUser = value('HAPROXY_STATS_USER') ?? '';
+  if (!/^[^:\s]{1,64}$/.test(haproxyUser)) fail('HAPROXY_STATS_USER');
+  const haproxyBackend = value('HAPROXY_STATS_BACKEND') ?? '';
+  if (!SERVER_NAME_PATTERN.test(haproxyBackend)) fail('HAPROXY_STATS_BACKEND');
+  const status: StatusConfig = {
+    intervalMs: integer('STATUS_INTERVAL_MS', 250, 600_000),
+    maxStreams: integer('STATUS_MAX_STREAMS', 1, 1000),
+    haproxy:
+      haproxyStatsUrl === undefined
+        ? undefined
+        : {
+            url: parseHttpUrl(haproxyStatsUrl) ?? fail('HAPROXY_STATS_URL'),
+            user: haproxyUser,
+            password: haproxyStatsPassword,
+            backend: haproxyBackend,
+          },
+  };
+
   const shutdownDrainMs = integer('SHUTDOWN_DRAIN_MS', 0, 600_000);
   const shutdownTimeoutMs = integer('SHUTDOWN_TIMEOUT_MS', 1000, 3_600_000);
   if (shutdownTimeoutMs <= shutdownDrainMs) fail('SHUTDOWN_TIMEOUT_MS');
@@ -239,7 +287,20 @@ export function loadConfig(
     apiCacheCheckMs: integer('API_CACHE_CHECK_MS', 0, 60_000),
     apiBodyDir: apiBodyDirOf(value('API_BODY_DIR'), database, cwd),
     streamIdleTimeoutMs: integer('STREAM_IDLE_TIMEOUT_MS', 100, 3_600_000),
+    status,
   });
+}
+
+/** An http(s) URL without credentials (the password goes in a file), query or fragment. */
+function parseHttpUrl(text: string): string | undefined {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    return undefined;
+  }
+  const plain = url.username === '' && url.password === '' && url.search === '' && url.hash === '';
+  return (url.protocol === 'http:' || url.protocol === 'https:') && plain ? url.href : undefined;
 }
 
 /** API_BODY_DIR: the folder given, `off`, or beside the SQLite file / in the temp dir. */

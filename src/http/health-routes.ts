@@ -155,20 +155,17 @@ export function registerHealthRoutes(app: FastifyInstance, deps: HealthDependenc
       reply.header('cache-control', 'no-store');
       const json = wantsJson(request);
       if (json) requireMetricsToken(request, deps.metricsToken);
-      if (deps.isDraining()) {
-        // Still serving, but no longer ready: no database probe needed to say so.
-        if (!json) return reply.code(503).type(TEXT).send(DRAINING);
-        return reply.code(503).type(HEALTH_JSON).send(drainingHealth(deps));
-      }
-      const primary = readiness.fresh() ?? (await readiness.check(request.log));
       if (!json) {
+        // Still serving, but no longer ready: no database probe needed to say so.
+        if (deps.isDraining()) return reply.code(503).type(TEXT).send(DRAINING);
+        const primary = readiness.fresh() ?? (await readiness.check(request.log));
         reply.type(TEXT);
         if (primary.status === 'fail') {
           return reply.code(503).send(primary.output);
         }
         return allGood;
       }
-      const health = await describeHealth(deps, primary);
+      const health = await readHealth(deps, request.log);
       return reply
         .code(health.status === 'fail' ? 503 : 200)
         .type(HEALTH_JSON)
@@ -184,6 +181,15 @@ export function registerHealthRoutes(app: FastifyInstance, deps: HealthDependenc
 }
 
 const DRAINING = 'draining: this instance is shutting down';
+
+/** The health JSON as `/healthcheck?format=json` answers it (the status page reads it too). */
+export async function readHealth(
+  deps: HealthDependencies,
+  log: FastifyBaseLogger,
+): Promise<Health> {
+  if (deps.isDraining()) return drainingHealth(deps);
+  return describeHealth(deps, deps.readiness.fresh() ?? (await deps.readiness.check(log)));
+}
 
 function drainingHealth(deps: HealthDependencies): Health {
   const time = new Date(deps.now()).toISOString();

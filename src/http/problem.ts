@@ -241,7 +241,10 @@ function problemOf(code: ErrorCode, detail: string): Problem {
 }
 
 function sendProblem(request: FastifyRequest, reply: FastifyReply, problem: Problem) {
-  if (problem.status === 401) reply.header('www-authenticate', 'Bearer');
+  // A route that set its own challenge (the status page's Basic, for browsers) keeps it.
+  if (problem.status === 401 && !reply.hasHeader('www-authenticate')) {
+    reply.header('www-authenticate', 'Bearer');
+  }
   // A refused upload's body is still arriving: closing beats reading gigabytes to discard them.
   // (A request without a body is not `complete` until its empty body is read: keep it alive.)
   if (hasBody(request.raw) && !request.raw.complete) reply.header('connection', 'close');

@@ -40,6 +40,21 @@ export interface Metrics {
   backupSucceeded(at: Date): void;
   /** A streamed response was cut because its client took nothing for STREAM_IDLE_TIMEOUT_MS. */
   streamCut(): void;
+  /**
+   * Every request `http_request_duration_seconds` counted so far, but those of `skipRoutes`, as
+   * counts per bucket of REQUEST_DURATION_BUCKETS (the last entry: over the largest bound). The
+   * status page takes rates and quantiles from two of these, as Prometheus does from two scrapes.
+   */
+  requestDurationTotals(skipRoutes?: ReadonlySet<string>): RequestDurationTotals;
+  /** The last import `importFinished` was told of; undefined before the first. */
+  lastImport(): { at: Date; outcome: ImportOutcome; rows: number } | undefined;
+}
+
+/** See Metrics.requestDurationTotals. */
+export interface RequestDurationTotals {
+  count: number;
+  /** Requests per bucket (not cumulative), one more entry than REQUEST_DURATION_BUCKETS. */
+  buckets: number[];
 }
 
 export interface MetricsOptions {
@@ -69,7 +84,9 @@ export interface MetricsOptions {
 }
 
 /** Latency buckets in seconds: 1 ms … 10 s, dense around the 500 ms p99 alert threshold. */
-const HTTP_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 10];
+export const REQUEST_DURATION_BUCKETS: readonly number[] = [
+  0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 10,
+];
 const DB_BUCKETS = [0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
 
 /** Builds a fresh registry with every metric the service exports (one per app instance). */
@@ -201,6 +218,8 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
   const OUTCOMES: readonly ImportOutcome[] = ['imported', 'skipped', 'rejected', 'failed'];
   for (const result of OUTCOMES) imports.inc({ result }, 0);
 
+  let lastImport: ReturnType<Metrics['lastImport']>;
+
   const lastBackupSuccess = options.lastBackupSuccess;
   let backupSeconds = 0;
   const backupLastSuccess = new Gauge({
@@ -256,6 +275,7 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       streamRefused: () => streamsRefused.inc(),
     },
     importFinished(outcome, rows) {
+      lastImport = { at: new Date(), outcome, rows };
       imports.inc({ result: outcome });
       if (rows > 0) importedRows.inc(rows);
     },
@@ -264,6 +284,8 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       backupLastSuccess.set(backupSeconds);
     },
     streamCut: () => streamsCut.inc(),
+    requestDurationTotals: (skipRoutes) => requestDuration.totals(skipRoutes),
+    lastImport: () => lastImport,
   };
 }
 
@@ -301,20 +323,41 @@ class RequestDurationHistogram {
     if (counts === undefined) {
       counts = {
         labels: { method: labels.method, route: labels.route, status: String(labels.status) },
-        buckets: new Float64Array(HTTP_BUCKETS.length),
+        buckets: new Float64Array(REQUEST_DURATION_BUCKETS.length),
         sum: 0,
         count: 0,
       };
       byMethod.set(labels.method, counts);
     }
-    for (let bucket = 0; bucket < HTTP_BUCKETS.length; bucket += 1) {
-      if (seconds <= HTTP_BUCKETS[bucket]!) {
+    for (let bucket = 0; bucket < REQUEST_DURATION_BUCKETS.length; bucket += 1) {
+      if (seconds <= REQUEST_DURATION_BUCKETS[bucket]!) {
         counts.buckets[bucket]! += 1;
         break;
       }
     }
     counts.sum += seconds;
     counts.count += 1;
+  }
+
+  totals(skipRoutes?: ReadonlySet<string>): RequestDurationTotals {
+    const buckets = new Array<number>(REQUEST_DURATION_BUCKETS.length + 1).fill(0);
+    let count = 0;
+    for (const [route, byStatus] of this.#counts) {
+      if (skipRoutes?.has(route) === true) continue;
+      for (const byMethod of byStatus.values()) {
+        for (const counts of byMethod.values()) {
+          let counted = 0;
+          counts.buckets.forEach((inBucket, index) => {
+            buckets[index]! += inBucket;
+            counted += inBucket;
+          });
+          // observe() counts a request over the largest bound in no bucket: the last entry here.
+          buckets[REQUEST_DURATION_BUCKETS.length]! += counts.count - counted;
+          count += counts.count;
+        }
+      }
+    }
+    return { count, buckets };
   }
 
   get() {
@@ -325,7 +368,7 @@ class RequestDurationHistogram {
     );
     for (const { labels, buckets, sum, count } of all) {
       let cumulative = 0;
-      HTTP_BUCKETS.forEach((bound, index) => {
+      REQUEST_DURATION_BUCKETS.forEach((bound, index) => {
         cumulative += buckets[index]!;
         values.push({
           labels: { ...labels, le: bound },

@@ -41,6 +41,17 @@ function get(
   });
 }
 
+/** The status and headers of a GET whose body may never end (an event stream). */
+function headersOf(url: string, localAddress?: string): Promise<Omit<Answer, 'body'>> {
+  return new Promise((resolve, reject) => {
+    const sent = request(url, { agent: false, localAddress }, (response) => {
+      resolve({ status: response.statusCode ?? 0, headers: response.headers });
+      sent.destroy();
+    });
+    sent.on('error', reject).end();
+  });
+}
+
 /** `get` as a script for `node -e CLIENT <url> <headers as JSON>`, printing the Answer as JSON. */
 const CLIENT = `const [url, headers] = process.argv.slice(1);
 require('node:http').request(url, { headers: JSON.parse(headers), agent: false }, (response) => {
@@ -163,6 +174,30 @@ describe('HAProxy keeps monitoring endpoints to monitoring networks (real HAProx
     }
     const json = await fromLoopback(`${edge.lb}/healthcheck?format=json`);
     assert.equal(json.headers['content-type'], 'application/health+json; charset=utf-8');
+
+    // The status page, its assets and its feed, however the path is spelled.
+    const statusPaths = [
+      '/status',
+      '/status.json',
+      '/status/events',
+      '/status/assets/status.js',
+      '/%73tatus.json',
+      '/STATUS/events',
+      '/status/',
+    ];
+    for (const path of statusPaths) {
+      const answer = await fromOutside(`${edge.lb}${path}`);
+      assert.equal(answer.status, 403, `${path} from outside`);
+      assert.doesNotMatch(answer.body, /"databases"/, path);
+    }
+    assert.equal((await fromLoopback(`${edge.lb}/status.json`)).status, 200);
+    const events = await headersOf(`${edge.lb}/status/events`, '127.0.0.1');
+    assert.equal(events.status, 200);
+    assert.equal(events.headers['content-type'], 'text/event-stream; charset=utf-8');
+    // The page and its assets come from the web UI's routes: HAProxy lets them through.
+    for (const path of ['/status', '/status/assets/status.js']) {
+      assert.notEqual((await fromLoopback(`${edge.lb}${path}`)).status, 403, path);
+    }
   });
 
   it('MONITORING_ALLOW keeps the health JSON from other networks however it is asked for; the plain text stays public', async (t) => {
