@@ -11,8 +11,10 @@
  *   npm run bench                                       # everything (about 12 minutes)
  *   npm run bench -- --duration 3 --sizes 1000 --rows 100000 --stream-rows 100000   # quick
  *   npm run bench -- --writes-only --rounds 4 --duration 20   # /api under single-user writes
+ *   npm run bench -- --edge-only                           # the cost of HAProxy in front
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { createWriteStream } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -38,6 +40,7 @@ import {
   startMariadbPair,
   type MariadbPair,
 } from '../scripts/mariadb-pair.js';
+import { findBinary, haproxyProcess } from '../scripts/local-cluster.js';
 
 const { values: options } = parseArgs({
   options: {
@@ -56,6 +59,9 @@ const { values: options } = parseArgs({
     // Bare /api while single-user writes run (and their latency, SQLite and the MariaDB pair).
     'writes-rows': { type: 'string', default: '100000,1000000' },
     'writes-only': { type: 'boolean', default: false },
+    // The same requests straight to webserver1 and through HAProxy with the real config.
+    'edge-rows': { type: 'string', default: '10000' },
+    'edge-only': { type: 'boolean', default: false },
   },
 });
 const IMPORT_ROWS = Number(options.rows);
@@ -63,6 +69,7 @@ const SIZES = options.sizes.split(',').map(Number);
 const STREAM_ROWS = Number(options['stream-rows']);
 const PAGES_ROWS = Number(options['pages-rows']);
 const WRITES_ROWS = options['writes-rows'].split(',').map(Number);
+const EDGE_ROWS = Number(options['edge-rows']);
 const DURATION_SECONDS = Number(options.duration);
 const WARMUP_SECONDS = Number(options.warmup);
 const CONNECTIONS = Number(options.connections);
@@ -544,7 +551,9 @@ http { access_log off; sendfile on; tcp_nopush on; gzip_static on; default_type 
  */
 async function pagesAgainstNginx(dir: string, rows: number) {
   const path = await sqliteWithUsers(dir, rows);
-  const app = await serveApp(sqliteEnv(path, { API_CACHE_CHECK_MS: '250' }));
+  const app = await serveApp(
+    sqliteEnv(path, { API_CACHE_CHECK_MS: '250', ADMIN_TOKEN: BENCH_ADMIN_TOKEN }),
+  );
   const nginxDir = await mkdtemp(join(dir, 'nginx-'));
   try {
     const etagOf = async (headers: Record<string, string> = {}) =>
@@ -598,15 +607,34 @@ async function pagesAgainstNginx(dir: string, rows: number) {
       const brEncoding = /^content-encoding: *(\S+)/im.exec(brAnswer)?.[1] ?? 'identity';
       console.error(JSON.stringify({ identity, gzip, brEncoding }));
       const memory = await app.rss();
+      /** Seconds from `since` until page files of a version other than `from` are served. */
+      const servedAfter = async (from: string | null, since: number) => {
+        let current = from;
+        for (let polls = 0; current === from || current === null; polls += 1) {
+          if (polls > 30_000) throw new Error('no new version served within 10 minutes');
+          await sleep(20);
+          current = await etagOf();
+        }
+        return round((performance.now() - since) / 1000, 2);
+      };
+      // One user changed through this instance: the page that holds it is rendered again.
+      const beforeOneRow = await etagOf();
+      const patchSent = performance.now();
+      const patch = await fetch(`${app.url}/api/users/${Math.ceil(rows / 2)}`, {
+        method: 'PATCH',
+        headers: {
+          authorization: `Bearer ${BENCH_ADMIN_TOKEN}`,
+          'content-type': 'application/merge-patch+json',
+          'if-match': '*',
+        },
+        body: JSON.stringify({ CITY: 'Bench one row' }),
+      });
+      if (patch.status !== 200) throw new Error(`PATCH answered ${patch.status}`);
+      const oneRowChangeToServedSeconds = await servedAfter(beforeOneRow, patchSent);
       // A committed change from outside this instance: every page is rendered again.
+      const beforeFull = await etagOf();
       await bumpDataVersion(path, dir);
-      const before = performance.now();
-      const changedFrom = await etagOf();
-      let current = changedFrom;
-      while (current === changedFrom || current === null) {
-        await sleep(20);
-        current = await etagOf();
-      }
+      const fullChangeToServedSeconds = await servedAfter(beforeFull, performance.now());
       return {
         users: rows,
         bodyBytes: (await readFile(bodyFile)).length,
@@ -616,7 +644,8 @@ async function pagesAgainstNginx(dir: string, rows: number) {
         gzipAgainstNginxGzipStatic: gzip,
         brAsked: `Accept-Encoding: br, gzip answered ${brEncoding} (page files keep no br copy)`,
         serverPeakRssMB: round(memory.peakRssBytes / 2 ** 20),
-        fullChangeToServedSeconds: round((performance.now() - before) / 1000, 2),
+        oneRowChangeToServedSeconds,
+        fullChangeToServedSeconds,
         pageFilesBytes: Number(
           spawnSync('du', ['-sb', `${path}.api-body`], { encoding: 'utf8' }).stdout.split('\t')[0],
         ),
@@ -626,6 +655,41 @@ async function pagesAgainstNginx(dir: string, rows: number) {
     }
   } finally {
     await app.stop();
+  }
+}
+
+/**
+ * What HAProxy in front costs: `/healthcheck` and bare `/api` straight to webserver1 against the
+ * same through HAProxy with deploy/haproxy/haproxy.cfg (webserver1 active, webserver2 backup,
+ * both serving the same SQLite file), in alternating rounds; the ratio is edge / direct.
+ */
+async function edgeCost(dir: string, rows: number) {
+  if (findBinary('haproxy') === undefined) return { skipped: 'missing haproxy' };
+  const path = await sqliteWithUsers(dir, rows);
+  const apps = [await serveApp(sqliteEnv(path)), await serveApp(sqliteEnv(path))];
+  const haproxy = haproxyProcess({
+    logFile: join(dir, 'haproxy.log'),
+    lbPort: await freePort(),
+    statsPort: await freePort(),
+    statsPassword: randomBytes(16).toString('hex'),
+    appAddrs: apps.map((app) => new URL(app.url).host) as [string, string],
+  });
+  try {
+    await haproxy.start();
+    const paths: Record<string, unknown> = {};
+    for (const path of ['/healthcheck', '/api']) {
+      const sides = await sideBySide(`${haproxy.url}${path}`, `${apps[0]!.url}${path}`);
+      paths[path] = {
+        throughHaproxy: sides.service,
+        direct: sides.baseline,
+        ratio: sides.ratio,
+        roundRatios: sides.roundRatios,
+      };
+    }
+    return { users: rows, connections: CONNECTIONS, generator: GENERATOR, paths };
+  } finally {
+    await haproxy.stop();
+    for (const app of apps) await app.stop();
   }
 }
 
@@ -816,6 +880,20 @@ try {
     );
     console.log(text);
     await writeFile(new URL('./results/writes.json', import.meta.url), text + '\n');
+  } else if (options['edge-only']) {
+    const text = JSON.stringify(
+      {
+        date: new Date().toISOString(),
+        node: process.version,
+        loadAverageAtStart: loadavg().map((value) => round(value, 2)),
+        edge: await edgeCost(dir, EDGE_ROWS),
+        loadAverageAtEnd: loadavg().map((value) => round(value, 2)),
+      },
+      null,
+      2,
+    );
+    console.log(text);
+    await writeFile(new URL('./results/edge.json', import.meta.url), text + '\n');
   } else if (options['pages-only']) {
     const pages = await pagesAgainstNginx(dir, PAGES_ROWS);
     const text = JSON.stringify(
@@ -839,6 +917,7 @@ try {
     for (const rows of SIZES) api.push(await apiForSize(dir, rows));
     const stream = await streamLargeTable(dir, STREAM_ROWS);
     const pages = await pagesAgainstNginx(dir, PAGES_ROWS);
+    const edge = await edgeCost(dir, EDGE_ROWS);
     const underWrites = [];
     for (const rows of WRITES_ROWS) underWrites.push(await apiUnderWrites(dir, rows));
 
@@ -905,6 +984,7 @@ try {
       api,
       stream,
       pages,
+      edge,
       import: {
         parseAndValidateOnly: {
           rows: parse.result,
