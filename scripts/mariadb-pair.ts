@@ -1,8 +1,9 @@
 /**
- * Starts a real MariaDB primary and a GTID replica on free loopback ports, each in its own temp
- * folder, for tests, benchmarks and the local cluster. It stops exactly the processes it started.
+ * Starts a real MariaDB primary and a GTID replica (or more: `{ replicas: 2 }`) on free loopback
+ * ports, each in its own temp folder, for tests, benchmarks and the local cluster. It stops
+ * exactly the processes it started.
  *
- * Usage as a script (prints the URLs, runs until Ctrl-C):  tsx scripts/mariadb-pair.ts
+ * Usage as a script (prints the URLs, runs until Ctrl-C):  tsx scripts/mariadb-pair.ts [replicas]
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -34,7 +35,8 @@ export function missingMariadbBinaries(): string[] {
 }
 
 export interface MariadbServer {
-  name: 'primary' | 'replica';
+  /** `primary`, `replica`, then `replica2`, `replica3`… */
+  name: string;
   port: number;
   dir: string;
   /** mysql://app:…@127.0.0.1:port/users — the application's account. */
@@ -51,8 +53,13 @@ export interface MariadbServer {
 
 export interface MariadbPair {
   primary: MariadbServer;
+  /** The first replica (`replicas[0]`). */
   replica: MariadbServer;
-  /** Waits until the replica has applied everything the primary has written. */
+  /** Every replica, in start order. */
+  replicas: MariadbServer[];
+  /** The account the replicas connect to their primary with (REPLICATION SLAVE). */
+  replication: { user: string; password: string };
+  /** Waits until every replica has applied everything the primary has written. */
   waitForReplication(timeoutSeconds?: number): void;
   stop(): Promise<void>;
 }
@@ -75,7 +82,10 @@ export async function freePort(): Promise<number> {
   return address.port;
 }
 
-export async function startMariadbPair(): Promise<MariadbPair> {
+export async function startMariadbPair(options: { replicas?: number } = {}): Promise<MariadbPair> {
+  const replicaCount = options.replicas ?? 1;
+  if (!Number.isInteger(replicaCount) || replicaCount < 1 || replicaCount > 8)
+    throw new Error(`replicas: 1 to 8, not ${replicaCount}`);
   const missing = missingMariadbBinaries();
   if (missing.length > 0)
     throw new Error(
@@ -88,8 +98,14 @@ export async function startMariadbPair(): Promise<MariadbPair> {
   try {
     const primary = await createServerInstance(base, 'primary', 1, appPassword);
     servers.push(primary);
-    const replica = await createServerInstance(base, 'replica', 2, appPassword);
-    servers.push(replica);
+    const replicas: MariadbServer[] = [];
+    for (let index = 0; index < replicaCount; index += 1) {
+      const name = index === 0 ? 'replica' : `replica${index + 1}`;
+      const replica = await createServerInstance(base, name, index + 2, appPassword);
+      servers.push(replica);
+      replicas.push(replica);
+    }
+    const replica = replicas[0]!;
 
     // Users and the database are created on the primary only: replication copies them.
     primary.sql(
@@ -103,21 +119,27 @@ export async function startMariadbPair(): Promise<MariadbPair> {
         `GRANT REPLICATION SLAVE ON *.* TO 'repl'@'127.0.0.1'`,
       ].join(';'),
     );
-    replica.sql(
-      `CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=${primary.port}, ` +
-        `MASTER_USER='repl', MASTER_PASSWORD='${replPassword}', MASTER_USE_GTID=slave_pos, ` +
-        `MASTER_CONNECT_RETRY=1; START SLAVE`,
-    );
+    for (const each of replicas) {
+      each.sql(
+        `CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=${primary.port}, ` +
+          `MASTER_USER='repl', MASTER_PASSWORD='${replPassword}', MASTER_USE_GTID=slave_pos, ` +
+          `MASTER_CONNECT_RETRY=1; START SLAVE`,
+      );
+    }
     const pair: MariadbPair = {
       primary,
       replica,
+      replicas,
+      replication: { user: 'repl', password: replPassword },
       waitForReplication(timeoutSeconds = 30) {
         const position = primary.sql('SELECT @@gtid_binlog_pos').trim();
-        const result = replica
-          .sql(`SELECT MASTER_GTID_WAIT('${position}', ${timeoutSeconds})`)
-          .trim();
-        if (result !== '0')
-          throw new Error(`replica did not reach ${position} in ${timeoutSeconds}s`);
+        for (const each of replicas) {
+          const result = each
+            .sql(`SELECT MASTER_GTID_WAIT('${position}', ${timeoutSeconds})`)
+            .trim();
+          if (result !== '0')
+            throw new Error(`${each.name} did not reach ${position} in ${timeoutSeconds}s`);
+        }
       },
       async stop() {
         await Promise.all(servers.map((server) => stopServer(server)));
@@ -139,7 +161,7 @@ async function stopServer(server: MariadbServer): Promise<void> {
 
 async function createServerInstance(
   base: string,
-  name: 'primary' | 'replica',
+  name: string,
   serverId: number,
   appPassword: string,
 ): Promise<MariadbServer> {
@@ -171,7 +193,7 @@ async function createServerInstance(
       'gtid-strict-mode=1',
       'character-set-server=utf8mb4',
       'collation-server=utf8mb4_bin',
-      ...(name === 'replica' ? ['read-only=1', 'relay-log=relay'] : []),
+      ...(name === 'primary' ? [] : ['read-only=1', 'relay-log=relay']),
       // Small and fast for tests; not durability settings for production.
       'innodb-buffer-pool-size=128M',
       'innodb-flush-log-at-trx-commit=2',
@@ -277,9 +299,15 @@ function gid(user: string): number {
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  const pair = await startMariadbPair();
-  console.log(JSON.stringify({ primary: pair.primary.url, replica: pair.replica.url }, null, 2));
-  console.log('Ctrl-C stops both servers.');
+  const pair = await startMariadbPair({ replicas: Number(process.argv[2] ?? 1) });
+  console.log(
+    JSON.stringify(
+      { primary: pair.primary.url, replicas: pair.replicas.map((each) => each.url) },
+      null,
+      2,
+    ),
+  );
+  console.log('Ctrl-C stops every server.');
   const stop = () => void pair.stop().then(() => process.exit(0));
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);

@@ -2,6 +2,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { ConfigError, describeDatabase, loadConfig } from '../config/config.js';
 import type { RawEnv } from '../config/env.js';
 import { createLogger } from '../create-logger.js';
+import { AdminOperationError, type AdminFailureKind } from '../db/admin-topology.js';
 import { migrateToLatest } from '../db/migrate-to-latest.js';
 import { openDatabase } from '../db/open-database.js';
 import { countUsers } from '../db/users-repository.js';
@@ -16,13 +17,27 @@ import {
 import { IMPORT_MODES, importUsers, type ImportMode } from '../importer/import-users.js';
 import { startServer } from '../server.js';
 import { registerBackupCommands } from './backup-commands.js';
+import { registerDbCommands } from './db-commands.js';
 import { CREATE_HELP, createOption, NO_CREATE_OPTION, withDatabase } from './with-database.js';
 import { runMonitorCommand, type MonitorCommandOptions } from './monitor-command.js';
 
-/** Exit codes: 0 ok, 1 runtime failure (database, I/O, bad configuration), 2 usage or bad input. */
+/**
+ * Exit codes: 0 ok, 1 runtime failure (database, I/O, bad configuration; a switchover or
+ * promotion that failed past its point of no return), 2 usage or bad input, 3 a precondition
+ * of `db switchover`/`db promote` failed and nothing changed, 4 a switchover rolled back.
+ */
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
 export const EXIT_BAD_INPUT = 2;
+export const EXIT_PRECONDITION = 3;
+export const EXIT_ROLLED_BACK = 4;
+
+const ADMIN_EXIT_CODES: Record<AdminFailureKind, number> = {
+  'bad-input': EXIT_BAD_INPUT,
+  precondition: EXIT_PRECONDITION,
+  'rolled-back': EXIT_ROLLED_BACK,
+  incomplete: EXIT_FAILURE,
+};
 
 export interface CliIo {
   env: RawEnv;
@@ -137,6 +152,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     });
 
   registerBackupCommands(program, io);
+  registerDbCommands(program, io);
 
   program
     .command('monitor')
@@ -178,6 +194,10 @@ function reportError(error: unknown, io: CliIo): number {
     if (error.exitCode === 0) return EXIT_OK;
     if (error.code.startsWith('users-api.')) io.stderr(`users-api: ${error.message}`);
     return EXIT_BAD_INPUT;
+  }
+  if (error instanceof AdminOperationError) {
+    io.stderr(`users-api: ${error.message}`);
+    return ADMIN_EXIT_CODES[error.kind];
   }
   if (error instanceof ConfigError) {
     io.stderr(`users-api: configuration error: ${error.message}`);

@@ -21,9 +21,11 @@ import { testAppDependencies } from './test-app.js';
  * Starts the real MariaDB pair for a test file, or explains why it cannot: locally a missing
  * server skips loudly; under CI=true it fails the run, never a silent skip.
  */
-export async function startPairOrSkip(): Promise<MariadbPair | string> {
+export async function startPairOrSkip(
+  options: { replicas?: number } = {},
+): Promise<MariadbPair | string> {
   const missing = missingMariadbBinaries();
-  if (missing.length === 0) return startMariadbPair();
+  if (missing.length === 0) return startMariadbPair(options);
   const message = `MariaDB tests need ${missing.join(', ')} (apt-get install -y mariadb-server mariadb-client)`;
   if (process.env.CI === 'true') throw new Error(`${message}: required under CI=true`);
   // eslint-disable-next-line no-console -- a skipped real-server suite must be loud
