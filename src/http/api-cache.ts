@@ -33,6 +33,12 @@ export const PAGE_IDS = 2000;
  */
 const WAIT_FOR_PAGES = 8;
 
+/**
+ * A memory body up to this size is joined into one buffer per version (one write per response,
+ * as small bodies are sent by the thousand); a larger one is written as its list of pages.
+ */
+const JOIN_BYTES = 1024 * 1024;
+
 /** Data versions whose changed ids are remembered (noteChange): more is a full re-render. */
 const REMEMBERED_CHANGES = 1024;
 
@@ -51,6 +57,16 @@ export interface OpenBody {
   release(): void;
 }
 
+/**
+ * A body in memory as the buffers to write, in order (`[`, the pages with `,` between, `]`):
+ * a new version shares every page it did not change with the old one, so nothing is copied per
+ * version, and a response goes out in one corked writev. A body up to JOIN_BYTES is one buffer.
+ */
+export interface MemoryBody {
+  chunks: readonly Buffer[];
+  length: number;
+}
+
 /** The bare `/api` body of one data version, in memory or in page files. */
 export interface ApiBody {
   version: number;
@@ -59,8 +75,8 @@ export interface ApiBody {
    * every instance for the same data; each encoding has its own (`…-br"`, `…-gz"`).
    */
   etag: string;
-  /** The whole uncompressed body when it is kept in memory (the fast path's case). */
-  memory: Buffer | undefined;
+  /** The uncompressed body when it is kept in memory (the fast path's case). */
+  memory: MemoryBody | undefined;
   /** Whether this body is sent in `encoding` (page files: gzip, not br). */
   offers(encoding: ContentEncoding): boolean;
   /** The bytes of one representation; identity when `encoding` is undefined. */
@@ -84,11 +100,18 @@ export interface ApiCache {
   /** Forget the known data version: the next request reads it (after a write through here). */
   invalidate(): void;
   /**
-   * Tells the cache that data version `version` changed only the users with these ids (a
-   * single-user write): building it re-renders only their pages. Versions without a note are
-   * re-rendered whole.
+   * Tells the cache, before a write through this instance commits, that data version `version`
+   * changes only the users with these ids: its build re-renders only their pages (versions
+   * without a note are rendered whole). Noted before the commit, so no build can see the version
+   * without its note. Returns `forget`, to call when the write does not commit (the version
+   * number then goes to the next write).
    */
-  noteChange(version: number, ids: readonly number[]): void;
+  noteChange(version: number, ids: readonly number[]): () => void;
+  /**
+   * A write through this instance committed `version` (and the replicas have it): the version
+   * is known at once, without a read, and its build starts now.
+   */
+  committed(version: number): void;
   /** Deletes the page files. */
   close(): Promise<void>;
 }
@@ -131,8 +154,17 @@ const GZIP_COMMA = gzipSync(COMMA, GZIP_OPTIONS);
 const GZIP_CLOSE = gzipSync(CLOSE, GZIP_OPTIONS);
 const GZIP_EMPTY_ARRAY = gzipSync(EMPTY_ARRAY, GZIP_OPTIONS);
 
-/** A page of a built version: its hash and where its bytes are. */
-type Page = { hash: string; bytes: Buffer } | { hash: string; file: PageFile };
+/**
+ * A page of a built version: its hash and where its bytes are. A page in memory is shared by
+ * every version that did not change it, and so is its gzip member (made at the first gzip
+ * request that needs it).
+ */
+type Page = MemoryPage | { hash: string; file: PageFile };
+interface MemoryPage {
+  hash: string;
+  bytes: Buffer;
+  gzip?: Promise<Buffer> | undefined;
+}
 
 interface Built {
   version: number;
@@ -163,7 +195,7 @@ export function createApiCache(options: ApiCacheOptions): ApiCache {
   let served: Built | undefined;
   /** A version that is not built and will not be (over the cap with no files; failed). */
   let skipped: { version: number; at: number; retry: boolean } | undefined;
-  let building: Promise<ApiBody | undefined> | undefined;
+  let building: { decided: Promise<ApiBody | undefined>; finished: Promise<void> } | undefined;
   let files: Promise<PageFiles> | undefined;
   let closed = false;
   const changes = new Map<number, readonly number[]>();
@@ -217,18 +249,31 @@ export function createApiCache(options: ApiCacheOptions): ApiCache {
     return db
       .readSnapshot(async (executor) => {
         version = await readDataVersion(executor);
-        if (base?.version === version) return decided(base.body);
-        const count = await countUsers(executor);
-        const maxId = count === 0 ? 0 : await readMaxUserId(executor);
-        const pageCount = Math.ceil(maxId / pageIds);
+        if (base !== undefined && base.version >= version) return decided(base.body);
         const dirty = dirtyPages(base, version);
-        const inMemory = count * MIN_ROW_BYTES <= maxBytes;
+        let pageCount: number;
+        let inMemory: boolean;
+        let renders: number;
+        if (dirty !== undefined && base !== undefined) {
+          // Noted changes only (single-user writes here): the other pages are the base's, so
+          // neither a count nor the highest id is read; where the body lives is the base's
+          // (a memory body past the cap goes to files below). Pages past the base's end are
+          // the dirty ones: a create's.
+          pageCount = Number.MAX_SAFE_INTEGER;
+          inMemory = base.body.memory !== undefined;
+          renders = dirty.size;
+        } else {
+          const count = await countUsers(executor);
+          const maxId = count === 0 ? 0 : await readMaxUserId(executor);
+          pageCount = Math.ceil(maxId / pageIds);
+          inMemory = count * MIN_ROW_BYTES <= maxBytes;
+          // At most one page per user: ids may be sparse.
+          renders = Math.min(pageCount, count);
+        }
         if (!inMemory && bodyDir === undefined) {
           skipped = { version, at: now(), retry: false };
           return decided(undefined);
         }
-        // At most one page per user: ids may be sparse.
-        const renders = dirty === undefined ? Math.min(pageCount, count) : dirty.size;
         if (!inMemory && renders > WAIT_FOR_PAGES) decided(undefined);
         const state = { version, pageCount, dirty, inMemory, rendered: 0 };
         const result = await renderPages(executor, state, base, held);
@@ -370,18 +415,10 @@ export function createApiCache(options: ApiCacheOptions): ApiCache {
     const base64 = createHash('sha256').update(hashes.join(',')).digest('base64url').slice(0, 22);
     const tag = `v${version}-${base64}`;
     if (inMemory) {
-      const body = concatPages(ordered.values());
-      // The new body's own slices, so the old body's memory can go.
-      let offset = 1;
-      for (const [index, page] of ordered) {
-        if (!('bytes' in page)) continue;
-        const length = page.bytes.length;
-        ordered.set(index, { hash: page.hash, bytes: body.subarray(offset, offset + length) });
-        offset += length + 1;
-      }
+      const memoryPages = [...ordered.values()].filter((page) => 'bytes' in page);
       return {
         version,
-        body: memoryBody(version, tag, body),
+        body: memoryBody(version, tag, memoryPages),
         pages: ordered,
         retire: () => undefined,
       };
@@ -400,52 +437,84 @@ export function createApiCache(options: ApiCacheOptions): ApiCache {
     for (const version of changes.keys()) if (version <= next.version) changes.delete(version);
   };
 
-  return {
-    async current() {
-      const version = await currentVersion();
-      if (served?.version === version) return served.body;
+  /** Starts a build unless one is under way; resolves as `build` decides. */
+  const startBuild = (): Promise<ApiBody | undefined> => {
+    if (building !== undefined) return building.decided;
+    if (closed) return Promise.resolve(undefined);
+    let resolve!: (body: ApiBody | undefined) => void;
+    let settled = false;
+    const decided = new Promise<ApiBody | undefined>((done) => {
+      resolve = done;
+    });
+    const decide = (body: ApiBody | undefined) => {
+      if (settled) return;
+      settled = true;
+      resolve(body);
+    };
+    const finished = build(decide).finally(() => {
+      decide(undefined);
+      building = undefined;
+    });
+    building = { decided, finished };
+    return decided;
+  };
+
+  /**
+   * The body of `version` or a newer one; undefined: stream it. A build that was under way
+   * before `version` was known may show an older snapshot: then the next build, started after
+   * it, is the one to wait for (never an older body than the version known).
+   */
+  const bodyOf = async (version: number): Promise<ApiBody | undefined> => {
+    // Bounded: the second build starts after `version` was known, so its snapshot shows it.
+    for (let attempt = 0; attempt < 3; attempt += 1) {
+      if (served !== undefined && served.version >= version) return served.body;
       if (
         skipped?.version === version &&
         (!skipped.retry || now() - skipped.at < RETRY_FAILED_BUILD_MS)
       ) {
         return undefined;
       }
-      if (building === undefined) {
-        let resolve!: (body: ApiBody | undefined) => void;
-        let settled = false;
-        const decided = new Promise<ApiBody | undefined>((done) => {
-          resolve = done;
-        });
-        building = decided;
-        const decide = (body: ApiBody | undefined) => {
-          if (settled) return;
-          settled = true;
-          resolve(body);
-        };
-        void build(decide).finally(() => {
-          decide(undefined);
-          building = undefined;
-        });
-      }
-      return building;
-    },
+      const under = building;
+      const body = await startBuild();
+      if (body === undefined || body.version >= version) return body;
+      await under?.finished;
+    }
+    return undefined;
+  };
+
+  return {
+    current: () => currentVersion().then(bodyOf),
     fresh() {
       const version = freshVersion();
-      return version !== undefined && served?.version === version ? served.body : undefined;
+      return version !== undefined && served !== undefined && served.version >= version
+        ? served.body
+        : undefined;
     },
     invalidate() {
       known = undefined;
     },
     noteChange(version, ids) {
-      changes.set(version, [...ids]);
+      const noted = [...ids];
+      changes.set(version, noted);
       if (changes.size > REMEMBERED_CHANGES) {
         const oldest = changes.keys().next().value;
         if (oldest !== undefined) changes.delete(oldest);
       }
-      known = undefined;
+      return () => {
+        if (changes.get(version) === noted) changes.delete(version);
+      };
+    },
+    committed(version) {
+      // Every version up to this one is committed: a snapshot that shows it shows them all. A
+      // write through another instance after this one is seen within checkMs of it, as promised.
+      if (known === undefined || known.version <= version) known = { version, checkedAt: now() };
+      // Built now, while the write's answer goes out, rather than by the next reader.
+      bodyOf(version).catch(() => undefined); // a failed build is reported by `events.failed`
     },
     async close() {
       closed = true;
+      // A build a write started may be writing page files: the folder goes after it.
+      await building?.finished;
       served?.retire();
       served = undefined;
       const opened = await files?.catch(() => undefined);
@@ -477,18 +546,6 @@ function sumBytes(pages: Iterable<Page>): number {
   return bytes;
 }
 
-/** `[`, the pages with commas between, `]`. */
-function concatPages(pages: Iterable<Page>): Buffer {
-  const parts: Buffer[] = [];
-  for (const page of pages) {
-    if (!('bytes' in page)) continue;
-    parts.push(parts.length === 0 ? OPEN : COMMA, page.bytes);
-  }
-  if (parts.length === 0) return EMPTY_ARRAY;
-  parts.push(CLOSE);
-  return Buffer.concat(parts);
-}
-
 function tagsOf(base: string) {
   const tags = {
     identity: `"${base}"`,
@@ -505,18 +562,49 @@ function tagsOf(base: string) {
   };
 }
 
-function memoryBody(version: number, base: string, body: Buffer): ApiBody {
-  const copies = new Map<ContentEncoding, Promise<Buffer>>();
-  const encoded = (encoding: ContentEncoding) => {
+/**
+ * A version in memory: its pages in order. Identity is `[`, the pages with `,` between, `]`;
+ * gzip the same of gzip members (a member per page, kept with the page, so a version that changed
+ * one page compresses one page); br, which cannot be concatenated, is the whole body compressed
+ * once per version at the first request that takes it.
+ */
+function memoryBody(version: number, base: string, pages: readonly MemoryPage[]): ApiBody {
+  const joined = (parts: Buffer[], open: Buffer, comma: Buffer, close: Buffer, empty: Buffer) => {
+    if (parts.length === 0) return [empty];
+    const chunks = [open];
+    parts.forEach((part, index) => {
+      if (index > 0) chunks.push(comma);
+      chunks.push(part);
+    });
+    chunks.push(close);
+    return chunks;
+  };
+  let chunks = joined(
+    pages.map((page) => page.bytes),
+    OPEN,
+    COMMA,
+    CLOSE,
+    EMPTY_ARRAY,
+  );
+  const length = chunks.reduce((sum, chunk) => sum + chunk.length, 0);
+  if (chunks.length > 1 && length <= JOIN_BYTES) chunks = [Buffer.concat(chunks, length)];
+  const memory: MemoryBody = { chunks, length };
+  const whole = Promise.resolve(asOpened(chunks));
+  const copies = new Map<ContentEncoding, Promise<OpenBody>>();
+  const encoded = (encoding: ContentEncoding): Promise<OpenBody> => {
     let copy = copies.get(encoding);
     if (copy === undefined) {
-      // Done once per version, off the event loop.
+      // Made once per version, off the event loop.
       copy =
         encoding === 'br'
-          ? compressBrotli(body, brotliOptions(body.length))
-          : compressGzip(body, GZIP_OPTIONS);
+          ? compressBrotli(Buffer.concat(chunks, length), brotliOptions(length)).then((bytes) =>
+              asOpened([bytes]),
+            )
+          : Promise.all(pages.map(gzipMember)).then((members) =>
+              asOpened(joined(members, GZIP_OPEN, GZIP_COMMA, GZIP_CLOSE, GZIP_EMPTY_ARRAY)),
+            );
       copies.set(encoding, copy);
-      // A failed compression is retried by the next request rather than cached.
+      // A failed compression is retried by the next request rather than kept.
       copy.catch(() => copies.delete(encoding));
     }
     return copy;
@@ -525,14 +613,33 @@ function memoryBody(version: number, base: string, body: Buffer): ApiBody {
   return {
     version,
     etag: tags.etagOf(undefined),
-    memory: body,
+    memory,
     offers: () => true,
-    async open(encoding) {
-      const bytes = encoding === undefined ? body : await encoded(encoding);
-      return { length: bytes.length, segments: [{ bytes }], release: () => undefined };
-    },
+    open: (encoding) => (encoding === undefined ? whole : encoded(encoding)),
     ...tags,
   };
+}
+
+/** Buffers in memory as an opened body (nothing to release). */
+function asOpened(buffers: readonly Buffer[]): OpenBody {
+  return {
+    length: buffers.reduce((sum, buffer) => sum + buffer.length, 0),
+    segments: buffers.map((bytes) => ({ bytes })),
+    release: () => undefined,
+  };
+}
+
+/** The page's gzip member, compressed once (on the thread pool) for every version sharing it. */
+function gzipMember(page: MemoryPage): Promise<Buffer> {
+  if (page.gzip === undefined) {
+    const member = compressGzip(page.bytes, GZIP_OPTIONS);
+    page.gzip = member;
+    // A failed compression is retried by the next request rather than kept.
+    member.catch(() => {
+      if (page.gzip === member) page.gzip = undefined;
+    });
+  }
+  return page.gzip;
 }
 
 /**

@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ApiCache } from './api-cache.js';
+import { writeBuffers } from './write-buffers.js';
 import { MEDIA_TYPES } from './format-users.js';
 import { acceptsHealthJson, allGoodFrom, TEXT, type Readiness } from './health-routes.js';
 import { negotiateEncoding, negotiateFormat } from './negotiate.js';
@@ -51,7 +52,7 @@ export function createFastPath(deps: FastPathDependencies): FastPath {
     response: ServerResponse,
     route: string,
     head: (requestId: string) => (string | number)[],
-    body: Buffer | string,
+    body: readonly Buffer[] | string,
   ) => {
     const started = performance.now();
     const requestId = accounting.requestId(request.headers['x-request-id']);
@@ -70,7 +71,11 @@ export function createFastPath(deps: FastPathDependencies): FastPath {
       });
     });
     response.writeHead(200, head(requestId));
-    response.end(body);
+    if (typeof body === 'string' || body.length === 1) {
+      response.end(typeof body === 'string' ? body : body[0]);
+    } else {
+      writeBuffers(response, body);
+    }
     return true;
   };
   return (request, response) => {
@@ -88,7 +93,7 @@ export function createFastPath(deps: FastPathDependencies): FastPath {
       const cached = apiCache.fresh();
       // Page files go through the app (ranges, holding the files while they are read).
       if (cached?.memory === undefined) return false;
-      const { etag, memory: body } = cached;
+      const { etag, memory } = cached;
       return answer(
         request,
         response,
@@ -107,9 +112,9 @@ export function createFastPath(deps: FastPathDependencies): FastPath {
           'etag',
           etag,
           'content-length',
-          body.length,
+          memory.length,
         ],
-        body,
+        memory.chunks,
       );
     }
     if (url === '/healthcheck') {

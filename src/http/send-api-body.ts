@@ -1,3 +1,4 @@
+import type { ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { AppError } from '../errors.js';
@@ -6,6 +7,7 @@ import { CHUNK_BYTES, giveBackChunkBuffer, readChunks } from './body-chunks.js';
 import { ifRangeAllows, parseRange } from './byte-range.js';
 import { MEDIA_TYPES } from './format-users.js';
 import { StreamIdleError, type StreamLimits } from './stream-users.js';
+import { writeBuffers } from './write-buffers.js';
 
 /** Responses this small go out uncompressed: the header overhead outweighs the saving. */
 export const MIN_COMPRESS_BYTES = 1024;
@@ -53,7 +55,7 @@ export async function sendApiBody(
         .header('etag', body.etag)
         .header('content-range', `bytes ${range.start}-${range.end}/${opened.length}`)
         .header('content-length', range.end - range.start + 1);
-      return sendBody(request, reply, opened, range.start, range.end + 1, limits);
+      return sendOpened(request, reply, opened, range.start, range.end + 1, limits);
     }
     opened.release();
   }
@@ -68,7 +70,54 @@ export async function sendApiBody(
     opened.release();
     return reply.send(only.bytes);
   }
-  return sendBody(request, reply, opened, 0, opened.length, limits);
+  return sendOpened(request, reply, opened, 0, opened.length, limits);
+}
+
+/** Bytes `start` to `end` (exclusive) of `opened`: from memory in one writev, else read in chunks. */
+function sendOpened(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  opened: OpenBody,
+  start: number,
+  end: number,
+  limits: StreamLimits,
+): void {
+  const buffers = buffersOf(opened, start, end);
+  if (buffers === undefined) return sendBody(request, reply, opened, start, end, limits);
+  opened.release();
+  const response = hijack(reply);
+  if (request.method === 'HEAD') response.end();
+  else writeBuffers(response, buffers);
+}
+
+/** Views of bytes `start` to `end` of a body whose segments are all in memory; else undefined. */
+function buffersOf(opened: OpenBody, start: number, end: number): Buffer[] | undefined {
+  const buffers: Buffer[] = [];
+  let position = 0;
+  for (const segment of opened.segments) {
+    if (!('bytes' in segment)) return undefined;
+    const { bytes } = segment;
+    const from = Math.max(start - position, 0);
+    const to = Math.min(end - position, bytes.length);
+    if (from < to)
+      buffers.push(from === 0 && to === bytes.length ? bytes : bytes.subarray(from, to));
+    position += bytes.length;
+  }
+  return buffers;
+}
+
+/**
+ * The raw response with the reply's status and headers, the reply hijacked: Fastify sends a
+ * buffer or a stream, not a list of buffers, nor can it say when the socket is done with one.
+ */
+function hijack(reply: FastifyReply): ServerResponse {
+  const headers = reply.getHeaders();
+  reply.hijack();
+  const response = reply.raw;
+  for (const [name, value] of Object.entries(headers)) {
+    if (value !== undefined) response.setHeader(name, value);
+  }
+  return response;
 }
 
 /**
@@ -96,12 +145,7 @@ function sendBody(
   end: number,
   limits: StreamLimits,
 ): void {
-  const headers = reply.getHeaders();
-  reply.hijack();
-  const response = reply.raw;
-  for (const [name, value] of Object.entries(headers)) {
-    if (value !== undefined) response.setHeader(name, value);
-  }
+  const response = hijack(reply);
   if (request.method === 'HEAD') {
     opened.release();
     response.end();

@@ -80,9 +80,12 @@ export function registerSingleUserRoutes(
       id: number | undefined,
       change: UserChange,
     ) => {
-      const written = await writeUser(db, id, change);
+      const written = await writeUser(db, id, change, (pending) => {
+        const changed = pending.after?.id ?? pending.before?.id;
+        return apiCache.noteChange(pending.version, changed === undefined ? [] : [changed]);
+      });
+      apiCache.committed(written.version);
       const changedId = written.after?.id ?? written.before?.id;
-      if (changedId !== undefined) apiCache.noteChange(written.version, [changedId]);
       request.log.info(
         {
           audit: {

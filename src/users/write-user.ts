@@ -27,6 +27,12 @@ export interface UserWritten {
 }
 
 /**
+ * Told what a write is about to commit, before the commit: returns what to do if the commit
+ * fails (the page cache notes the changed user this way, so no build sees the version first).
+ */
+export type BeforeCommit = (written: UserWritten) => () => void;
+
+/**
  * Creates (`id` undefined), replaces or deletes one user under the database's write lock, so it
  * takes its turn with imports and restores on every instance and never interleaves with a
  * swap. The row's version becomes the data version this write commits, then the call waits for
@@ -36,9 +42,11 @@ export async function writeUser(
   db: Database,
   id: number | undefined,
   change: UserChange,
+  beforeCommit?: BeforeCommit,
 ): Promise<UserWritten> {
   const written = await db.withWriteLock(async (locked) => {
     const trx = await beginWriteTransaction(db, locked);
+    let undo: (() => void) | undefined;
     try {
       const before = id === undefined ? undefined : await findUserById(trx, id);
       const user = change(before);
@@ -54,9 +62,12 @@ export async function writeUser(
         await updateUser(trx, before.id, user, version);
         after = { ...user, id: before.id, rowVersion: version, generation };
       }
+      undo = beforeCommit?.({ version, before, after });
       await trx.commit().execute();
       return { version, before, after };
     } catch (error) {
+      // First, while the lock is held: no other write can commit this version number yet.
+      undo?.();
       if (!trx.isCommitted && !trx.isRolledBack) {
         await trx
           .rollback()
