@@ -106,7 +106,7 @@ describe('/api on MariaDB primary + replica', { timeout: 600_000 }, () => {
     for (let pages = 0; url !== undefined && pages < 10; pages += 1) {
       const response = await fetch(url);
       seen.push(...((await response.json()) as { ID: number; NAME: string }[]));
-      const next = /^<([^>]+)>; rel="next"$/.exec(response.headers.get('link') ?? '')?.[1];
+      const next = /<([^>]+)>; rel="next"/.exec(response.headers.get('link') ?? '')?.[1];
       url = next === undefined ? undefined : `${streamed.url}${next}`;
     }
     assert.equal(seen.length, 5000);
