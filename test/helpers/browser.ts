@@ -1,33 +1,21 @@
 import type { TestContext } from 'node:test';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
+import { BROWSER_HOST_NAME, launchChromium } from '../../scripts/launch-chromium.js';
 import { requireBinary } from './external-services.js';
 
 /** A name other than 127.0.0.1 or localhost, which browsers treat as secure contexts. */
-export const TEST_HOST_NAME = 'users-api.test';
+export const TEST_HOST_NAME = BROWSER_HOST_NAME;
 
 /**
  * Debian's headless chromium, closed when the test ends, or undefined (the test skipped loudly;
  * under CI=true a missing chromium fails). `TEST_HOST_NAME` resolves to 127.0.0.1, so pages
- * load over plain HTTP from a host name as they do behind a proxy (the CSP case).
+ * load over plain HTTP from a host name as they do behind a proxy (the CSP case). Launched as
+ * the page bench and the screenshots launch it (scripts/launch-chromium.ts).
  */
 export async function launchBrowser(t: TestContext): Promise<Browser | undefined> {
   const executablePath = await requireBinary(t, ['chromium'], 'chromium');
   if (executablePath === undefined) return undefined;
-  const browser = await chromium.launch({
-    executablePath,
-    timeout: 30_000,
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--no-proxy-server',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      `--host-resolver-rules=MAP ${TEST_HOST_NAME} 127.0.0.1`,
-    ],
-  });
+  const browser = await launchChromium(executablePath);
   t.after(() => browser.close());
   return browser;
 }
