@@ -164,11 +164,16 @@ async function show(options: { reload?: boolean } = {}): Promise<void> {
   page.exportNdjson.href = apiUrlOf(view, 'ndjson');
   const pageUrl = apiUrlOf(view);
   const countUrl = `/api/count?${filterParams(view).toString()}`;
-  const loads: Promise<void>[] = [];
-  if (options.reload === true || pageUrl !== shownPage) loads.push(loadPage(pageUrl));
-  if (options.reload === true || countUrl !== shownCount) loads.push(loadCount(countUrl));
-  if (view.user !== shownUser) loads.push(showUser(view.user));
-  await Promise.all(loads);
+  const user = view.user !== shownUser ? showUser(view.user) : undefined;
+  const countNeeded = options.reload === true || countUrl !== shownCount;
+  if (countNeeded) page.count.textContent = 'Counting…';
+  if (options.reload === true || pageUrl !== shownPage) await loadPage(pageUrl);
+  // After the page, not beside it: on SQLite both share one connection, and a count over a
+  // large table would hold the rows back (docs/web-ui.md, "Speed").
+  if (countNeeded && countUrl === `/api/count?${filterParams(view).toString()}`) {
+    await loadCount(countUrl);
+  }
+  await user;
 }
 
 function fillFilterForm(): void {
