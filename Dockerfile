@@ -21,6 +21,7 @@ RUN --mount=type=secret,id=extra_ca \
     npm ci --ignore-scripts
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
+COPY web ./web
 RUN npm run build
 
 # ---- prod-deps: production dependencies, native modules built for the runtime's libc ------

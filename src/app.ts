@@ -21,6 +21,7 @@ import { createRequestAccounting } from './http/request-accounting.js';
 import { registerSingleUserRoutes } from './http/single-user-routes.js';
 import { registerStatusRoutes } from './http/status-routes.js';
 import { registerUsersRoutes } from './http/users-routes.js';
+import { registerWebRoutes } from './http/web-routes.js';
 import type { Metrics } from './metrics/create-metrics.js';
 
 export interface AppDependencies {
@@ -196,6 +197,8 @@ export function buildApp(deps: AppDependencies): FastifyInstance {
       metricsToken: deps.config.metricsToken,
     });
     registerStatusRoutes(routes, { ...deps, readiness, isDraining });
+    // After the status routes: their guard covers /status and /status/assets/*.
+    registerWebRoutes(routes);
     done();
   });
   return app;

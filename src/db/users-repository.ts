@@ -161,6 +161,17 @@ export interface UsersQuery extends UsersFilter {
   descending: boolean;
   /** Only rows after this position in the sort order (stable under inserts). */
   after?: UsersPosition | undefined;
+  /** Only rows before this position: the page that ends just before it (a `rel="prev"` link). */
+  before?: UsersPosition | undefined;
+}
+
+/** One page of a users query, with where it starts and ends (for the cursors around it). */
+export interface UsersPage {
+  users: UserRecord[];
+  first: UsersPosition | undefined;
+  last: UsersPosition | undefined;
+  /** Paging backward (`before`): whether rows come before this page. Forward: undefined. */
+  moreBefore?: boolean | undefined;
 }
 
 function filteredUsers(executor: DatabaseExecutor, filter: UsersFilter) {
@@ -184,52 +195,63 @@ function filteredUsers(executor: DatabaseExecutor, filter: UsersFilter) {
 }
 
 /**
- * Up to `limit` users matching `query`, in its order, from `query.after` on. Sorted by a column,
- * ties are broken by id, so a (value, id) position is a total order a cursor can resume from.
+ * Up to `limit` users matching `query`, in its order, from `query.after` on (or the `limit` just
+ * before `query.before`: read in the opposite order from that position, then turned round, so
+ * paging back is the same index range scan as paging forward). Sorted by a column, ties are
+ * broken by id, so a (value, id) position is a total order a cursor can resume from.
  */
 export async function findUsers(
   executor: DatabaseExecutor,
   query: UsersQuery,
   limit: number,
-): Promise<{ users: UserRecord[]; last: UsersPosition | undefined }> {
+): Promise<UsersPage> {
   const column = SORT_COLUMNS[query.sort];
-  const direction = query.descending ? 'desc' : 'asc';
-  const beyond = query.descending ? '<' : '>';
+  const backward = query.before !== undefined;
+  // The order rows are read in: the query's, or its reverse when paging back.
+  const descending = query.descending !== backward;
+  const direction = descending ? 'desc' : 'asc';
+  const beyond = descending ? '<' : '>';
   // user_date_key is computed per row: read it only when it is the sort (and cursor) value.
   let select = filteredUsers(executor, query).select([
     'id',
     ...USER_COLUMNS,
     ...(column === 'user_date_key' ? (['user_date_key'] as const) : []),
   ]);
-  const { after } = query;
-  if (after !== undefined) {
+  const from = query.before ?? query.after;
+  if (from !== undefined) {
     select =
       column === 'id'
-        ? select.where('id', beyond, after.id)
+        ? select.where('id', beyond, from.id)
         : // `column >= key` first: the part an index range can use on both dialects.
           select.where((eb) =>
             eb.and([
-              eb(column, query.descending ? '<=' : '>=', String(after.key)),
-              eb.or([eb(column, beyond, String(after.key)), eb('id', beyond, after.id)]),
+              eb(column, descending ? '<=' : '>=', String(from.key)),
+              eb.or([eb(column, beyond, String(from.key)), eb('id', beyond, from.id)]),
             ]),
           );
   }
   select = column === 'id' ? select.orderBy('id', direction) : select.orderBy(column, direction);
   if (column !== 'id') select = select.orderBy('id', direction);
-  const rows = await select.limit(limit).execute();
-  const users = rows.map(userRecordOf);
-  const lastRow = rows.at(-1);
-  const last =
-    lastRow === undefined
+  // Backward, one row more says whether there is a page before this one.
+  const rows = await select.limit(backward ? limit + 1 : limit).execute();
+  const moreBefore = backward ? rows.length > limit : undefined;
+  if (backward) {
+    rows.length = Math.min(rows.length, limit);
+    rows.reverse();
+  }
+  const positionOf = (row: (typeof rows)[number] | undefined): UsersPosition | undefined =>
+    row === undefined
       ? undefined
       : {
-          key:
-            column === 'id'
-              ? Number(lastRow.id)
-              : String((lastRow as Record<string, unknown>)[column]),
-          id: Number(lastRow.id),
+          key: column === 'id' ? Number(row.id) : String((row as Record<string, unknown>)[column]),
+          id: Number(row.id),
         };
-  return { users, last };
+  return {
+    users: rows.map(userRecordOf),
+    first: positionOf(rows[0]),
+    last: positionOf(rows.at(-1)),
+    moreBefore,
+  };
 }
 
 /** How many users match `filter`. */

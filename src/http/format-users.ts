@@ -13,7 +13,9 @@ export const DEFAULT_COLUMNS: readonly PublicColumn[] = [
   'USER_DATE',
 ];
 
-export type UsersFormat = 'json' | 'ndjson' | 'csv';
+/** The formats `/api` answers in (by `Accept`, or `?format=`). */
+export const USERS_FORMATS = ['json', 'ndjson', 'csv'] as const;
+export type UsersFormat = (typeof USERS_FORMATS)[number];
 
 /**
  * How CSV cells are written. `plain`: RFC 4180, the import format, loads back unchanged.

@@ -103,3 +103,16 @@ export function acceptedEncodings(acceptEncoding: string | undefined): readonly 
     return (['br', 'gzip'] as const).filter(accepts);
   });
 }
+
+/**
+ * Whether `Accept` names `text/html` itself, with a quality above zero and at least that of
+ * `application/json`: a browser's navigation does; `curl`, fetch() and API clients (no header,
+ * `*\/*`, JSON) do not, and keep the API's answer.
+ */
+export function prefersHtml(accept: string | undefined): boolean {
+  if (accept === undefined || !accept.includes('text/html')) return false;
+  const ranges = parseRanges(accept);
+  const quality = (type: string) => ranges.find((range) => range.value === type)?.quality ?? 0;
+  const html = quality('text/html');
+  return html > 0 && html >= quality('application/json');
+}

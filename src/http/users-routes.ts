@@ -8,6 +8,7 @@ import {
   countMatchingUsers,
   findUsers,
   type UsersFilter,
+  type UsersPage,
   type UsersPosition,
   type UsersQuery,
   type UsersSortKey,
@@ -22,6 +23,8 @@ import {
   DEFAULT_COLUMNS,
   type CsvProfile,
   MEDIA_TYPES,
+  USERS_FORMATS,
+  type UsersFormat,
   PUBLIC_COLUMNS,
   type PublicColumn,
 } from './format-users.js';
@@ -100,7 +103,8 @@ const ApiQuerySchema = Type.Object(
     cursor: Type.Optional(
       Type.String({
         pattern: '^[A-Za-z0-9_-]{1,1024}$',
-        description: 'Opaque: from a `rel="next"` link. Continues after that page.',
+        description:
+          'Opaque: from a `rel="next"` or `rel="prev"` link. Continues after (or, for `prev`, before) that page.',
       }),
     ),
     fields: Type.Optional(
@@ -108,6 +112,14 @@ const ApiQuerySchema = Type.Object(
         pattern: `^(${COLUMN_LIST})(,(${COLUMN_LIST}))*$`,
         description:
           'Comma-separated columns to include, e.g. `NAME,CITY`; `ID` adds the row id. Keys keep the order ID, NAME, STREET, CITY, STATE, USER_DATE.',
+      }),
+    ),
+    format: Type.Optional(
+      Type.Unsafe<UsersFormat>({
+        type: 'string',
+        enum: [...USERS_FORMATS],
+        description:
+          'Answer in this format whatever `Accept` says (a link in a browser cannot set `Accept`): `json`, `ndjson` (`application/x-ndjson`) or `csv` (`text/csv`, the import format). Works with every filter, sort, paging and `fields`; `csv=spreadsheet` goes with `format=csv` or no `format`.',
       }),
     ),
     csv: Type.Optional(
@@ -176,10 +188,11 @@ export function registerUsersRoutes(app: FastifyInstance, deps: UsersRoutesDepen
     },
     async (request, reply) => {
       const parameters = request.query;
-      const format = parameters.csv === undefined ? negotiateFormat(request.headers.accept) : 'csv';
+      const format = formatOf(parameters, request.headers.accept);
       const encoding = negotiateEncoding(request.headers['accept-encoding']);
       reply.header('vary', 'Accept, Accept-Encoding');
-      if (format === 'json' && Object.keys(parameters).length === 0) {
+      // `/api?format=json` is the bare body too: the same cached bytes and ETag.
+      if (format === 'json' && Object.keys(parameters).every((name) => name === 'format')) {
         const built = apiCache.fresh() ?? (await apiCache.current());
         if (built !== undefined) {
           const preferred = acceptedEncodings(request.headers['accept-encoding']);
@@ -189,14 +202,19 @@ export function registerUsersRoutes(app: FastifyInstance, deps: UsersRoutesDepen
         return reply.type(MEDIA_TYPES.json).send(compressStream(body, reply, encoding));
       }
       const query = usersQueryOf(parameters);
+      if (query.before !== undefined && parameters.limit === undefined) {
+        throw new AppError(
+          'ERR_HTTP_BAD_REQUEST',
+          'query parameter "cursor" is from a rel="prev" link, which needs its "limit"',
+        );
+      }
       const writer = createUsersWriter(format, columnsOf(parameters.fields), parameters.csv);
       reply.type(MEDIA_TYPES[format]);
       if (parameters.limit !== undefined) {
         const limit = Number(parameters.limit);
         const page = await db.read((executor) => findUsers(executor, query, limit));
-        if (page.users.length === limit && page.last !== undefined) {
-          reply.header('link', `<${nextPageUrl(request, parameters, page.last)}>; rel="next"`);
-        }
+        const links = pageLinks(request, parameters, query, page, limit);
+        if (links !== '') reply.header('link', links);
         const text = writer.head + writer.rows(page.users, true) + writer.tail;
         return sendBuffer(reply, Buffer.from(text), encoding);
       }
@@ -253,6 +271,21 @@ function compressStream(
   return compressor;
 }
 
+/** `format`, else `csv` (which implies CSV), else what `Accept` prefers. */
+function formatOf(parameters: ApiQuery, accept: string | undefined): UsersFormat {
+  if (
+    parameters.format !== undefined &&
+    parameters.csv !== undefined &&
+    parameters.format !== 'csv'
+  ) {
+    throw new AppError(
+      'ERR_HTTP_BAD_REQUEST',
+      `query parameter "csv" goes with format=csv, not format=${parameters.format}`,
+    );
+  }
+  return parameters.format ?? (parameters.csv === undefined ? negotiateFormat(accept) : 'csv');
+}
+
 function filterOf(parameters: Static<typeof CountQuerySchema>): UsersFilter {
   return {
     state: parameters.state?.toUpperCase(),
@@ -267,11 +300,14 @@ function usersQueryOf(parameters: ApiQuery): UsersQuery {
   const descending = sort.startsWith('-');
   const sortKey: UsersSortKey =
     sort === '' ? 'id' : SORT_KEYS[sort.replace(/^-/, '') as (typeof SORTS)[number]];
+  const cursor =
+    parameters.cursor === undefined ? undefined : decodeCursor(parameters.cursor, sort);
   return {
     ...filterOf(parameters),
     sort: sortKey,
     descending,
-    after: parameters.cursor === undefined ? undefined : decodeCursor(parameters.cursor, sort),
+    after: cursor?.backward === false ? cursor.position : undefined,
+    before: cursor?.backward === true ? cursor.position : undefined,
   };
 }
 
@@ -281,30 +317,36 @@ function columnsOf(fields: string | undefined): readonly PublicColumn[] {
   return PUBLIC_COLUMNS.filter((column) => wanted.has(column));
 }
 
-/** A cursor is base64url JSON: the sort it belongs to and the position of a page's last row. */
-function encodeCursor(sort: string, position: UsersPosition): string {
-  return Buffer.from(JSON.stringify({ s: sort, k: position.key, i: position.id })).toString(
-    'base64url',
-  );
+/**
+ * A cursor is base64url JSON: the sort it belongs to and the position of a page's last row (or,
+ * with `b`, of the first row of the page after the one it stands for: a `rel="prev"` cursor).
+ */
+function encodeCursor(sort: string, position: UsersPosition, backward: boolean): string {
+  const cursor = { s: sort, k: position.key, i: position.id, ...(backward ? { b: 1 } : {}) };
+  return Buffer.from(JSON.stringify(cursor)).toString('base64url');
 }
 
-function decodeCursor(cursor: string, sort: string): UsersPosition {
+function decodeCursor(
+  cursor: string,
+  sort: string,
+): { position: UsersPosition; backward: boolean } {
   let decoded: unknown;
   try {
     decoded = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
   } catch {
     decoded = undefined;
   }
-  const { s, k, i } = (decoded ?? {}) as { s?: unknown; k?: unknown; i?: unknown };
+  const { s, k, i, b } = (decoded ?? {}) as { s?: unknown; k?: unknown; i?: unknown; b?: unknown };
   const valid =
     typeof s === 'string' &&
+    (b === undefined || b === 1) &&
     (typeof k === 'string' || typeof k === 'number') &&
     typeof i === 'number' &&
     Number.isSafeInteger(i);
   if (!valid) {
     throw new AppError(
       'ERR_HTTP_BAD_REQUEST',
-      'query parameter "cursor" is not a cursor this API made; use the rel="next" link',
+      'query parameter "cursor" is not a cursor this API made; use the rel="next" or rel="prev" link',
     );
   }
   if (s !== sort) {
@@ -313,14 +355,43 @@ function decodeCursor(cursor: string, sort: string): UsersPosition {
       `query parameter "cursor" belongs to sort ${JSON.stringify(s || 'load order')}, not ${JSON.stringify(sort || 'load order')}`,
     );
   }
-  return { key: k, id: i };
+  return { position: { key: k, id: i }, backward: b === 1 };
 }
 
-function nextPageUrl(request: FastifyRequest, parameters: ApiQuery, last: UsersPosition): string {
+/**
+ * The `Link` header of a page: `rel="next"` after a full page (or any page reached backward),
+ * `rel="prev"` before a page reached by a cursor when rows may come before it.
+ */
+function pageLinks(
+  request: FastifyRequest,
+  parameters: ApiQuery,
+  query: UsersQuery,
+  page: UsersPage,
+  limit: number,
+): string {
+  const links: string[] = [];
+  const backward = query.before !== undefined;
+  const next = backward ? (page.last ?? query.before) : page.last;
+  if (next !== undefined && (backward || page.users.length === limit)) {
+    links.push(`<${pageUrl(request, parameters, next, false)}>; rel="next"`);
+  }
+  const prev = backward ? page.first : (page.first ?? query.after);
+  if (prev !== undefined && (backward ? page.moreBefore === true : query.after !== undefined)) {
+    links.push(`<${pageUrl(request, parameters, prev, true)}>; rel="prev"`);
+  }
+  return links.join(', ');
+}
+
+function pageUrl(
+  request: FastifyRequest,
+  parameters: ApiQuery,
+  position: UsersPosition,
+  backward: boolean,
+): string {
   const search = new URLSearchParams();
   for (const [name, value] of Object.entries(parameters)) {
     if (name !== 'cursor' && typeof value === 'string') search.set(name, value);
   }
-  search.set('cursor', encodeCursor(parameters.sort ?? '', last));
+  search.set('cursor', encodeCursor(parameters.sort ?? '', position, backward));
   return `${request.url.split('?')[0]}?${search.toString()}`;
 }

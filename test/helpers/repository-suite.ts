@@ -293,7 +293,7 @@ export function registerRepositorySuite(target: RepositorySuiteTarget): void {
     }
   });
 
-  it('findUsers returns the last position of a page, and nothing after the last row', async (t) => {
+  it('findUsers returns where a page starts and ends, nothing after the last row, and pages back', async (t) => {
     const { db, all } = await seedSortable(t);
     const query: UsersQuery = { sort: 'userDate', descending: false };
     const expected = sortedRecords(all, query);
@@ -302,7 +302,31 @@ export function registerRepositorySuite(target: RepositorySuiteTarget): void {
     const last = expected.at(-1)!;
     const after = { key: dateKey(last.userDate), id: last.id };
     const beyond = await db.read((executor) => findUsers(executor, { ...query, after }, 10));
-    assert.deepEqual(beyond, { users: [], last: undefined });
+    assert.deepEqual(beyond, {
+      users: [],
+      first: undefined,
+      last: undefined,
+      moreBefore: undefined,
+    });
+    // Backward from the second page's first row: the first page, and nothing before it.
+    const second = await db.read((executor) =>
+      findUsers(executor, { ...query, after: page.last }, 10),
+    );
+    const back = await db.read((executor) =>
+      findUsers(executor, { ...query, before: second.first }, 10),
+    );
+    assert.deepEqual(back.users, page.users);
+    assert.deepEqual(back.first, { key: dateKey(expected[0]!.userDate), id: expected[0]!.id });
+    assert.equal(back.moreBefore, false);
+    const fromThird = await db.read((executor) =>
+      findUsers(
+        executor,
+        { ...query, before: { key: dateKey(expected[20]!.userDate), id: expected[20]!.id } },
+        10,
+      ),
+    );
+    assert.deepEqual(fromThird.users, second.users);
+    assert.equal(fromThird.moreBefore, true);
     const byId = await db.read((executor) =>
       findUsers(executor, { sort: 'id', descending: true }, 3),
     );

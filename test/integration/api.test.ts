@@ -237,7 +237,7 @@ describe('GET /api query', () => {
       assert.equal(response.statusCode, 200);
       seen.push(...response.json<{ ID: number }[]>());
       const link = response.headers.link;
-      url = /^<([^>]+)>; rel="next"$/.exec(typeof link === 'string' ? link : '')?.[1];
+      url = /<([^>]+)>; rel="next"/.exec(typeof link === 'string' ? link : '')?.[1];
       pages += 1;
     }
     assert.deepEqual(seen, byDateDesc);
@@ -246,6 +246,121 @@ describe('GET /api query', () => {
       .json<{ ID: number; NAME: string }[]>()
       .map((user) => user.NAME);
     assert.deepEqual(byName, [...byName].sort());
+  });
+
+  it('pages back with rel="prev" to exactly the pages it came through, in every sort', async (t) => {
+    const { app } = await createTestApp(t);
+    await app.inject({ method: 'POST', url: '/addtosql' });
+    const linkOf = (header: unknown, rel: string) =>
+      new RegExp(`<([^>]+)>; rel="${rel}"`).exec(typeof header === 'string' ? header : '')?.[1];
+    for (const sort of ['', '&sort=-USER_DATE', '&sort=CITY', '&sort=NAME']) {
+      const pages: { url: string; ids: number[] }[] = [];
+      let url: string | undefined = `/api?state=NY&limit=3&fields=ID${sort}`;
+      for (let steps = 0; url !== undefined && steps < 50; steps += 1) {
+        const response: Awaited<ReturnType<typeof app.inject>> = await app.inject({
+          method: 'GET',
+          url,
+        });
+        assert.equal(response.statusCode, 200, url);
+        const ids = response.json<{ ID: number }[]>().map((user) => user.ID);
+        if (pages.length === 0) assert.equal(linkOf(response.headers.link, 'prev'), undefined);
+        if (ids.length > 0) pages.push({ url, ids });
+        url = linkOf(response.headers.link, 'next');
+      }
+      assert.ok(pages.length > 3, `NY has several pages of 3 (${sort})`);
+      // Back from the last page: each rel="prev" is the page before, and the first has none.
+      let back = linkOf(
+        (await app.inject({ method: 'GET', url: pages.at(-1)?.url ?? '' })).headers.link,
+        'prev',
+      );
+      for (let index = pages.length - 2; index >= 0; index -= 1) {
+        assert.ok(back !== undefined, `page ${index} has a prev link (${sort})`);
+        const response = await app.inject({ method: 'GET', url: back });
+        assert.deepEqual(
+          response.json<{ ID: number }[]>().map((user) => user.ID),
+          pages[index]?.ids,
+          `page ${index} (${sort})`,
+        );
+        // Forward again from a page reached backward lands on the page after it.
+        const next = linkOf(response.headers.link, 'next');
+        assert.ok(next !== undefined);
+        const again = await app.inject({ method: 'GET', url: next });
+        assert.deepEqual(
+          again.json<{ ID: number }[]>().map((user) => user.ID),
+          pages[index + 1]?.ids,
+        );
+        back = linkOf(response.headers.link, 'prev');
+      }
+      assert.equal(back, undefined, `the first page reached backward has no prev (${sort})`);
+    }
+    const prev = linkOf(
+      (await app.inject({ method: 'GET', url: '/api?limit=2' })).headers.link,
+      'next',
+    );
+    const second = await app.inject({ method: 'GET', url: prev ?? '' });
+    const backCursor = /cursor=([^&>]+)>; rel="prev"/.exec(String(second.headers.link))?.[1];
+    assert.ok(backCursor);
+    const unlimited = await app.inject({ method: 'GET', url: `/api?cursor=${backCursor}` });
+    assert.equal(unlimited.statusCode, 400);
+    assert.match(unlimited.json<{ detail: string }>().detail, /rel="prev" link, which needs/);
+  });
+
+  it('answers the format ?format= names whatever Accept says, with every filter', async (t) => {
+    const { app } = await createTestApp(t);
+    await app.inject({ method: 'POST', url: '/addtosql' });
+    const bare = await app.inject({ method: 'GET', url: '/api' });
+    const asJson = await app.inject({
+      method: 'GET',
+      url: '/api?format=json',
+      headers: { accept: 'text/csv' },
+    });
+    assert.equal(asJson.headers['content-type'], 'application/json; charset=utf-8');
+    assert.equal(asJson.body, bare.body);
+    assert.equal(asJson.headers.etag, bare.headers.etag, 'the same cached body');
+
+    const ny = (await app.inject({ method: 'GET', url: '/api?state=NY&sort=NAME' })).json<
+      ApiUser[]
+    >();
+    assert.ok(ny.length > 10);
+    const ndjson = await app.inject({
+      method: 'GET',
+      url: '/api?state=NY&sort=NAME&format=ndjson',
+      headers: { accept: 'application/json' },
+    });
+    assert.equal(ndjson.statusCode, 200);
+    assert.equal(ndjson.headers['content-type'], 'application/x-ndjson; charset=utf-8');
+    assert.deepEqual(
+      ndjson.body
+        .trimEnd()
+        .split('\n')
+        .map((line) => JSON.parse(line) as ApiUser),
+      ny,
+    );
+    const csv = await app.inject({
+      method: 'GET',
+      url: '/api?q=a&name=d&state=NY&format=csv&fields=NAME,STATE',
+      headers: { accept: 'application/x-ndjson' },
+    });
+    assert.equal(csv.headers['content-type'], 'text/csv; charset=utf-8');
+    const rows = csv.body.trimEnd().split('\r\n');
+    assert.equal(rows[0], 'NAME,STATE');
+    assert.ok(rows.length > 1);
+    for (const row of rows.slice(1)) assert.match(row, /^D[^,]*,NY$/i);
+
+    // A page keeps the format in its links.
+    const page = await app.inject({ method: 'GET', url: '/api?format=ndjson&limit=3' });
+    assert.equal(page.body.trimEnd().split('\n').length, 3);
+    assert.match(String(page.headers.link), /[?&]format=ndjson[&>]/);
+    const spreadsheet = await app.inject({ method: 'GET', url: '/api?format=csv&csv=spreadsheet' });
+    assert.equal(spreadsheet.statusCode, 200);
+    assert.ok(spreadsheet.body.startsWith('\uFEFF'));
+
+    for (const url of ['/api?format=xml', '/api?format=', '/api?format=json&csv=plain']) {
+      const bad = await app.inject({ method: 'GET', url });
+      assert.equal(bad.statusCode, 400, url);
+      assert.equal(bad.headers['content-type'], PROBLEM_JSON, url);
+      assert.match(bad.json<{ detail: string }>().detail, /query parameter "(format|csv)"/, url);
+    }
   });
 
   it('keeps a cursor stable when users are added', async (t) => {
@@ -458,7 +573,7 @@ describe('OpenAPI and docs', () => {
     }
     assert.deepEqual(
       document.paths['/api']?.get?.parameters?.map((parameter) => parameter.name).sort(),
-      ['city', 'csv', 'cursor', 'fields', 'limit', 'name', 'q', 'sort', 'state'],
+      ['city', 'csv', 'cursor', 'fields', 'format', 'limit', 'name', 'q', 'sort', 'state'],
     );
     assert.equal(document.paths['/api']?.delete, undefined, '405 routes are hidden');
 

@@ -103,13 +103,29 @@ describe('/api on MariaDB primary + replica', { timeout: 600_000 }, () => {
 
     let url: string | undefined = `${streamed.url}/api?sort=-NAME&limit=1000&fields=ID,NAME`;
     const seen: { ID: number; NAME: string }[] = [];
+    let lastPage = '';
     for (let pages = 0; url !== undefined && pages < 10; pages += 1) {
       const response = await fetch(url);
-      seen.push(...((await response.json()) as { ID: number; NAME: string }[]));
-      const next = /^<([^>]+)>; rel="next"$/.exec(response.headers.get('link') ?? '')?.[1];
+      const users = (await response.json()) as { ID: number; NAME: string }[];
+      if (users.length > 0) lastPage = url;
+      seen.push(...users);
+      const next = /<([^>]+)>; rel="next"/.exec(response.headers.get('link') ?? '')?.[1];
       url = next === undefined ? undefined : `${streamed.url}${next}`;
     }
     assert.equal(seen.length, 5000);
+    // Back again by rel="prev" from the last page: the same rows, page by page.
+    const back: { ID: number }[][] = [];
+    url = lastPage;
+    for (let pages = 0; url !== undefined && pages < 10; pages += 1) {
+      const response = await fetch(url);
+      back.unshift((await response.json()) as { ID: number }[]);
+      const prev = /<([^>]+)>; rel="prev"/.exec(response.headers.get('link') ?? '')?.[1];
+      url = prev === undefined ? undefined : `${streamed.url}${prev}`;
+    }
+    assert.deepEqual(
+      back.flat().map((user) => user.ID),
+      seen.map((user) => user.ID),
+    );
     assert.equal(new Set(seen.map((user) => user.ID)).size, 5000);
     for (let index = 1; index < seen.length; index += 1) {
       const [previous, current] = [seen[index - 1]!, seen[index]!];
