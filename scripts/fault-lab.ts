@@ -65,7 +65,7 @@ export const LAB_HOSTS = [
 ] as const;
 export type LabHost = (typeof LAB_HOSTS)[number];
 export type DatabaseHost = 'primary' | 'replica1' | 'replica2';
-const DATABASE_HOSTS: readonly DatabaseHost[] = ['primary', 'replica1', 'replica2'];
+export const DATABASE_HOSTS: readonly DatabaseHost[] = ['primary', 'replica1', 'replica2'];
 /** The last octet of each host's address; the test runner's side of the lab is .1. */
 const HOST_OCTET: Record<LabHost, number> = {
   haproxy: 10,
@@ -349,6 +349,11 @@ function isOurs(record: LabProcess | undefined): record is LabProcess {
   } catch {
     return false;
   }
+}
+
+/** Whether the lab process named `name` (a host, or `proxy-HOST`) is alive: not stopped, not a zombie. */
+export function isLabProcessRunning(state: LabState, name: string): boolean {
+  return isOurs(state.processes[name]);
 }
 
 function signalGroup(record: LabProcess, signal: NodeJS.Signals): void {
