@@ -550,6 +550,9 @@ http { access_log off; sendfile on; tcp_nopush on; gzip_static on; default_type 
  * committed change (from outside: every page re-rendered) to the new version served.
  */
 async function pagesAgainstNginx(dir: string, rows: number) {
+  if (findBinary('nginx') === undefined) {
+    return { skipped: 'missing nginx: apt-get install -y nginx-light' };
+  }
   const path = await sqliteWithUsers(dir, rows);
   const app = await serveApp(
     sqliteEnv(path, { API_CACHE_CHECK_MS: '250', ADMIN_TOKEN: BENCH_ADMIN_TOKEN }),
