@@ -6,6 +6,7 @@ import { pino } from 'pino';
 import { buildApp } from '../../src/app.js';
 import { loadConfig } from '../../src/config/config.js';
 import { openDatabase } from '../../src/db/open-database.js';
+import { eventually } from '../helpers/mariadb.js';
 import { createTestDatabase } from '../helpers/test-database.js';
 import { testAppDependencies } from '../helpers/test-app.js';
 import { REPO_ROOT } from '../helpers/paths.js';
@@ -115,7 +116,10 @@ describe('single-user writes on SQLite', () => {
         pages: number;
         renderedPages: number;
       }[];
+    // Versions are built in the background: a response may be streamed before the build is done.
+    await eventually(() => builds().length > 0, 'the imported version is built');
     assert.equal(builds().at(-1)?.renderedPages, 3, 'the import renders every page');
+    const buildsBeforeWrite = builds().length;
     const patched = await send(a, 'PATCH', '/api/users/2500', {
       body: { NAME: 'Changed In Page Two' },
       type: 'application/merge-patch+json',
@@ -124,6 +128,7 @@ describe('single-user writes on SQLite', () => {
     assert.equal(patched.status, 200);
     const users = (await send(a, 'GET', '/api', { auth: false })).body as { NAME: string }[];
     assert.equal(users[2499]?.NAME, 'Changed In Page Two');
+    await eventually(() => builds().length > buildsBeforeWrite, 'the written version is built');
     assert.deepEqual(builds().at(-1), { ...builds().at(-1), pages: 3, renderedPages: 1 });
 
     // Audit: who, what, before and after, with the request's id; never the token.
