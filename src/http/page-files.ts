@@ -76,6 +76,9 @@ export async function openPageFiles(parent: string, pid = process.pid): Promise<
   const dir = join(parent, `run-${pid}-${Date.now()}`);
   await mkdir(dir, { recursive: true });
   const pages = new Map<string, Entry>();
+  /** Page writes under way, also of pages no longer held: close waits for them. */
+  const writes = new Set<Promise<void>>();
+  let closing = false;
   let diskBytes = 0;
   let cachedDescriptors = 0;
 
@@ -105,6 +108,8 @@ export async function openPageFiles(parent: string, pid = process.pid): Promise<
   return {
     dir,
     async hold(hash, json) {
+      // A build still running when the instance closes must not write into a folder going away.
+      if (closing) throw new Error('the page files are closed');
       const known = pages.get(hash);
       if (known !== undefined) {
         known.holds += 1;
@@ -132,6 +137,8 @@ export async function openPageFiles(parent: string, pid = process.pid): Promise<
         diskBytes += json.length + zipped.length;
       })();
       pages.set(hash, entry);
+      writes.add(entry.writing);
+      void entry.writing.catch(noop).finally(() => writes.delete(entry.writing!));
       try {
         await entry.writing;
       } catch (error) {
@@ -186,10 +193,14 @@ export async function openPageFiles(parent: string, pid = process.pid): Promise<
     openDescriptors: () => cachedDescriptors,
     diskBytes: () => diskBytes,
     async close() {
+      // A build that was cut short may still be writing a page: removing the folder under it
+      // fails with ENOTEMPTY, so the folder goes after every write has settled.
+      closing = true;
+      while (writes.size > 0) await Promise.all([...writes].map((write) => write.catch(noop)));
       for (const entry of pages.values()) closeDescriptors(entry);
       pages.clear();
       diskBytes = 0;
-      await rm(dir, { recursive: true, force: true });
+      await rm(dir, { recursive: true, force: true, maxRetries: 3, retryDelay: 50 });
     },
   };
 }

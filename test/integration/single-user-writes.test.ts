@@ -64,7 +64,7 @@ async function startInstance(
     ...testAppDependencies(config, db),
     logger: pino({ level: 'debug' }, sink),
   });
-  t.after(async () => {
+  instancesOf(t).push(async () => {
     await app.close();
     await db.close();
   });
@@ -72,7 +72,21 @@ async function startInstance(
   return { url, token: TOKEN, logs };
 }
 
+/** Each test's instances, closed before its folder is removed (writes build in the background). */
+const instances = new WeakMap<TestContext, (() => Promise<void>)[]>();
+function instancesOf(t: TestContext): (() => Promise<void>)[] {
+  const closers = instances.get(t);
+  if (closers === undefined) throw new Error('start the test with startOnFreshFile');
+  return closers;
+}
+
 async function startOnFreshFile(t: TestContext): Promise<{ dir: string; a: Instance }> {
+  const closers: (() => Promise<void>)[] = [];
+  instances.set(t, closers);
+  // Registered before the folder's removal: node:test runs after-hooks in that order.
+  t.after(async () => {
+    for (const close of closers.reverse()) await close();
+  });
   const { dir } = await createTestDatabase(t, PAGES_ONLY);
   return { dir, a: await startInstance(t, dir, 'a') };
 }
