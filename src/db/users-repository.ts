@@ -2,7 +2,12 @@ import { CompiledQuery, sql } from 'kysely';
 import type { User } from '../users/user.js';
 import type { DatabaseExecutor, UsersTable, UsersTableName } from './database.js';
 import { containsIgnoringCase, startsWithIgnoringCase } from './dialects/text-match.js';
-import { contractJsonOf, readUsersJsonQuery, type UsersJsonPage } from './dialects/users-json.js';
+import {
+  contractJsonOf,
+  readUsersJsonObjects,
+  readUsersJsonQuery,
+  type UsersJsonPage,
+} from './dialects/users-json.js';
 
 /** The columns a user is stored in. */
 const USER_COLUMNS = ['name', 'street', 'city', 'state', 'user_date'] as const;
@@ -383,8 +388,22 @@ export function readUsersJsonRange(
   executor: DatabaseExecutor,
   afterId: number,
   lastId: number,
+  withIds = false,
 ): Promise<UsersJsonPage> {
-  return readUsersJsonQuery(executor, usersJsonAfter(executor, afterId).where('id', '<=', lastId));
+  return readUsersJsonQuery(
+    executor,
+    usersJsonAfter(executor, afterId).where('id', '<=', lastId),
+    withIds,
+  );
+}
+
+/** The users among `ids` that exist, each as the contract's JSON object (as in a page). */
+export function readUsersJsonByIds(
+  executor: DatabaseExecutor,
+  ids: readonly number[],
+): Promise<Map<number, Buffer>> {
+  if (ids.length === 0) return Promise.resolve(new Map<number, Buffer>());
+  return readUsersJsonObjects(usersJsonAfter(executor, 0).where('id', 'in', [...ids]));
 }
 
 /** The users after `afterId` in load order, each as the contract's JSON object. */

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { brotliCompress, gzip, gzipSync } from 'node:zlib';
 import type { Database, DatabaseExecutor } from '../db/database.js';
@@ -7,10 +8,12 @@ import {
   readDataVersion,
   readMaxUserId,
   readNextUserId,
+  readUsersJsonByIds,
   readUsersJsonRange,
 } from '../db/users-repository.js';
 import { brotliOptions, GZIP_OPTIONS } from './compression.js';
 import { openPageFiles, type PageDescriptor, type PageFile, type PageFiles } from './page-files.js';
+import { indexPageRows, spliceRows, type PageRows } from './page-rows.js';
 
 const compressBrotli = promisify(brotliCompress);
 const compressGzip = promisify(gzip);
@@ -157,13 +160,15 @@ const GZIP_EMPTY_ARRAY = gzipSync(EMPTY_ARRAY, GZIP_OPTIONS);
 /**
  * A page of a built version: its hash and where its bytes are. A page in memory is shared by
  * every version that did not change it, and so is its gzip member (made at the first gzip
- * request that needs it).
+ * request that needs it). A page a single-user write has touched keeps where its rows are
+ * (`rows`), so the next write to it changes its bytes in place of rendering it again.
  */
-type Page = MemoryPage | { hash: string; file: PageFile };
+type Page = MemoryPage | { hash: string; file: PageFile; rows?: PageRows | undefined };
 interface MemoryPage {
   hash: string;
   bytes: Buffer;
   gzip?: Promise<Buffer> | undefined;
+  rows?: PageRows | undefined;
 }
 
 interface Built {
@@ -225,14 +230,21 @@ export function createApiCache(options: ApiCacheOptions): ApiCache {
     return checking;
   };
 
-  /** Page numbers `version` may have changed since `base`, or undefined: all of them. */
-  const dirtyPages = (base: Built | undefined, version: number): Set<number> | undefined => {
+  /**
+   * The pages `version` may have changed since `base`, each with the ids changed on it, or
+   * undefined: all of them.
+   */
+  const dirtyPages = (base: Built | undefined, version: number): DirtyPages | undefined => {
     if (base === undefined || version <= base.version) return undefined;
-    const dirty = new Set<number>();
+    const dirty: DirtyPages = new Map();
     for (let between = base.version + 1; between <= version; between += 1) {
       const ids = changes.get(between);
       if (ids === undefined) return undefined;
-      for (const id of ids) dirty.add(Math.floor((id - 1) / pageIds));
+      for (const id of ids) {
+        const index = Math.floor((id - 1) / pageIds);
+        const onPage = dirty.get(index) ?? new Set();
+        dirty.set(index, onPage.add(id));
+      }
     }
     return dirty;
   };
@@ -311,7 +323,7 @@ export function createApiCache(options: ApiCacheOptions): ApiCache {
     state: {
       version: number;
       pageCount: number;
-      dirty: Set<number> | undefined;
+      dirty: DirtyPages | undefined;
       inMemory: boolean;
       /** Pages read from the snapshot so far. */
       rendered: number;
@@ -326,12 +338,12 @@ export function createApiCache(options: ApiCacheOptions): ApiCache {
     let store: PageFiles | undefined;
     const pending = new Set<Promise<void>>();
     let failure: Error | undefined;
-    const toFile = (index: number, hash: string, bytes: Buffer) => {
+    const toFile = (index: number, { hash, bytes, rows }: MemoryPage) => {
       const writing = store!
         .hold(hash, bytes)
         .then((file) => {
           held.push(file);
-          pages.set(index, { hash, file });
+          pages.set(index, { hash, file, rows });
         })
         .catch((error: unknown) => {
           failure ??=
@@ -345,7 +357,7 @@ export function createApiCache(options: ApiCacheOptions): ApiCache {
       store = await pageFiles();
       inMemory = false;
       pages.forEach((page, index) => {
-        if ('bytes' in page) toFile(index, page.hash, page.bytes);
+        if ('bytes' in page) toFile(index, page);
       });
       return true;
     };
@@ -368,16 +380,22 @@ export function createApiCache(options: ApiCacheOptions): ApiCache {
       index = await nextIndex(index)
     ) {
       const old = base?.pages.get(index);
+      const changed = dirty?.get(index);
       let page: Page | undefined;
-      if (dirty !== undefined && !dirty.has(index)) {
+      if (dirty !== undefined && changed === undefined) {
         page = old;
       } else {
-        const rendered = await readUsersJsonRange(executor, index * pageIds, (index + 1) * pageIds);
-        state.rendered += 1;
         page =
-          rendered.rows === 0 ? undefined : { hash: hashOf(rendered.json), bytes: rendered.json };
-        // The old page when the bytes are the same: its file is already written.
-        if (page !== undefined && old !== undefined && old.hash === page.hash) page = old;
+          changed !== undefined && old?.rows !== undefined
+            ? await spliceChanges(executor, old, old.rows, changed)
+            : await renderPage(executor, index, changed !== undefined);
+        state.rendered += 1;
+        // The old page when the bytes are the same: its file is already written. Where its rows
+        // are is the same too (a write that changed nothing still found them).
+        if (page !== undefined && old !== undefined && old.hash === page.hash) {
+          old.rows ??= page.rows;
+          page = old;
+        }
       }
       empty = page === undefined;
       if (page === undefined) continue;
@@ -387,7 +405,7 @@ export function createApiCache(options: ApiCacheOptions): ApiCache {
           // A file page of the old version while the new one fits memory: read it again.
           const again = await readUsersJsonRange(executor, index * pageIds, (index + 1) * pageIds);
           state.rendered += 1;
-          pages.set(index, { hash: page.hash, bytes: again.json });
+          pages.set(index, { hash: page.hash, bytes: again.json, rows: page.rows });
           memoryBytes += again.json.length + 1;
         } else {
           pages.set(index, page);
@@ -401,7 +419,7 @@ export function createApiCache(options: ApiCacheOptions): ApiCache {
         held.push(page.file);
         pages.set(index, page);
       } else {
-        toFile(index, page.hash, page.bytes);
+        toFile(index, page);
         // Bounded: a few pages written (and gzipped, on the thread pool) while the next renders.
         while (pending.size >= 4) await Promise.race(pending);
       }
@@ -424,6 +442,47 @@ export function createApiCache(options: ApiCacheOptions): ApiCache {
       };
     }
     return pagedVersion(version, tag, ordered, store!, held.splice(0));
+  };
+
+  /**
+   * Page `index` rendered from the snapshot; undefined when it has no users. `withRows` keeps
+   * where its rows are, for a page a single-user write changed (others would carry it unused).
+   */
+  const renderPage = async (
+    executor: DatabaseExecutor,
+    index: number,
+    withRows: boolean,
+  ): Promise<MemoryPage | undefined> => {
+    const rendered = await readUsersJsonRange(
+      executor,
+      index * pageIds,
+      (index + 1) * pageIds,
+      withRows,
+    );
+    if (rendered.rows === 0) return undefined;
+    return {
+      hash: hashOf(rendered.json),
+      bytes: rendered.json,
+      rows: rendered.ids === undefined ? undefined : indexPageRows(rendered.json, rendered.ids),
+    };
+  };
+
+  /** `old` with the `changed` users as the snapshot has them; undefined when none is left. */
+  const spliceChanges = async (
+    executor: DatabaseExecutor,
+    old: Page,
+    rows: PageRows,
+    changed: ReadonlySet<number>,
+  ): Promise<MemoryPage | undefined> => {
+    const objects = await readUsersJsonByIds(executor, [...changed]);
+    const bytes = 'bytes' in old ? old.bytes : await readFile(old.file.path);
+    const spliced = spliceRows(
+      bytes,
+      rows,
+      new Map([...changed].map((id) => [id, objects.get(id)])),
+    );
+    if (spliced.rows.ids.length === 0) return undefined;
+    return { hash: hashOf(spliced.bytes), bytes: spliced.bytes, rows: spliced.rows };
   };
 
   const switchTo = (next: Built) => {
@@ -523,13 +582,12 @@ export function createApiCache(options: ApiCacheOptions): ApiCache {
   };
 }
 
+/** Page numbers, each with the user ids a change touched on it. */
+type DirtyPages = Map<number, Set<number>>;
+
 /** In order: the pages `base` has users on, and the `dirty` ones. */
-function pagesToRevisit(
-  base: Built | undefined,
-  dirty: ReadonlySet<number>,
-  pageCount: number,
-): number[] {
-  const indexes = new Set(dirty);
+function pagesToRevisit(base: Built | undefined, dirty: DirtyPages, pageCount: number): number[] {
+  const indexes = new Set(dirty.keys());
   for (const index of base?.pages.keys() ?? []) indexes.add(index);
   return [...indexes].filter((index) => index < pageCount).sort((a, b) => a - b);
 }
