@@ -17,7 +17,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { createWriteStream } from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -386,13 +386,17 @@ const sqliteEnv = (path: string, extra: RawEnv = {}): RawEnv => ({
   ...extra,
 });
 
-async function sqliteWithUsers(dir: string, rows: number): Promise<string> {
+/** A SQLite file of `rows` generated users, and the seconds its import took (generation apart). */
+async function sqliteWithUsers(
+  dir: string,
+  rows: number,
+): Promise<{ path: string; importSeconds: number }> {
   const csv = join(dir, `users-${rows}.csv`);
   await writeSample(csv, rows);
   const path = join(dir, `users-${rows}.db`);
-  await importInto(sqliteEnv(path), csv, dir);
+  const { seconds } = await timed(() => importInto(sqliteEnv(path), csv, dir));
   await rm(csv);
-  return path;
+  return { path, importSeconds: round(seconds, 1) };
 }
 
 /** Bumps the data version the way every write does (a committed write transaction). */
@@ -455,7 +459,7 @@ const wholeBody = (url: string) => (HAVE_CURL ? Promise.resolve(curlBody(url)) :
 
 /** /api cached, cold, filtered and /healthcheck for one table size, against the baselines. */
 async function apiForSize(dir: string, rows: number) {
-  const path = await sqliteWithUsers(dir, rows);
+  const { path } = await sqliteWithUsers(dir, rows);
   const app = await serveApp(sqliteEnv(path));
   try {
     const bodyFile = join(dir, `body-${rows}.json`);
@@ -492,7 +496,7 @@ async function apiForSize(dir: string, rows: number) {
 
 /** The whole bare /api body for a table over the cache cap: streamed from the database. */
 async function streamLargeTable(dir: string, rows: number) {
-  const path = await sqliteWithUsers(dir, rows);
+  const { path } = await sqliteWithUsers(dir, rows);
   // The streaming path itself (what a body over the memory cap gets without page files).
   const app = await serveApp(sqliteEnv(path, { API_BODY_DIR: 'off' }));
   try {
@@ -553,7 +557,7 @@ async function pagesAgainstNginx(dir: string, rows: number) {
   if (findBinary('nginx') === undefined) {
     return { skipped: 'missing nginx: apt-get install -y nginx-light' };
   }
-  const path = await sqliteWithUsers(dir, rows);
+  const { path, importSeconds } = await sqliteWithUsers(dir, rows);
   const app = await serveApp(
     sqliteEnv(path, { API_CACHE_CHECK_MS: '250', ADMIN_TOKEN: BENCH_ADMIN_TOKEN }),
   );
@@ -609,6 +613,35 @@ async function pagesAgainstNginx(dir: string, rows: number) {
       ).stdout;
       const brEncoding = /^content-encoding: *(\S+)/im.exec(brAnswer)?.[1] ?? 'identity';
       console.error(JSON.stringify({ identity, gzip, brEncoding }));
+      // One client alone, the whole body: what a person downloading it waits for.
+      const oneDownload = (url: string, headers: string[] = []) => {
+        const run = spawnSync(
+          'curl',
+          [
+            '-s',
+            '-o',
+            '/dev/null',
+            '-w',
+            '%{time_starttransfer} %{time_total}',
+            ...headers.flatMap((header) => ['-H', header]),
+            url,
+          ],
+          { encoding: 'utf8', timeout: 600_000 },
+        );
+        const [firstByte, total] = run.stdout.split(' ').map(Number);
+        return {
+          firstByteMs: round((firstByte ?? 0) * 1000, 1),
+          totalMs: round((total ?? 0) * 1000),
+        };
+      };
+      const downloads = HAVE_CURL
+        ? {
+            identity: oneDownload(`${app.url}/api`),
+            nginxIdentity: oneDownload(`${nginx.url}/api`),
+            gzip: oneDownload(`${app.url}/api`, ['Accept-Encoding: gzip']),
+            nginxGzip: oneDownload(`${nginx.url}/api`, ['Accept-Encoding: gzip']),
+          }
+        : { skipped: 'no curl' };
       const memory = await app.rss();
       /** Seconds from `since` until page files of a version other than `from` are served. */
       const servedAfter = async (from: string | null, since: number) => {
@@ -640,9 +673,12 @@ async function pagesAgainstNginx(dir: string, rows: number) {
       const fullChangeToServedSeconds = await servedAfter(beforeFull, performance.now());
       return {
         users: rows,
+        importSeconds,
+        databaseBytes: (await stat(path)).size,
         bodyBytes: (await readFile(bodyFile)).length,
         gzipBytes: (await readFile(`${bodyFile}.gz`)).length,
         firstBuildSeconds,
+        oneDownload: downloads,
         identityAgainstNginx: identity,
         gzipAgainstNginxGzipStatic: gzip,
         brAsked: `Accept-Encoding: br, gzip answered ${brEncoding} (page files keep no br copy)`,
@@ -668,7 +704,7 @@ async function pagesAgainstNginx(dir: string, rows: number) {
  */
 async function edgeCost(dir: string, rows: number) {
   if (findBinary('haproxy') === undefined) return { skipped: 'missing haproxy' };
-  const path = await sqliteWithUsers(dir, rows);
+  const { path } = await sqliteWithUsers(dir, rows);
   const apps = [await serveApp(sqliteEnv(path)), await serveApp(sqliteEnv(path))];
   const haproxy = haproxyProcess({
     logFile: join(dir, 'haproxy.log'),
@@ -771,7 +807,7 @@ async function steadyWrites(url: string, users: number, perSecond: number, secon
  */
 async function apiUnderWrites(dir: string, rows: number) {
   if (!HAVE_WRK) return { skipped: 'needs wrk' };
-  const path = await sqliteWithUsers(dir, rows);
+  const { path } = await sqliteWithUsers(dir, rows);
   const app = await serveApp(sqliteEnv(path, { ADMIN_TOKEN: BENCH_ADMIN_TOKEN }));
   try {
     await wholeBody(`${app.url}/api`);
@@ -911,7 +947,9 @@ try {
       2,
     );
     console.log(text);
-    await writeFile(new URL('./results/pages.json', import.meta.url), text + '\n');
+    // The 10M run keeps its own file beside the default 1M one.
+    const name = PAGES_ROWS === 1_000_000 ? 'pages.json' : `pages-${PAGES_ROWS}.json`;
+    await writeFile(new URL(`./results/${name}`, import.meta.url), text + '\n');
   } else {
     const loadAtStart = loadavg().map((value) => round(value, 2));
     const generators = await generatorCheck();
