@@ -54,6 +54,12 @@ const STEPS = [
   ['next page (state=NY)', 'next'],
   ['filter name starts with "ma"', 'filter:name=ma'],
   ['filter city (exact)', 'filter:city=Zurmubku'],
+  // q is a substring over four columns (no index can serve it): a common surname part fills a
+  // page after a short scan; a rare word scans the whole table, here in the order of the sort
+  // still in force (user date), through its index (docs/web-ui.md#speed).
+  ['search q="mmerma" (a surname part, common)', 'filter:q=mmerma'],
+  ['next page (q="mmerma")', 'next'],
+  ['search q="Zurmub" (rare)', 'filter:q=Zurmub'],
   ['clear the filters', 'filter:'],
 ] as const;
 
@@ -210,7 +216,7 @@ try {
   const result = {
     bench: 'directory page render (bench/web-render.ts)',
     date: new Date().toISOString(),
-    command: `npm run bench:web -- --rows ${ROWS} --rounds ${ROUNDS}`,
+    command: `npm run bench:web -- ${options.db === undefined ? `--rows ${ROWS}` : `--db ${options.db}`} --rounds ${ROUNDS}`,
     machine: {
       cpus: cpus().length,
       cpuModel: cpus()[0]?.model,

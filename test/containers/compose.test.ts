@@ -195,6 +195,35 @@ describe('compose.yaml, up for real', { skip }, () => {
     assert.equal(await status(true), '200');
   });
 
+  it("shows HAProxy's view in an app's status feed: webserver1 takes traffic, webserver2 waits", async () => {
+    // From inside webserver2 (the backup), with the metrics token from its mounted secret: the
+    // feed reads HAProxy's stats with HAPROXY_STATS_URL and the haproxy_stats_password secret.
+    let haproxy = '';
+    await waitFor(
+      async () => {
+        const raw = await podman([
+          'exec',
+          project.container('webserver2'),
+          'node',
+          '-e',
+          "const t=require('fs').readFileSync('/run/secrets/metrics_token','utf8');fetch('http://127.0.0.1:8888/status.json',{headers:{authorization:'Bearer '+t}}).then(r=>r.json()).then(s=>console.log(JSON.stringify({haproxy:s.haproxy,problems:s.problems})))",
+        ]);
+        haproxy = raw;
+        const seen = JSON.parse(raw) as { haproxy?: { servers: { status: string }[] } };
+        return seen.haproxy?.servers.every((server) => server.status === 'UP') === true;
+      },
+      "the status feed shows HAProxy's servers up",
+      30_000,
+    ).catch((error: Error) => assert.fail(`${error.message}; last: ${haproxy}`));
+    assert.deepEqual((JSON.parse(haproxy) as { haproxy: unknown }).haproxy, {
+      active: 'webserver1',
+      servers: [
+        { name: 'webserver1', status: 'UP', backup: false },
+        { name: 'webserver2', status: 'UP', backup: true },
+      ],
+    });
+  });
+
   it('with the monitoring profile, Prometheus scrapes both apps, HAProxy and blackbox: all up', async () => {
     await project.compose(['--profile', 'monitoring', 'up', '-d', '--no-build']);
     await project.waitHealthy(['prometheus', 'blackbox', 'alertmanager'], 180_000);
