@@ -56,6 +56,9 @@ const { values: options } = parseArgs({
     // Bare /api from page files against nginx (1M users; 10000000 is the 10M run, not CI).
     'pages-rows': { type: 'string', default: '1000000' },
     'pages-only': { type: 'boolean', default: false },
+    // An existing SQLite file of users for that part instead of generating and importing one
+    // (the 10M import takes ~8 minutes); the run changes it (one PATCH, a version bump).
+    'pages-db': { type: 'string' },
     // Bare /api while single-user writes run (and their latency, SQLite and the MariaDB pair).
     'writes-rows': { type: 'string', default: '100000,1000000' },
     'writes-only': { type: 'boolean', default: false },
@@ -557,7 +560,12 @@ async function pagesAgainstNginx(dir: string, rows: number) {
   if (findBinary('nginx') === undefined) {
     return { skipped: 'missing nginx: apt-get install -y nginx-light' };
   }
-  const { path, importSeconds } = await sqliteWithUsers(dir, rows);
+  if (!HAVE_CURL) return { skipped: 'missing curl' };
+  const given = options['pages-db'];
+  const { path, importSeconds } =
+    given === undefined
+      ? await sqliteWithUsers(dir, rows)
+      : { path: given, importSeconds: 'not measured: --pages-db' };
   const app = await serveApp(
     sqliteEnv(path, { API_CACHE_CHECK_MS: '250', ADMIN_TOKEN: BENCH_ADMIN_TOKEN }),
   );
@@ -568,20 +576,25 @@ async function pagesAgainstNginx(dir: string, rows: number) {
         'etag',
       );
     const started = performance.now();
-    await fetch(`${app.url}/api`).then((response) => response.arrayBuffer());
+    // curl, not fetch: undici's arrayBuffer() over a 1 GB body (the 10M run) read so slowly
+    // that it stalled for minutes.
+    const download = (file: string, headers: string[] = []) => {
+      const run = spawnSync('curl', [
+        '-sf',
+        ...headers.flatMap((header) => ['-H', header]),
+        '-o',
+        file,
+        `${app.url}/api`,
+      ]);
+      if (run.status !== 0) throw new Error(`curl ${app.url}/api failed: ${run.status}`);
+    };
+    // The first request streams from the database while the page files are built.
+    download('/dev/null');
     while ((await etagOf()) === null) await sleep(50);
     const firstBuildSeconds = round((performance.now() - started) / 1000, 2);
     const bodyFile = join(nginxDir, 'api.json');
-    await writeFile(bodyFile, Buffer.from(await (await fetch(`${app.url}/api`)).arrayBuffer()));
-    const gz = spawnSync('curl', [
-      '-s',
-      '-H',
-      'Accept-Encoding: gzip',
-      '-o',
-      `${bodyFile}.gz`,
-      `${app.url}/api`,
-    ]);
-    if (gz.status !== 0) throw new Error('curl failed');
+    download(bodyFile);
+    download(`${bodyFile}.gz`, ['Accept-Encoding: gzip']);
     const nginx = await serveNginx(nginxDir, bodyFile);
     try {
       const rounds = (headers: string[]) => {
