@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import type { MariadbServer } from '../../scripts/mariadb-pair.js';
+import { WRITE_LOCK } from '../../src/db/dialects/mysql/named-lock.js';
 import {
   createKeyed,
   drillConcurrentSameKey,
@@ -35,6 +38,43 @@ function rowsOnPrimary(primary: MariadbServer, name: string): number {
   return Number(primary.sql(`SELECT COUNT(*) FROM users.users WHERE name = '${name}'`).trim());
 }
 
+/**
+ * Holds the write lock every instance's writers take (GET_LOCK) in a root session of its own for
+ * `seconds`, as a long import on another instance would; resolves once it is held.
+ */
+async function holdWriteLock(t: TestContext, server: MariadbServer, seconds: number) {
+  const marker = `SLEEP(${seconds}.0${process.pid % 10})`;
+  const child = spawn(
+    'mariadb',
+    [
+      `--socket=${join(server.dir, 'mysqld.sock')}`,
+      '-uroot',
+      '--batch',
+      '-e',
+      `SELECT GET_LOCK('${WRITE_LOCK}', 10); SELECT ${marker}; SELECT RELEASE_LOCK('${WRITE_LOCK}')`,
+    ],
+    { stdio: 'ignore' },
+  );
+  const ended = new Promise<void>((resolve) => child.on('exit', () => resolve()));
+  t.after(async () => {
+    if (child.exitCode === null) child.kill('SIGKILL');
+    await ended;
+  });
+  await eventually(
+    () =>
+      Number(
+        server
+          .sql(
+            `SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE 'SELECT ${marker}%'`,
+          )
+          .trim(),
+      ) === 1,
+    'the write lock is held',
+    10_000,
+  );
+  return { ended };
+}
+
 describe('Idempotency-Key on MariaDB primary + replica', { timeout: 600_000 }, () => {
   pairSuite.register();
 
@@ -48,6 +88,32 @@ describe('Idempotency-Key on MariaDB primary + replica', { timeout: 600_000 }, (
 
   it('requests with one key at once on two instances: exactly one write', async (t) => {
     await drillConcurrentSameKey([await startInstance(t), await startInstance(t)]);
+  });
+
+  it('the same key while the first request waits for the write lock: 409, then the replay', async (t) => {
+    const { primary } = pairSuite.require();
+    const a = await startInstance(t);
+    const b = await startInstance(t);
+    const name = `Waiting ${Date.now()}`;
+    const key = newKey('waiting');
+    const hold = await holdWriteLock(t, primary, 3);
+    const first = createKeyed(a, key, userNamed(name));
+    // Once the first is waiting for the lock on instance a.
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const sameInstance = await createKeyed(a, key, userNamed(name));
+    assert.equal(sameInstance.status, 409, JSON.stringify(sameInstance.body));
+    assert.equal((sameInstance.body as { code: string }).code, 'ERR_IDEMPOTENCY_KEY_IN_USE');
+    const otherInstance = createKeyed(b, key, userNamed(name));
+    await hold.ended;
+    const [created, fromB] = await Promise.all([first, otherInstance]);
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    // b waited for the lock too, then found the key a had committed: 409, or its replay.
+    assert.ok(fromB.status === 409 || fromB.status === 201, `b: ${fromB.status}`);
+    if (fromB.status === 201) assert.equal(fromB.headers.get('idempotent-replayed'), 'true');
+    const retry = await createKeyed(b, key, userNamed(name));
+    assert.equal(retry.status, 201);
+    assert.equal(retry.headers.get('idempotent-replayed'), 'true');
+    assert.equal(rowsOnPrimary(primary, name), 1);
   });
 
   it('a replay shows the user as now; deleted or replaced since, it is 410', async (t) => {
