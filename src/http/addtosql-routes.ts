@@ -115,6 +115,7 @@ export function registerAddToSqlRoutes(
               if ((await readUsersGeneration(db.write)) !== record.usersGeneration) {
                 throw outcomeGone('appended rows');
               }
+              request.log.info({ idempotentReplay: { action: 'append' } }, 'replayed');
               reply.header('idempotent-replayed', 'true');
               return JSON.parse(record.body) as ImportResult;
             },

@@ -190,6 +190,8 @@ export function registerSingleUserRoutes(
             if (user === undefined || user.generation !== record.usersGeneration) {
               throw outcomeGone(`created user ${record.userId}`);
             }
+            // Nothing is written: no audit line, but a retry is worth seeing in the log.
+            request.log.info({ idempotentReplay: { action: 'create', id: user.id } }, 'replayed');
             reply.header('idempotent-replayed', 'true');
             return created({ version: user.rowVersion, before: undefined, after: user });
           },
