@@ -31,6 +31,14 @@ export type ChaosLoadMessage =
 /** A client gives up on an answer after this long: far past every timeout in the stack. */
 const REQUEST_TIMEOUT_MS = 45_000;
 
+/**
+ * A write that got no answer, a 503 or a 409 is sent again with the same Idempotency-Key, up to
+ * this many times in all: a commit that landed although its answer was lost (a full disk, a
+ * cut connection) is then replayed, not written twice (docs/api.md, "Idempotency keys").
+ */
+const MAX_WRITE_ATTEMPTS = 4;
+const WRITE_RETRY_PAUSE_MS = 500;
+
 /** Mulberry32: a small seeded PRNG, so a seed replays the same choices. */
 export function createRandom(seed: number): () => number {
   let state = seed >>> 0;
@@ -136,6 +144,29 @@ async function request(
   return sample;
 }
 
+/**
+ * One write with an Idempotency-Key, retried (bounded) while its outcome is unknown or it may
+ * succeed later; every attempt is a sample of its own.
+ */
+async function keyedWrite(
+  options: ChaosLoadOptions,
+  key: string,
+  kind: 'append' | 'create',
+  path: string,
+  init: RequestInit & { accept: string; names: string[]; headers: Record<string, string> },
+  record: (sample: ChaosSample) => void,
+  stopped: () => boolean,
+): Promise<ChaosSample> {
+  const headers = { ...init.headers, 'idempotency-key': `"${key}"` };
+  for (let attempt = 1; ; attempt += 1) {
+    const sample = await request(options, kind, path, { ...init, headers });
+    record(sample);
+    const retryable = sample.status === 0 || sample.status === 503 || sample.status === 409;
+    if (!retryable || attempt >= MAX_WRITE_ATTEMPTS || stopped()) return sample;
+    await sleep(WRITE_RETRY_PAUSE_MS * attempt);
+  }
+}
+
 function csvOf(names: string[]): string {
   return `NAME,STREET,CITY,STATE,USER_DATE\n${names.map((name) => `${name},Chaos Street,Chaos City,NY,01/02/03\n`).join('')}`;
 }
@@ -148,16 +179,25 @@ export async function runChaosLoad(
   ready: () => void,
 ): Promise<void> {
   const admin = { authorization: `Bearer ${options.adminToken}` };
+  // Keys unique to this run: a lab database that outlived an earlier soak never replays it.
+  const keyOf = (what: string) => `chaos-${options.seed}-${Date.now()}-${what}`;
   // The bulk append: a table over 2,000 rows, so that unfiltered NDJSON and CSV reads stream.
   const bulkNames = Array.from({ length: options.bulkRows }, (_, i) => `Chaos bulk ${i}`);
-  const bulk = await request(options, 'append', '/addtosql?mode=append', {
-    method: 'POST',
-    accept: 'application/json',
-    headers: { ...admin, 'content-type': 'text/csv' },
-    body: csvOf(bulkNames),
-    names: bulkNames,
-  });
-  record(bulk);
+  const bulk = await keyedWrite(
+    options,
+    keyOf('bulk'),
+    'append',
+    '/addtosql?mode=append',
+    {
+      method: 'POST',
+      accept: 'application/json',
+      headers: { ...admin, 'content-type': 'text/csv' },
+      body: csvOf(bulkNames),
+      names: bulkNames,
+    },
+    record,
+    stopped,
+  );
   if (bulk.failure !== undefined) throw new Error(`the bulk append failed: ${bulk.failure}`);
   ready();
 
@@ -176,19 +216,29 @@ export async function runChaosLoad(
       if (stopped()) break;
       if (random() < 0.6) {
         const names = [`Chaos append ${count} a`, `Chaos append ${count} b`];
-        record(
-          await request(options, 'append', '/addtosql?mode=append', {
+        await keyedWrite(
+          options,
+          keyOf(`append-${count}`),
+          'append',
+          '/addtosql?mode=append',
+          {
             method: 'POST',
             accept: 'application/json',
             headers: { ...admin, 'content-type': 'text/csv' },
             body: csvOf(names),
             names,
-          }),
+          },
+          record,
+          stopped,
         );
       } else {
         const name = `Chaos create ${count}`;
-        record(
-          await request(options, 'create', '/api/users', {
+        await keyedWrite(
+          options,
+          keyOf(`create-${count}`),
+          'create',
+          '/api/users',
+          {
             method: 'POST',
             accept: 'application/json',
             headers: { ...admin, 'content-type': 'application/json' },
@@ -200,7 +250,9 @@ export async function runChaosLoad(
               USER_DATE: '01/02/03',
             }),
             names: [name],
-          }),
+          },
+          record,
+          stopped,
         );
       }
     }

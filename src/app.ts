@@ -19,6 +19,7 @@ import {
 } from './http/problem.js';
 import { createRequestAccounting } from './http/request-accounting.js';
 import { registerSingleUserRoutes } from './http/single-user-routes.js';
+import { createIdempotencyKeys } from './http/idempotency-keys.js';
 import { registerStatusRoutes } from './http/status-routes.js';
 import { registerUsersRoutes } from './http/users-routes.js';
 import { registerWebRoutes } from './http/web-routes.js';
@@ -56,6 +57,12 @@ export function buildApp(deps: AppDependencies): FastifyInstance {
   const isDraining = () => deps.lifecycle?.draining ?? false;
   // The bare /api body, cached per data version; a write through this instance is seen at once,
   // one through another instance within API_CACHE_CHECK_MS.
+  // Idempotency-Key records for the admin's creates and appends, by the app's clock.
+  const idempotencyKeys = createIdempotencyKeys({
+    db: deps.db,
+    now: deps.now,
+    ttlMs: deps.config.idempotencyKeyTtlMs,
+  });
   const apiCache = createApiCache({
     db: deps.db,
     maxBytes: deps.config.apiCacheMaxBytes,
@@ -168,6 +175,7 @@ export function buildApp(deps: AppDependencies): FastifyInstance {
       db: deps.db,
       apiCache,
       adminToken: deps.config.adminToken,
+      idempotencyKeys,
     });
     registerHealthRoutes(routes, {
       db: deps.db,
@@ -184,6 +192,7 @@ export function buildApp(deps: AppDependencies): FastifyInstance {
     registerAddToSqlRoutes(routes, {
       config: deps.config,
       db: deps.db,
+      idempotencyKeys,
       metrics: {
         importFinished: (outcome, rows) => {
           deps.metrics.importFinished(outcome, rows);

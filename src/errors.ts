@@ -5,6 +5,10 @@
 export const ERROR_CODES = {
   ERR_HTTP_BAD_REQUEST: { status: 400, title: 'Bad request' },
   ERR_HTTP_NOT_FOUND: { status: 404, title: 'Not found' },
+  ERR_IDEMPOTENCY_KEY_INVALID: { status: 400, title: 'Malformed Idempotency-Key' },
+  ERR_IDEMPOTENCY_KEY_IN_USE: { status: 409, title: 'Idempotency-Key in use' },
+  ERR_IDEMPOTENCY_OUTCOME_GONE: { status: 410, title: "Idempotency-Key's result is gone" },
+  ERR_IDEMPOTENCY_KEY_REUSED: { status: 422, title: 'Idempotency-Key reused' },
   ERR_USER_NOT_FOUND: { status: 404, title: 'User not found' },
   ERR_HTTP_METHOD_NOT_ALLOWED: { status: 405, title: 'Method not allowed' },
   ERR_HTTP_REQUEST_TIMEOUT: { status: 408, title: 'Request timeout' },

@@ -184,6 +184,12 @@ export const CONFIG_SCHEMA = {
     description:
       'How often, at most, an instance reads the data version to see whether its cached `/api` body is still current: a write on another instance shows within this time.',
   },
+  IDEMPOTENCY_KEY_TTL_SECONDS: {
+    default: '86400',
+    allowed: 'an integer from 60 to 2592000 (30 days)',
+    description:
+      'How long an `Idempotency-Key` answers for its write (24 h): a retry within it replays the first answer; after it, the key is new again. Expired keys are deleted by the next write that carries a key.',
+  },
   METRICS_TOKEN: {
     default: undefined,
     allowed: BEARER_TOKEN_ALLOWED,

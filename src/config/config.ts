@@ -78,6 +78,8 @@ export interface Config {
   apiCacheCheckMs: number;
   /** A streamed response whose client takes nothing for this long is cut. */
   streamIdleTimeoutMs: number;
+  /** How long an Idempotency-Key record answers for its write. */
+  idempotencyKeyTtlMs: number;
   /** The status feed (`/status.json`, `/status/events`). */
   status: StatusConfig;
 }
@@ -287,6 +289,7 @@ export function loadConfig(
     apiCacheCheckMs: integer('API_CACHE_CHECK_MS', 0, 60_000),
     apiBodyDir: apiBodyDirOf(value('API_BODY_DIR'), database, cwd),
     streamIdleTimeoutMs: integer('STREAM_IDLE_TIMEOUT_MS', 100, 3_600_000),
+    idempotencyKeyTtlMs: integer('IDEMPOTENCY_KEY_TTL_SECONDS', 60, 2_592_000) * 1000,
     status,
   });
 }

@@ -26,6 +26,28 @@ export interface DataStateTable {
   users_generation: ColumnType<number, number | undefined, number>;
 }
 
+/**
+ * One Idempotency-Key record (migration 0007): written in the transaction of the write it
+ * stands for, read back when a request repeats the key.
+ */
+export interface IdempotencyKeysTable {
+  /** Whose key: keys are per caller (today one: `admin`). */
+  caller: string;
+  idem_key: string;
+  /** sha256 hex of method, path, media type and the body's sha256. */
+  fingerprint: string;
+  /** The status the write answered. */
+  status: number;
+  /** The user a create made; null for an import. */
+  user_id: number | null;
+  /** The users table generation the write went into (a replace or restore ends the replay). */
+  users_generation: number;
+  /** The answer's JSON body as sent (an import's result); a create answers the user as now. */
+  body: string;
+  created_at_ms: number;
+  expires_at_ms: number;
+}
+
 export interface DatabaseSchema {
   users: UsersTable;
   /** The rows of a replace (restore, or import if-empty/replace) while they load. */
@@ -35,6 +57,7 @@ export interface DatabaseSchema {
   /** The table an import replaced, for the moment between the swap and its drop. */
   users_replaced: UsersTable;
   data_state: DataStateTable;
+  idempotency_keys: IdempotencyKeysTable;
 }
 
 /** The tables that hold users rows. */

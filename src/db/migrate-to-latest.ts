@@ -6,6 +6,7 @@ import * as usersQueryIndexes from './migrations/0003-users-query-indexes.js';
 import * as usersIndexNames from './migrations/0004-users-index-names.js';
 import * as replicationHeartbeat from './migrations/0005-replication-heartbeat.js';
 import * as usersRowVersion from './migrations/0006-users-row-version.js';
+import * as idempotencyKeys from './migrations/0007-idempotency-keys.js';
 
 /** The static index of migrations, in order. A merged migration is never edited; add one. */
 const MIGRATIONS: Record<string, Migration> = {
@@ -15,6 +16,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0004-users-index-names': usersIndexNames,
   '0005-replication-heartbeat': replicationHeartbeat,
   '0006-users-row-version': usersRowVersion,
+  '0007-idempotency-keys': idempotencyKeys,
 };
 
 /** The newest migration: the schema version a backup records. */

@@ -13,11 +13,23 @@ import {
 import {
   IMPORT_MODES,
   importUsers,
+  type AppendWritten,
   type ImportMode,
   type ImportObserver,
+  type ImportResult,
 } from '../importer/import-users.js';
+import type { ImportSource } from '../importer/import-source.js';
+import { readUsersGeneration } from '../db/users-repository.js';
 import { adminOnly } from './authorize-admin.js';
 import { hasBody } from './has-body.js';
+import {
+  IDEMPOTENCY_KEY_DESCRIPTION,
+  outcomeGone,
+  parseIdempotencyKey,
+  sha256Hex,
+  sha256OfFile,
+  type IdempotencyKeys,
+} from './idempotency-keys.js';
 import { ProblemSchema, registerMethodNotAllowed } from './problem.js';
 import { spoolUpload, uploadTooLarge } from './spool-upload.js';
 
@@ -43,9 +55,14 @@ const FORMAT_BY_MEDIA_TYPE: Record<string, ImportFormat> = {
  */
 export function registerAddToSqlRoutes(
   app: FastifyInstance,
-  deps: { config: Config; db: Database; metrics: { importFinished: ImportObserver } },
+  deps: {
+    config: Config;
+    db: Database;
+    metrics: { importFinished: ImportObserver };
+    idempotencyKeys: IdempotencyKeys;
+  },
 ): void {
-  const { config, db } = deps;
+  const { config, db, idempotencyKeys } = deps;
   const observe = deps.metrics.importFinished;
   const dataFileFormat = formatOfFileName(config.dataFile) ?? 'csv';
 
@@ -67,25 +84,57 @@ export function registerAddToSqlRoutes(
             },
             { additionalProperties: false },
           ),
+          headers: Type.Object({
+            'idempotency-key': Type.Optional(
+              Type.String({
+                description: `With mode=append only (the other modes are idempotent already). ${IDEMPOTENCY_KEY_DESCRIPTION}`,
+              }),
+            ),
+          }),
           response: {
             200: ImportResultSchema,
             ...Object.fromEntries(
-              [400, 401, 403, 413, 415, 422, 500, 503].map((s) => [s, ProblemSchema]),
+              [400, 401, 403, 409, 410, 413, 415, 422, 500, 503].map((s) => [s, ProblemSchema]),
             ),
           },
         },
       },
-      async (request) => {
+      async (request, reply) => {
         const mode = request.query.mode ?? 'if-empty';
         const mediaType = mediaTypeOf(request);
         const format = FORMAT_BY_MEDIA_TYPE[mediaType];
+        // A malformed key is refused before the upload is read.
+        if (mode === 'append') parseIdempotencyKey(request.headers['idempotency-key']);
+        /** An append once per Idempotency-Key (the other modes are idempotent already). */
+        const runImport = (source: ImportSource, bodySha256: string) => {
+          const claim =
+            mode === 'append' ? idempotencyKeys.claimOf(request, bodySha256) : undefined;
+          if (claim === undefined) return importUsers(db, source, mode, observe);
+          return idempotencyKeys.run<AppendWritten, ImportResult>(claim, {
+            replay: async (record) => {
+              if ((await readUsersGeneration(db.write)) !== record.usersGeneration) {
+                throw outcomeGone('appended rows');
+              }
+              request.log.info({ idempotentReplay: { action: 'append' } }, 'replayed');
+              reply.header('idempotent-replayed', 'true');
+              return JSON.parse(record.body) as ImportResult;
+            },
+            write: (keyed) => importUsers(db, source, mode, observe, keyed),
+            outcomeOf: (written) => ({
+              status: 200,
+              userId: undefined,
+              usersGeneration: written.usersGeneration,
+              body: JSON.stringify({ status: 'imported', rows: written.rows }),
+            }),
+          });
+        };
         if (!isUpload(request)) {
           const source = fileImportSource(
             config.dataFile,
             dataFileFormat,
             'ERR_IMPORT_DATA_FILE_MISSING',
           );
-          return importUsers(db, source, mode, observe);
+          return runImport(source, sha256Hex(''));
         }
         if (format === undefined) {
           throw new AppError(
@@ -98,7 +147,8 @@ export function registerAddToSqlRoutes(
 
         const spooled = await spoolUpload(request.body as Readable, config.maxUploadBytes);
         try {
-          return await importUsers(db, fileImportSource(spooled.path, format), mode, observe);
+          const bodySha256 = mode === 'append' ? await sha256OfFile(spooled.path) : '';
+          return await runImport(fileImportSource(spooled.path, format), bodySha256);
         } finally {
           await spooled.remove();
         }

@@ -1,14 +1,21 @@
 import { Type } from '@sinclair/typebox';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Database } from '../db/database.js';
 import { findUserById, type VersionedUser } from '../db/users-repository.js';
 import { AppError } from '../errors.js';
 import { USER_FIELDS, type RawUser, type User, type UserField } from '../users/user.js';
 import { validateUser } from '../users/validate-user.js';
-import { writeUser, type UserChange } from '../users/write-user.js';
+import { writeUser, type UserChange, type UserWritten } from '../users/write-user.js';
+import type { KeyedWrite } from '../db/idempotency-keys-repository.js';
 import type { ApiCache } from './api-cache.js';
 import { adminOnly } from './authorize-admin.js';
+import {
+  IDEMPOTENCY_KEY_DESCRIPTION,
+  outcomeGone,
+  sha256Hex,
+  type IdempotencyKeys,
+} from './idempotency-keys.js';
 import { toApiUserWithId, toDefaultObject } from './format-users.js';
 import { ProblemSchema, registerMethodNotAllowed } from './problem.js';
 
@@ -47,6 +54,7 @@ export interface SingleUserRoutesDependencies {
   db: Database;
   apiCache: ApiCache;
   adminToken: string | undefined;
+  idempotencyKeys: IdempotencyKeys;
 }
 
 /**
@@ -59,7 +67,7 @@ export function registerSingleUserRoutes(
   app: FastifyInstance,
   deps: SingleUserRoutesDependencies,
 ): void {
-  const { db, apiCache, adminToken } = deps;
+  const { db, apiCache, adminToken, idempotencyKeys } = deps;
 
   void app.register((scope, _options, done) => {
     // Bodies arrive as text and are judged here, so each fault gets its own status: a wrong
@@ -79,11 +87,18 @@ export function registerSingleUserRoutes(
       action: 'create' | 'replace' | 'update' | 'delete',
       id: number | undefined,
       change: UserChange,
+      keyed?: KeyedWrite<UserWritten>,
     ) => {
-      const written = await writeUser(db, id, change, (pending) => {
-        const changed = pending.after?.id ?? pending.before?.id;
-        return apiCache.noteChange(pending.version, changed === undefined ? [] : [changed]);
-      });
+      const written = await writeUser(
+        db,
+        id,
+        change,
+        (pending) => {
+          const changed = pending.after?.id ?? pending.before?.id;
+          return apiCache.noteChange(pending.version, changed === undefined ? [] : [changed]);
+        },
+        keyed,
+      );
       apiCache.committed(written.version);
       const changedId = written.after?.id ?? written.before?.id;
       request.log.info(
@@ -139,21 +154,56 @@ export function registerSingleUserRoutes(
         onRequest: admin,
         schema: {
           summary: 'Create one user (admin)',
-          description: `${USER_BODY_DESCRIPTION} Answers 201 with \`Location\` and the user's \`ETag\`.`,
+          description: `${USER_BODY_DESCRIPTION} Answers 201 with \`Location\` and the user's \`ETag\`. With \`Idempotency-Key\`, a retry answers 201 again for the same user (\`Idempotent-Replayed: true\`, the user as it is now), or 410 when that user has been deleted or replaced since.`,
           querystring: NoQuerySchema,
+          headers: Type.Object({
+            'idempotency-key': Type.Optional(
+              Type.String({ description: IDEMPOTENCY_KEY_DESCRIPTION }),
+            ),
+          }),
           response: {
             201: ApiUserWithIdSchema,
-            ...problems(400, 401, 403, 409, 413, 415, 422, 503),
+            ...problems(400, 401, 403, 409, 410, 413, 415, 422, 503),
           },
         },
       },
       async (request, reply) => {
+        const claim = idempotencyKeys.claimOf(
+          request,
+          sha256Hex(typeof request.body === 'string' ? request.body : ''),
+        );
         const body = jsonObjectOf(request, JSON_TYPE);
         rejectForeignId(body, undefined);
-        const { after } = await write(request, 'create', undefined, () => wholeUser(body));
-        const created = after!;
-        reply.header('location', `/api/users/${created.id}`).header('etag', userEtag(created));
-        return reply.code(201).send(toApiUserWithId(created));
+        const created = (written: UserWritten) => {
+          const user = written.after!;
+          reply.header('location', `/api/users/${user.id}`).header('etag', userEtag(user));
+          return reply.code(201).send(toApiUserWithId(user));
+        };
+        if (claim === undefined) {
+          return created(await write(request, 'create', undefined, () => wholeUser(body)));
+        }
+        return idempotencyKeys.run<UserWritten, FastifyReply>(claim, {
+          replay: async (record) => {
+            // The primary, in one statement with the table's generation: a replica may lag, and
+            // a replace restarts ids, so the same id may now be somebody else.
+            const user = await findUserById(db.write, record.userId ?? 0);
+            if (user === undefined || user.generation !== record.usersGeneration) {
+              throw outcomeGone(`created user ${record.userId}`);
+            }
+            // Nothing is written: no audit line, but a retry is worth seeing in the log.
+            request.log.info({ idempotentReplay: { action: 'create', id: user.id } }, 'replayed');
+            reply.header('idempotent-replayed', 'true');
+            return created({ version: user.rowVersion, before: undefined, after: user });
+          },
+          write: async (keyed) =>
+            created(await write(request, 'create', undefined, () => wholeUser(body), keyed)),
+          outcomeOf: (written) => ({
+            status: 201,
+            userId: written.after!.id,
+            usersGeneration: written.after!.generation,
+            body: JSON.stringify(toApiUserWithId(written.after!)),
+          }),
+        });
       },
     );
 

@@ -1,5 +1,7 @@
 import { beginWriteTransaction } from '../db/begin-write-transaction.js';
 import type { Database } from '../db/database.js';
+import type { KeyedWrite } from '../db/idempotency-keys-repository.js';
+import { readUsersGeneration } from '../db/users-repository.js';
 import { AppError } from '../errors.js';
 import type { User } from '../users/user.js';
 import type { ImportSource } from './import-source.js';
@@ -20,6 +22,12 @@ export type ImportResult =
  */
 export type ImportOutcome = 'imported' | 'skipped' | 'rejected' | 'failed';
 
+/** What a keyed append records: its rows and the users table generation it went into. */
+export interface AppendWritten {
+  rows: number;
+  usersGeneration: number;
+}
+
 /** Hears how each import ended; metrics implement it. */
 export type ImportObserver = (outcome: ImportOutcome, rows: number) => void;
 
@@ -30,15 +38,18 @@ export type ImportObserver = (outcome: ImportOutcome, rows: number) => void;
  * only when every row is good. `if-empty` and `replace` load a staging table and swap it in
  * (`db.replaceUsersTable`); `if-empty` checks under the write lock, so concurrent calls from
  * any number of instances leave exactly one copy. `observe` hears the outcome and the rows.
+ * `keyed` (an append's Idempotency-Key): claimed first inside the append's transaction, recorded
+ * just before its commit.
  */
 export async function importUsers(
   db: Database,
   source: ImportSource,
   mode: ImportMode,
   observe: ImportObserver = () => undefined,
+  keyed?: KeyedWrite<AppendWritten>,
 ): Promise<ImportResult> {
   try {
-    const result = await importUsersOnce(db, source, mode);
+    const result = await importUsersOnce(db, source, mode, keyed);
     observe(result.status, result.status === 'imported' ? result.rows : 0);
     return result;
   } catch (error) {
@@ -51,12 +62,17 @@ async function importUsersOnce(
   db: Database,
   source: ImportSource,
   mode: ImportMode,
+  keyed: KeyedWrite<AppendWritten> | undefined,
 ): Promise<ImportResult> {
   if (mode === 'append') {
     const rows = await db.withWriteLock(async (locked) => {
       const trx = await beginWriteTransaction(db, locked);
       try {
+        await keyed?.claim(trx);
         const read = await readUsers(db, source, (users) => db.insertUsers(trx, users));
+        if (keyed !== undefined) {
+          await keyed.record(trx, { rows: read, usersGeneration: await readUsersGeneration(trx) });
+        }
         await trx.commit().execute();
         return read;
       } catch (error) {

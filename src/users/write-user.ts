@@ -1,5 +1,6 @@
 import { beginWriteTransaction } from '../db/begin-write-transaction.js';
 import type { Database } from '../db/database.js';
+import type { KeyedWrite } from '../db/idempotency-keys-repository.js';
 import {
   deleteUser,
   findUserById,
@@ -36,18 +37,21 @@ export type BeforeCommit = (written: UserWritten) => () => void;
  * Creates (`id` undefined), replaces or deletes one user under the database's write lock, so it
  * takes its turn with imports and restores on every instance and never interleaves with a
  * swap. The row's version becomes the data version this write commits, then the call waits for
- * the replicas like an import does (read-your-writes anywhere).
+ * the replicas like an import does (read-your-writes anywhere). `keyed` (an Idempotency-Key):
+ * its claim runs first in the transaction, its record is written just before the commit.
  */
 export async function writeUser(
   db: Database,
   id: number | undefined,
   change: UserChange,
   beforeCommit?: BeforeCommit,
+  keyed?: KeyedWrite<UserWritten>,
 ): Promise<UserWritten> {
   const written = await db.withWriteLock(async (locked) => {
     const trx = await beginWriteTransaction(db, locked);
     let undo: (() => void) | undefined;
     try {
+      await keyed?.claim(trx);
       const before = id === undefined ? undefined : await findUserById(trx, id);
       const user = change(before);
       const version = await readDataVersion(trx);
@@ -62,6 +66,7 @@ export async function writeUser(
         await updateUser(trx, before.id, user, version);
         after = { ...user, id: before.id, rowVersion: version, generation };
       }
+      await keyed?.record(trx, { version, before, after });
       undo = beforeCommit?.({ version, before, after });
       await trx.commit().execute();
       return { version, before, after };

@@ -76,7 +76,7 @@ export function mariadbPairSuite(): MariadbPairSuite {
 export function resetPair(pair: MariadbPair): void {
   pair.replica.sql('STOP SLAVE; CHANGE MASTER TO MASTER_DELAY=0; START SLAVE');
   pair.primary.sql(
-    'DROP TABLE IF EXISTS users.users, users.users_prev, users.users_staging, users.users_replaced, users.data_state, users.kysely_migration, users.kysely_migration_lock',
+    'DROP TABLE IF EXISTS users.users, users.users_prev, users.users_staging, users.users_replaced, users.data_state, users.idempotency_keys, users.kysely_migration, users.kysely_migration_lock',
   );
   pair.waitForReplication();
 }

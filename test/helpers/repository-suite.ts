@@ -15,6 +15,11 @@ import {
   type UsersQuery,
   type UsersSortKey,
 } from '../../src/db/users-repository.js';
+import {
+  deleteExpiredIdempotencyRecords,
+  findIdempotencyRecord,
+  insertIdempotencyRecord,
+} from '../../src/db/idempotency-keys-repository.js';
 import type { User } from '../../src/users/user.js';
 import { contractOf, TRICKY_USERS } from './tricky-users.js';
 
@@ -718,5 +723,29 @@ export function registerRepositorySuite(target: RepositorySuiteTarget): void {
     assert.deepEqual((await readAll(db)).map(userOf), d);
     assert.deepEqual(await previous(), b);
     assert.deepEqual(await usersTables(db), ['users', 'users_prev']);
+  });
+
+  it('idempotency records: a lookup skips expired ones, the cleanup deletes only them, keys keep their case', async (t) => {
+    const db = await open(t);
+    const outcome = { status: 201, userId: 7, usersGeneration: 3, body: '{}' };
+    const claim = (key: string, expiresAtMs: number) => ({
+      caller: 'admin',
+      key,
+      fingerprint: 'f'.repeat(64),
+      nowMs: 1_000,
+      expiresAtMs,
+    });
+    const trx = await beginWriteTransaction(db);
+    await insertIdempotencyRecord(trx, claim('old', 2_000), outcome);
+    await insertIdempotencyRecord(trx, claim('new', 5_000), outcome);
+    await insertIdempotencyRecord(trx, claim('NEW', 5_000), { ...outcome, userId: 8 });
+    await trx.commit().execute();
+    assert.equal((await findIdempotencyRecord(db.write, 'admin', 'old', 1_999))?.userId, 7);
+    assert.equal(await findIdempotencyRecord(db.write, 'admin', 'old', 2_000), undefined);
+    assert.equal((await findIdempotencyRecord(db.write, 'admin', 'NEW', 2_000))?.userId, 8);
+    assert.equal(await findIdempotencyRecord(db.write, 'other', 'new', 2_000), undefined);
+    assert.equal(await deleteExpiredIdempotencyRecords(db.write, 2_000), 1);
+    const left = await db.write.selectFrom('idempotency_keys').select('idem_key').execute();
+    assert.deepEqual(left.map((row) => row.idem_key).sort(), ['NEW', 'new']);
   });
 }

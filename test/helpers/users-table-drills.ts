@@ -89,6 +89,7 @@ const FROM_USERS_INDEX_NAMES = [
   USERS_INDEX_NAMES_MIGRATION,
   '0005-replication-heartbeat',
   '0006-users-row-version',
+  '0007-idempotency-keys',
 ];
 
 /** The name an older release's swap gave the index on `column` (after the staging table). */

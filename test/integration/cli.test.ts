@@ -208,7 +208,7 @@ describe('users-api CLI (built binary)', () => {
     const { run, database } = await createCli(t);
     assert.deepEqual(await run(['migrate']), {
       code: 0,
-      stdout: `applied 0001-create-users, 0002-mysql-utf8mb4, 0003-users-query-indexes, 0004-users-index-names, 0005-replication-heartbeat, 0006-users-row-version to sqlite:${database}\n`,
+      stdout: `applied 0001-create-users, 0002-mysql-utf8mb4, 0003-users-query-indexes, 0004-users-index-names, 0005-replication-heartbeat, 0006-users-row-version, 0007-idempotency-keys to sqlite:${database}\n`,
       stderr: '',
     });
     assert.deepEqual(await run(['migrate']), {

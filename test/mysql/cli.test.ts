@@ -31,7 +31,7 @@ describe('users-api CLI on MariaDB', { timeout: 600_000 }, () => {
     const env = { DATABASE_URL: primary.url };
     const migrate = await run(['migrate'], env);
     assert.deepEqual(migrate.out, [
-      `applied 0001-create-users, 0002-mysql-utf8mb4, 0003-users-query-indexes, 0004-users-index-names, 0005-replication-heartbeat, 0006-users-row-version to ${shown}`,
+      `applied 0001-create-users, 0002-mysql-utf8mb4, 0003-users-query-indexes, 0004-users-index-names, 0005-replication-heartbeat, 0006-users-row-version, 0007-idempotency-keys to ${shown}`,
     ]);
     const imported = await run(['import', join(REPO_ROOT, 'data/users.csv')], env);
     assert.deepEqual(imported.out, [`imported 1000 users into ${shown} (mode if-empty)`]);

@@ -190,7 +190,7 @@ describe(
       );
       assert.match(
         migrate.stdout,
-        /applied 0004-users-index-names, 0005-replication-heartbeat, 0006-users-row-version to /,
+        /applied 0004-users-index-names, 0005-replication-heartbeat, 0006-users-row-version, 0007-idempotency-keys to /,
       );
       await eventually(
         async () => (await healthJson(server.url)).body.checks['startup:steps'] === undefined,

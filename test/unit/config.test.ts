@@ -36,6 +36,7 @@ describe('loadConfig', () => {
       apiCacheCheckMs: 250,
       apiBodyDir: '/srv/users-api/data/users.db.api-body',
       streamIdleTimeoutMs: 30_000,
+      idempotencyKeyTtlMs: 86_400_000,
       status: { intervalMs: 2000, maxStreams: 16, haproxy: undefined },
     });
   });
