@@ -402,6 +402,17 @@ async function sqliteWithUsers(
   return { path, importSeconds: round(seconds, 1) };
 }
 
+/**
+ * The ETag of the bare `/api` body `url` serves from memory or page files; null while it streams
+ * from the database (a build under way). The body is dropped at once: streamed, it is the whole
+ * table, and a body left open would hold a stream slot (MAX_CONCURRENT_STREAMS).
+ */
+async function servedEtag(url: string): Promise<string | null> {
+  const response = await fetch(`${url}/api`, { headers: { range: 'bytes=0-0' } });
+  await response.body?.cancel();
+  return response.headers.get('etag');
+}
+
 /** Bumps the data version the way every write does (a committed write transaction). */
 async function bumpDataVersion(path: string, dir: string): Promise<void> {
   const db = openDatabase(loadConfig(sqliteEnv(path), dir).database, { create: false });
@@ -571,15 +582,7 @@ async function pagesAgainstNginx(dir: string, rows: number) {
   );
   const nginxDir = await mkdtemp(join(dir, 'nginx-'));
   try {
-    // The body is dropped at once: until page files are served it is the whole table streamed
-    // from the database, and a body left open would hold a stream slot (MAX_CONCURRENT_STREAMS).
-    const etagOf = async (headers: Record<string, string> = {}) => {
-      const response = await fetch(`${app.url}/api`, {
-        headers: { range: 'bytes=0-0', ...headers },
-      });
-      await response.body?.cancel();
-      return response.headers.get('etag');
-    };
+    const etagOf = () => servedEtag(app.url);
     const started = performance.now();
     // curl, not fetch: undici's arrayBuffer() over a 1 GB body (the 10M run) read so slowly
     // that it stalled for minutes.
@@ -828,7 +831,12 @@ async function apiUnderWrites(dir: string, rows: number) {
   const { path } = await sqliteWithUsers(dir, rows);
   const app = await serveApp(sqliteEnv(path, { ADMIN_TOKEN: BENCH_ADMIN_TOKEN }));
   try {
+    // Measured once the body is served built (at 1M, from page files), not while it streams.
     await wholeBody(`${app.url}/api`);
+    for (let polls = 0; (await servedEtag(app.url)) === null; polls += 1) {
+      if (polls > 3000) throw new Error('the body was not built within 5 minutes');
+      await sleep(100);
+    }
     const seconds = DURATION_SECONDS / ROUNDS;
     const bare = () => wrkLoadAsync(`${app.url}/api`, seconds, { connections: 4 });
     const rates = [];
