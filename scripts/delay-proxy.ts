@@ -7,7 +7,7 @@
  *   tsx scripts/delay-proxy.ts LISTEN_HOST:PORT TARGET_HOST:PORT SETTINGS_FILE
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { connect, createServer, type Socket } from 'node:net';
+import { connect, createServer, type Server, type Socket } from 'node:net';
 
 export interface DelaySettings {
   delayMs: number;
@@ -25,24 +25,66 @@ export function readDelaySettings(file: string): DelaySettings {
   return { delayMs, jitterMs };
 }
 
-/** Copies `from` to `to`, each chunk `delay()` ms later but never before the previous one. */
-function pipeDelayed(from: Socket, to: Socket, delay: () => number): void {
-  let last = 0;
-  from.on('data', (chunk) => {
-    const wait = delay();
-    if (wait === 0 && last <= Date.now()) {
-      to.write(chunk);
-      return;
+/**
+ * Copies `from` to `to`, each chunk `delay()` ms after it arrived but never before the one ahead
+ * of it. One queue and one timer per direction: a timer per chunk does not keep order (Node
+ * orders timers of equal expiry by duration list, not by when they were set, and its loop clock
+ * lags Date.now()), and a reordered chunk garbles the byte stream (docs/fault-lab.md).
+ */
+export function pipeDelayed(from: Socket, to: Socket, delay: () => number): void {
+  const queue: { at: number; chunk: Buffer | undefined }[] = [];
+  let timer: NodeJS.Timeout | undefined;
+  const flush = () => {
+    timer = undefined;
+    while (queue.length > 0 && queue[0]!.at <= Date.now()) {
+      const { chunk } = queue.shift()!;
+      if (to.destroyed) return;
+      if (chunk === undefined) {
+        // The close travels with the same delay, after the data it followed.
+        to.end();
+      } else if (!to.write(chunk) && !from.isPaused()) {
+        // A slow receiver slows the sender, as TCP's window would, instead of piling up here.
+        from.pause();
+        to.once('drain', () => from.resume());
+      }
     }
-    const at = Math.max(last, Date.now() + wait);
-    last = at;
-    setTimeout(() => to.write(chunk), at - Date.now());
-  });
-  // The close travels with the same delay, after the data it followed.
-  from.on('end', () => setTimeout(() => to.end(), Math.max(0, last - Date.now())));
+    if (queue.length > 0) timer = setTimeout(flush, Math.max(0, queue[0]!.at - Date.now()));
+  };
+  const push = (chunk: Buffer | undefined) => {
+    const last = queue.at(-1)?.at ?? 0;
+    queue.push({ at: Math.max(last, Date.now() + delay()), chunk });
+    if (timer === undefined) flush();
+  };
+  from.on('data', (chunk: Buffer) => push(chunk));
+  from.on('end', () => push(undefined));
   from.on('error', () => to.destroy());
   from.on('close', () => {
     if (!from.readableEnded) to.destroy();
+  });
+  to.on('close', () => clearTimeout(timer));
+}
+
+/**
+ * Listens on `listen` and connects each client to `target`, both ways through `pipeDelayed` with
+ * `settings()` read per chunk (so a change applies to connections already open).
+ */
+export function startDelayProxy(
+  listen: { host: string; port: number },
+  target: { host: string; port: number },
+  settings: () => DelaySettings,
+): Promise<Server> {
+  const delay = () => {
+    const { delayMs, jitterMs } = settings();
+    return delayMs === 0 ? 0 : delayMs + (Math.random() * 2 - 1) * jitterMs;
+  };
+  const server = createServer({ noDelay: true }, (client) => {
+    const upstream = connect({ ...target, noDelay: true });
+    pipeDelayed(client, upstream, delay);
+    pipeDelayed(upstream, client, delay);
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(listen.port, listen.host, () => resolve(server));
   });
 }
 
@@ -71,14 +113,6 @@ if (import.meta.url === `file://${process.argv[1]}`) {
       console.error(`settings not changed: ${(error as Error).message}`);
     }
   });
-  const delay = () =>
-    settings.delayMs === 0 ? 0 : settings.delayMs + (Math.random() * 2 - 1) * settings.jitterMs;
-  const server = createServer({ noDelay: true }, (client) => {
-    const upstream = connect({ ...target, noDelay: true });
-    pipeDelayed(client, upstream, delay);
-    pipeDelayed(upstream, client, delay);
-  });
-  server.listen(listen.port, listen.host, () => {
-    console.log(`delay proxy ${listenText} -> ${targetText}`);
-  });
+  await startDelayProxy(listen, target, () => settings);
+  console.log(`delay proxy ${listenText} -> ${targetText}`);
 }

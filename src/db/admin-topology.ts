@@ -48,6 +48,37 @@ export type OpenAdminSession = (
   account: AdminAccount,
 ) => Promise<AdminSession>;
 
+/** What `db switchover` and `db promote` both take: the servers and how to reach them as admin. */
+export interface AdminCommandOptions {
+  /** Every configured server, the configured primary first. */
+  servers: readonly ConfiguredServer[];
+  admin: AdminAccount;
+  open: OpenAdminSession;
+  /** One line per step. */
+  log: (line: string) => void;
+  now?: () => number;
+}
+
+/**
+ * Names the configured server `host` (bad-input when unknown, before any connection), opens an
+ * admin session on every server (privileges checked, replication state read), runs `act` with
+ * them, and closes the sessions however it ends.
+ */
+export async function withAdminServers<T>(
+  options: AdminCommandOptions,
+  host: string,
+  act: (servers: AdminServer[], wanted: ConfiguredServer) => Promise<T>,
+): Promise<T> {
+  const wanted = findServer(options.servers, host);
+  options.log(`checking ${options.servers.length} servers as ${options.admin.user}`);
+  const servers = await openAdminServers(options.servers, options.admin, options.open);
+  try {
+    return await act(servers, wanted);
+  } finally {
+    await closeAdminServers(servers);
+  }
+}
+
 /** Every configured server, primary first, each named host:port (as the app names them). */
 export function configuredServers(connection: MysqlConnection): ConfiguredServer[] {
   return [connection.primary, ...connection.replicas].map(({ name, host, port }) => ({

@@ -1,14 +1,11 @@
 import {
   AdminOperationError,
-  closeAdminServers,
   describeAdminFailure,
-  findServer,
-  openAdminServers,
   sessionOf,
   stateOf,
   type AdminServer,
-  type ConfiguredServer,
-  type OpenAdminSession,
+  type AdminCommandOptions,
+  withAdminServers,
 } from './admin-topology.js';
 import {
   changePrimary,
@@ -16,23 +13,17 @@ import {
   setReadOnly,
   stopAndForgetPrimary,
   waitForGtid,
-  type AdminAccount,
 } from './dialects/mysql/switchover-sql.js';
 import { gtidBehind } from './gtid-position.js';
-import { checkFollower, type FollowerResult } from './switchover.js';
+import { checkFollower, repoint, type FollowerResult } from './switchover.js';
 
-export interface PromoteOptions {
-  servers: readonly ConfiguredServer[];
+export interface PromoteOptions extends AdminCommandOptions {
   /** The replica to make the primary: host:port of a configured server. */
   host: string;
-  admin: AdminAccount;
   /** Without it the data-loss window is stated and nothing changes (`precondition`… see CLI). */
   yes: boolean;
   /** Longest wait for the target to apply what it has already received before it takes writes. */
   timeoutSeconds: number;
-  open: OpenAdminSession;
-  log: (line: string) => void;
-  now?: () => number;
 }
 
 export interface PromoteResult {
@@ -58,10 +49,7 @@ export async function promoteReplica(options: PromoteOptions): Promise<PromoteRe
   const now = options.now ?? Date.now;
   const { log } = options;
   const startedAt = now();
-  const wanted = findServer(options.servers, options.host);
-  log(`checking ${options.servers.length} servers as ${options.admin.user}`);
-  const servers = await openAdminServers(options.servers, options.admin, options.open);
-  try {
+  return withAdminServers(options, options.host, async (servers, wanted) => {
     const target = servers.find((server) => server.name === wanted.name)!;
     const reachable = servers.filter((server) => server.state !== undefined);
     const unreachable = servers.filter((server) => server.state === undefined);
@@ -135,16 +123,14 @@ export async function promoteReplica(options: PromoteOptions): Promise<PromoteRe
     const followers: FollowerResult[] = [];
     for (const other of others) {
       log(`3. ${other.name}: replicates from ${target.name} (MASTER_USE_GTID=slave_pos)`);
-      try {
-        await changePrimary(sessionOf(other), target);
-        const check = await checkFollower(other, target, position);
-        followers.push({ name: other.name, ...check });
-        log(`   ${other.name}: ${check.detail}`);
-      } catch (error) {
-        const detail = `could not be pointed at ${target.name}: ${describeAdminFailure(error)}`;
-        followers.push({ name: other.name, ok: false, detail });
-        log(`   ${other.name}: ${detail}`);
+      const follower = await repoint(other, target, log, (session) =>
+        changePrimary(session, target),
+      );
+      if (follower.ok) {
+        Object.assign(follower, await checkFollower(other, target, position));
+        log(`   ${other.name}: ${follower.detail}`);
       }
+      followers.push(follower);
     }
     for (const server of unreachable) {
       log(
@@ -158,9 +144,7 @@ export async function promoteReplica(options: PromoteOptions): Promise<PromoteRe
       followers,
       unreachable: unreachable.map((server) => server.name),
     };
-  } finally {
-    await closeAdminServers(servers);
-  }
+  });
 }
 
 /** Prints what promoting `target` keeps and what it may lose, against every other server. */

@@ -1,14 +1,12 @@
 import {
   AdminOperationError,
-  closeAdminServers,
   describeAdminFailure,
-  findServer,
-  openAdminServers,
   sessionOf,
   stateOf,
   type AdminServer,
   type ConfiguredServer,
-  type OpenAdminSession,
+  type AdminCommandOptions,
+  withAdminServers,
 } from './admin-topology.js';
 import {
   adoptBinlogAsSlavePosition,
@@ -19,15 +17,11 @@ import {
   startReplication,
   stopAndForgetPrimary,
   waitForGtid,
-  type AdminAccount,
 } from './dialects/mysql/switchover-sql.js';
 
-export interface SwitchoverOptions {
-  /** Every configured server, the configured primary first. */
-  servers: readonly ConfiguredServer[];
+export interface SwitchoverOptions extends AdminCommandOptions {
   /** The replica to promote: host:port of a configured server. */
   to: string;
-  admin: AdminAccount;
   /** The account the old primary replicates from the new one with; `user` defaults to the
    * one the target itself replicates with. */
   replication: { user: string | undefined; password: string };
@@ -35,10 +29,6 @@ export interface SwitchoverOptions {
   timeoutSeconds: number;
   /** A target further behind than this (Seconds_Behind_Master) is refused before any pause. */
   maxLagSeconds: number;
-  open: OpenAdminSession;
-  /** One line per step. */
-  log: (line: string) => void;
-  now?: () => number;
 }
 
 export interface FollowerResult {
@@ -72,10 +62,7 @@ export async function switchover(options: SwitchoverOptions): Promise<Switchover
   const now = options.now ?? Date.now;
   const { log } = options;
   const startedAt = now();
-  const wanted = findServer(options.servers, options.to);
-  log(`checking ${options.servers.length} servers as ${options.admin.user}`);
-  const servers = await openAdminServers(options.servers, options.admin, options.open);
-  try {
+  return withAdminServers(options, options.to, async (servers, wanted) => {
     const plan = checkSwitchover(servers, wanted, options);
     const { primary, target } = plan;
     const primarySession = sessionOf(primary);
@@ -149,9 +136,7 @@ export async function switchover(options: SwitchoverOptions): Promise<Switchover
       durationMs: now() - startedAt,
       followers,
     };
-  } finally {
-    await closeAdminServers(servers);
-  }
+  });
 }
 
 interface SwitchoverPlan {
@@ -293,7 +278,8 @@ async function rollBack(
   );
 }
 
-async function repoint(
+/** Points `server` at `target` with `change`; a failure is logged and returned, not thrown. */
+export async function repoint(
   server: AdminServer,
   target: AdminServer,
   log: (line: string) => void,

@@ -46,9 +46,12 @@ export async function underLoad(
      * requests are served again.
      */
     openLoopEveryMs?: number;
+    /** The path of a worker's `index`th request (default `readPath`). */
+    paths?: (index: number) => string;
   } = {},
 ): Promise<LoadReport> {
   const { workers = 4, pauseMs = 20, maxRequests = 5000, openLoopEveryMs } = options;
+  const pathOf = options.paths ?? readPath;
   const samples: LoadSample[] = [];
   let stopping = false;
   const send = async (path: string) => {
@@ -78,7 +81,7 @@ export async function underLoad(
   };
   const worker = async (id: number) => {
     for (let count = 0; count < maxRequests && !stopping; count += 1) {
-      await send(readPath(id * maxRequests + count));
+      await send(pathOf(id * maxRequests + count));
       await sleep(pauseMs);
     }
   };
@@ -87,7 +90,7 @@ export async function underLoad(
     const inFlight = new Set<Promise<void>>();
     for (let count = 0; count < maxRequests && !stopping; count += 1) {
       if (inFlight.size < 100) {
-        const request = send(readPath(count)).finally(() => inFlight.delete(request));
+        const request = send(pathOf(count)).finally(() => inFlight.delete(request));
         inFlight.add(request);
       }
       await sleep(openLoopEveryMs);

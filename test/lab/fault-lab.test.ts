@@ -15,13 +15,20 @@ import {
   type FaultName,
   type Lab,
 } from '../../scripts/fault-lab.js';
-import { reportFigure, underLoad } from '../helpers/lab-load.js';
+import { readPath, reportFigure, underLoad } from '../helpers/lab-load.js';
 
 /** The app's default, which the lab's web servers keep: what a silent server used to cost. */
 const QUERY_TIMEOUT_MS = 10_000;
 /** How long each fault stays in force under load. */
 const FAULT_MS = 5_000;
 const DATABASES: DatabaseHost[] = ['primary', 'replica1', 'replica2'];
+/** Longest a stream may take when its replica goes silent (the ~2 s check, then the stream). */
+const SILENT_READ_BUDGET_MS = Number(process.env.LAB_SILENT_READ_BUDGET_MS ?? 4000);
+/**
+ * Longest a read that needs the database may take while a replica's link is slow but alive
+ * (LAB_SLOW_READ_BUDGET_MS): a few round trips of 200 ms, never a timeout's worth.
+ */
+const SLOW_READ_BUDGET_MS = Number(process.env.LAB_SLOW_READ_BUDGET_MS ?? 2000);
 
 let lab: Lab | undefined;
 let skipReason: string | undefined;
@@ -121,6 +128,24 @@ function logOffsets(current: Lab): Map<string, number> {
   );
 }
 
+/** A sorted read that streams from a replica's snapshot, page by page, once the table is big. */
+const STREAM_PATH = '/api?sort=-NAME&format=csv';
+
+/** Over 2,000 rows (2,600), so that STREAM_PATH streams; replicated, the lab calm again. */
+async function makeStreamSized(current: Lab): Promise<void> {
+  const total = Number(current.sql('primary', 'SELECT COUNT(*) FROM users.users').trim());
+  if (total <= 2500) {
+    const prefix = `Lab stream ${Date.now()}`;
+    const added = await append(
+      current,
+      Array.from({ length: 2600 - total }, (_, index) => `${prefix} ${index}`),
+    );
+    assert.equal(added.status, 200, added.body);
+  }
+  waitForReplication(current.state);
+  await waitForCalm(current);
+}
+
 /** Runs the load while `target` suffers `fault` for FAULT_MS; returns the report and its start. */
 async function faultUnderLoad(
   current: Lab,
@@ -180,7 +205,12 @@ describe('fault lab: the HA promises under silent failures', () => {
   ] as const) {
     it(`a ${adjective} replica: no read fails, none waits out the query timeout`, async () => {
       const current = requireLab();
-      const { report, faultAt } = await faultUnderLoad(current, fault, replica);
+      await makeStreamSized(current);
+      // Every sixth request a stream: its snapshot starts on a replica, which must not wait either.
+      const paths = (index: number) => (index % 6 === 5 ? STREAM_PATH : readPath(index));
+      const { report, faultAt } = await faultUnderLoad(current, fault, replica, undefined, {
+        paths,
+      });
       const during = report.after(faultAt);
       reportFigure(`${fault} ${replica}`, {
         requests: report.samples.length,
@@ -188,11 +218,20 @@ describe('fault lab: the HA promises under silent failures', () => {
         maxReadMs: report.maxMs,
         p99ReadMs: report.p99Ms,
         over1s: during.filter((sample) => sample.ms > 1000).length,
+        maxStreamMs: Math.max(
+          0,
+          ...during.filter((sample) => sample.path === STREAM_PATH).map((sample) => sample.ms),
+        ),
       });
       assert.deepEqual(report.failures, []);
       assert.ok(during.length > 50, `only ${during.length} reads ran during the fault`);
       // Far above the ~2 s measured, far below what waiting for the query timeout costs.
       assert.ok(report.maxMs < QUERY_TIMEOUT_MS * 0.8, `a read took ${report.maxMs} ms`);
+      // A stream's snapshot gets the same check: it must not wait for the heal either.
+      const streams = during.filter((sample) => sample.path === STREAM_PATH);
+      assert.ok(streams.length > 0, 'no stream ran during the fault');
+      const slowest = Math.max(...streams.map((sample) => sample.ms));
+      assert.ok(slowest < SILENT_READ_BUDGET_MS, `a stream took ${slowest} ms`);
     });
   }
 
@@ -266,17 +305,32 @@ describe('fault lab: the HA promises under silent failures', () => {
     });
   }
 
-  it('a slow, lossy link to a replica: reads are served and the replica never leaves the rotation', async () => {
+  it('a slow, lossy link to a replica: reads are served, none waits, streams stay whole, the replica never leaves the rotation', async () => {
     const current = requireLab();
+    await makeStreamSized(current);
     const offsets = logOffsets(current);
     const replicaName = `${current.address('replica1')}:3307`;
+    // Reads whose answers span many TCP chunks (a 1,000-row page, a streamed CSV) besides the
+    // one-chunk ones: a link that garbles or stalls a long answer shows only on those.
+    const paths = (index: number) =>
+      [
+        '/api/count',
+        `/api/users/${1 + ((index * 37) % 1000)}`,
+        '/api?sort=-CITY&limit=1000&format=csv',
+        '/api?sort=-USER_DATE&limit=1000',
+        STREAM_PATH,
+      ][index % 5]!;
     let faultAt = 0;
-    const report = await underLoad(current, async () => {
-      await sleep(500);
-      faultAt = Date.now();
-      await current.fault('slow', 'replica1', ['100', '20', '1']);
-      await sleep(FAULT_MS * 2);
-    });
+    const report = await underLoad(
+      current,
+      async () => {
+        await sleep(500);
+        faultAt = Date.now();
+        await current.fault('slow', 'replica1', ['100', '20', '1']);
+        await sleep(FAULT_MS * 2);
+      },
+      { paths },
+    );
     const states = await Promise.all(
       (['webserver1', 'webserver2'] as const).map((host) => health(current.webUrl(host))),
     );
@@ -285,17 +339,27 @@ describe('fault lab: the HA promises under silent failures', () => {
       .split('\n')
       .filter((line) => line.includes('out of the read rotation') && line.includes(replicaName));
     const during = report.after(faultAt);
+    const sorted = (samples: typeof during) =>
+      samples.map((sample) => sample.ms).sort((a, b) => a - b);
+    const reads = sorted(during.filter((sample) => sample.path !== STREAM_PATH));
+    const streams = sorted(during.filter((sample) => sample.path === STREAM_PATH));
     reportFigure('slow replica1 100±20ms 1% loss', {
       requests: report.samples.length,
       failed: report.failures.length,
-      maxReadMs: report.maxMs,
-      p99ReadMs: report.p99Ms,
-      medianDuringMs: during.map((sample) => sample.ms).sort((a, b) => a - b)[
-        Math.floor(during.length / 2)
-      ]!,
+      readsDuring: reads.length,
+      maxReadMs: reads.at(-1) ?? 0,
+      p99ReadMs: reads[Math.floor(reads.length * 0.99)] ?? 0,
+      medianReadMs: reads[Math.floor(reads.length / 2)] ?? 0,
+      streamsDuring: streams.length,
+      maxStreamMs: streams.at(-1) ?? 0,
       leftRotation: outOfRotation.length,
     });
     assert.deepEqual(report.failures, []);
+    const slow = during.filter(
+      (sample) => sample.path !== STREAM_PATH && sample.ms > SLOW_READ_BUDGET_MS,
+    );
+    assert.deepEqual(slow, [], `reads over ${SLOW_READ_BUDGET_MS} ms on a slow but alive link`);
+    assert.ok(streams.length > 0, 'no stream ran during the fault');
     assert.deepEqual(outOfRotation, []);
     for (const state of states) assert.equal(state.status, 'pass', state.body);
   });

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, beforeEach, describe, it } from 'node:test';
+import { after, before, beforeEach, describe, it, type TestContext } from 'node:test';
 import { createConnection } from 'mysql2/promise';
 import type { MariadbPair, MariadbServer } from '../../scripts/mariadb-pair.js';
 import { runCli } from '../../src/cli/run-cli.js';
@@ -24,14 +24,13 @@ interface CliRun {
   err: string[];
 }
 
+/** A session on `server` as `user` (one the before hook created, with ADMIN_PASSWORD). */
+const connectAs = (server: MariadbServer, user: 'switch-admin' | 'switch-locker') =>
+  createConnection({ host: '127.0.0.1', port: server.port, user, password: ADMIN_PASSWORD });
+
 /** SHOW SLAVE STATUS through the admin account (the mariadb client's \\G drops the names). */
 async function slaveStatus(server: MariadbServer): Promise<Record<string, unknown> | undefined> {
-  const connection = await createConnection({
-    host: '127.0.0.1',
-    port: server.port,
-    user: 'switch-admin',
-    password: ADMIN_PASSWORD,
-  });
+  const connection = await connectAs(server, 'switch-admin');
   try {
     const [rows] = await connection.query('SHOW SLAVE STATUS');
     return (rows as Record<string, unknown>[])[0];
@@ -59,6 +58,12 @@ async function replicating(server: MariadbServer): Promise<boolean> {
 }
 
 const readOnly = (server: MariadbServer) => server.sql('SELECT @@GLOBAL.read_only').trim() === '1';
+
+/** Adds one user named `name` through the service's single-user route. */
+const addUser = (target: WriteTarget, name: string) =>
+  send(target, 'POST', '/api/users', {
+    body: { NAME: name, STREET: 'Switch Row', CITY: 'Over', STATE: 'NY', USER_DATE: '01/01/26' },
+  });
 
 /** Waits until `replica` has applied everything `primary` has written (bounded). */
 function waitFor(primary: MariadbServer, replica: MariadbServer): void {
@@ -98,15 +103,7 @@ function startWriteLoad(
     for (let i = 0; i < options.maxPerWorker && !stopped; i += 1) {
       if (Date.now() - startedAt > options.maxMs) break;
       const name = `${prefix}${index}-${String(i).padStart(4, '0')}`;
-      const answer = await send(target, 'POST', '/api/users', {
-        body: {
-          NAME: name,
-          STREET: 'Switch Row',
-          CITY: 'Over',
-          STATE: 'NY',
-          USER_DATE: '01/01/26',
-        },
-      }).catch((error: unknown) => ({
+      const answer = await addUser(target, name).catch((error: unknown) => ({
         status: 0,
         body: { code: String(error) },
       }));
@@ -182,6 +179,19 @@ describe(
         replicationPasswordFile(),
         ...extra,
       ]);
+
+    /** An instance on every server (no /api cache), and how to write through it as admin. */
+    const startApp = async (t: TestContext) => {
+      const { url, db } = await startMysqlApp(t, cluster(), {
+        DATABASE_REPLICA_URLS: cluster()
+          .replicas.map((server) => server.url)
+          .join(','),
+        ADMIN_TOKEN: TOKEN,
+        API_CACHE_MAX_BYTES: '0',
+      });
+      const target: WriteTarget = { url, token: TOKEN };
+      return { db, target };
+    };
 
     before(async () => {
       const started = await startPairOrSkip({ replicas: 2 });
@@ -325,12 +335,7 @@ describe(
       const replica2 = replicas[1]!;
       // A locking read on the target holds the row its replication must update next: the target
       // stays "healthy" but cannot apply the primary's last write.
-      const locker = await createConnection({
-        host: '127.0.0.1',
-        port: replica.port,
-        user: 'switch-locker',
-        password: ADMIN_PASSWORD,
-      });
+      const locker = await connectAs(replica, 'switch-locker');
       try {
         await locker.query('BEGIN');
         await locker.query('SELECT * FROM users.switchover_probe WHERE id = 1 FOR UPDATE');
@@ -363,12 +368,7 @@ describe(
     it('switchover under write load: no acknowledged write lost or doubled, the app follows', async (t) => {
       const { primary, replica, replicas } = cluster();
       const replica2 = replicas[1]!;
-      const { url, db } = await startMysqlApp(t, cluster(), {
-        DATABASE_REPLICA_URLS: replicas.map((server) => server.url).join(','),
-        ADMIN_TOKEN: TOKEN,
-        API_CACHE_MAX_BYTES: '0',
-      });
-      const target: WriteTarget = { url, token: TOKEN };
+      const { db, target } = await startApp(t);
       await eventually(
         () => db.replicaStates().every((state) => state.healthy),
         'both replicas in rotation',
@@ -431,9 +431,7 @@ describe(
         undefined,
         'the new primary replicates from nothing',
       );
-      const after = await send(target, 'POST', '/api/users', {
-        body: { NAME: 'After Switch', STREET: 'S', CITY: 'C', STATE: 'NY', USER_DATE: '01/01/26' },
-      });
+      const after = await addUser(target, 'After Switch');
       assert.equal(after.status, 201, JSON.stringify(after.body));
       waitFor(replica, replica2);
       waitFor(replica, primary);
@@ -466,26 +464,13 @@ describe(
       const replica2 = replicas[1]!;
       // After the switchover above, `replica` is the primary; `primary` and replica2 replicate.
       assert.equal(readOnly(replica), false);
-      const { url, db } = await startMysqlApp(t, cluster(), {
-        DATABASE_REPLICA_URLS: replicas.map((server) => server.url).join(','),
-        ADMIN_TOKEN: TOKEN,
-        API_CACHE_MAX_BYTES: '0',
-      });
-      const target: WriteTarget = { url, token: TOKEN };
+      const { db, target } = await startApp(t);
       await eventually(
         () => db.primaryState().writer === nameOf(replica),
         'the app writes to replica',
       );
       for (let i = 0; i < 5; i += 1) {
-        const answer = await send(target, 'POST', '/api/users', {
-          body: {
-            NAME: `Before Kill ${i}`,
-            STREET: 'S',
-            CITY: 'C',
-            STATE: 'NY',
-            USER_DATE: '01/01/26',
-          },
-        });
+        const answer = await addUser(target, `Before Kill ${i}`);
         assert.equal(answer.status, 201, JSON.stringify(answer.body));
       }
       waitFor(replica, primary);
@@ -522,9 +507,7 @@ describe(
         'the app follows the promotion',
         30_000,
       );
-      const afterPromote = await send(target, 'POST', '/api/users', {
-        body: { NAME: 'After Promote', STREET: 'S', CITY: 'C', STATE: 'NY', USER_DATE: '01/01/26' },
-      });
+      const afterPromote = await addUser(target, 'After Promote');
       assert.equal(afterPromote.status, 201, JSON.stringify(afterPromote.body));
       waitFor(primary, replica2);
       for (const server of survivors) {

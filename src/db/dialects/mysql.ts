@@ -16,7 +16,7 @@ import {
 } from '../users-staging-repository.js';
 import { LATEST_MIGRATION } from '../migrate-to-latest.js';
 import { createReplicaRouter } from '../replica-router.js';
-import { createTopologyMonitor, type TopologyLogger } from '../topology-monitor.js';
+import { createTopologyMonitor, describeError, type TopologyLogger } from '../topology-monitor.js';
 import { createStreamSlots } from '../stream-slots.js';
 import { holdingNamedLock, SWAP_LOCK, WRITE_LOCK } from './mysql/named-lock.js';
 import { startHeartbeatWriter } from './mysql/heartbeat-writer.js';
@@ -184,6 +184,46 @@ export function openMysqlDatabase(
       .connection()
       .execute((connection) => readInSnapshotOn(connection, source.name, read));
   /**
+   * `read` in a snapshot on the stream pool of the first read source whose snapshot starts: a
+   * replica silent at the start (partitioned or frozen, not yet seen by the probes) is taken out
+   * after the first-response check, as `router.read` does, and the next source is tried, instead
+   * of waiting DB_QUERY_TIMEOUT_MS. Once the snapshot has started the stream stays on it.
+   */
+  const streamSnapshotOnAnswering = async <T>(
+    read: (executor: DatabaseExecutor, source: string) => Promise<T>,
+  ): Promise<T> => {
+    for (let attempt = 0; ; attempt += 1) {
+      const source = router.readSource();
+      const replica = monitor.replicas().find((each) => each.name === source.name);
+      const stream = streamSources.get(source.name)!;
+      if (replica === undefined || attempt >= 2) return snapshotOn(stream, read);
+      let abandoned = false;
+      let markStarted: () => void = () => {};
+      const started = new Promise<void>((resolve) => (markStarted = resolve));
+      const whole = snapshotOn(stream, async (executor, name) => {
+        // Given up on while it waited: the next source serves this stream, never both.
+        if (abandoned) throw new ServerSilentError(`${name}: snapshot started too late`);
+        markStarted();
+        return read(executor, name);
+      });
+      try {
+        await answerOrSilence(
+          Promise.race([started, whole.then(() => undefined)]),
+          connection.firstResponseTimeoutMs,
+          () =>
+            withinMs(replication.ping(replica.executor), connection.probeTimeoutMs, source.name),
+        );
+      } catch (error) {
+        if (!(error instanceof ServerSilentError)) throw error;
+        abandoned = true;
+        whole.catch(() => undefined); // ends at its own connect or query timeout
+        monitor.takeOut(replica, `stream snapshot: ${describeError(error)}`);
+        continue;
+      }
+      return whole;
+    }
+  };
+  /**
    * `withWriteLock`, also handing `write` the writer's pool (the lock's connection is one of
    * its connections): a replace loads its rows there.
    */
@@ -292,7 +332,7 @@ export function openMysqlDatabase(
       streams.run(async () => {
         snapshots += 1;
         try {
-          return await snapshotOn(streamSources.get(router.readSource().name)!, readInSnapshot);
+          return await streamSnapshotOnAnswering(readInSnapshot);
         } finally {
           snapshots -= 1;
         }
