@@ -85,9 +85,8 @@ function sendOpened(
   const buffers = buffersOf(opened, start, end);
   if (buffers === undefined) return sendBody(request, reply, opened, start, end, limits);
   opened.release();
-  const response = hijack(reply);
-  if (request.method === 'HEAD') response.end();
-  else writeBuffers(response, buffers);
+  const response = hijackForBody(request, reply);
+  if (response !== undefined) writeBuffers(response, buffers);
 }
 
 /** Views of bytes `start` to `end` of a body whose segments are all in memory; else undefined. */
@@ -120,6 +119,14 @@ function hijack(reply: FastifyReply): ServerResponse {
   return response;
 }
 
+/** The hijacked response to write a body on; undefined for HEAD, whose answer is then sent. */
+function hijackForBody(request: FastifyRequest, reply: FastifyReply): ServerResponse | undefined {
+  const response = hijack(reply);
+  if (request.method !== 'HEAD') return response;
+  response.end();
+  return undefined;
+}
+
 /**
  * Chunks read ahead per response sent to a socket: one being written while the next ones are
  * read (at most DEPTH × CHUNK_BYTES of buffers per response, however slow the client).
@@ -145,10 +152,9 @@ function sendBody(
   end: number,
   limits: StreamLimits,
 ): void {
-  const response = hijack(reply);
-  if (request.method === 'HEAD') {
+  const response = hijackForBody(request, reply);
+  if (response === undefined) {
     opened.release();
-    response.end();
     return;
   }
   let done = false;
