@@ -235,7 +235,15 @@ export async function findUsers(
             ]),
           );
   }
-  select = column === 'id' ? select.orderBy('id', direction) : select.orderBy(column, direction);
+  if (column === 'id') select = select.orderBy('id', direction);
+  else if (query.contains === undefined) select = select.orderBy(column, direction);
+  else {
+    // A substring search can use no index, and walking the sort's index to test each row in
+    // that order took SQLite 3.6 s for a rare `q` at 1,000,000 users (a common one: 7 ms).
+    // `+column` is an expression to SQLite: it scans the table and sorts the matches instead,
+    // about 0.2 s whatever `q` is.
+    select = select.orderBy(sql`+${sql.ref(column)}`, direction);
+  }
   if (column !== 'id') select = select.orderBy('id', direction);
   // Backward, one row more says whether there is a page before this one.
   const rows = await select.limit(backward ? limit + 1 : limit).execute();
