@@ -207,7 +207,10 @@ export function openSqliteDatabase(connection: SqliteConnection, options: Sqlite
     async close() {
       closing = true;
       await corruption.close();
-      await Promise.all([read.destroy(), write.destroy(), dropIdleSnapshot()]);
+      // The read-only snapshot connection first: the last connection to close checkpoints the
+      // WAL and removes it and the -shm file, which a read-only one cannot do.
+      await dropIdleSnapshot();
+      await Promise.all([read.destroy(), write.destroy()]);
     },
   };
   return database;
