@@ -1,13 +1,18 @@
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import type { FastifyInstance } from 'fastify';
 import type { Page } from 'playwright-core';
+import { haproxyProcess } from '../../scripts/local-cluster.js';
 import { buildApp } from '../../src/app.js';
 import type { StatusSnapshot } from '../../src/monitor/status-snapshot-schema.js';
 import type { StatusSnapshot as PageStatusSnapshot } from '../../web/status/status-snapshot.js';
 import { launchBrowser, TEST_HOST_NAME, watchPageProblems } from '../helpers/browser.js';
+import { freePort, requireBinary } from '../helpers/external-services.js';
 import { mariadbPairSuite, startMysqlApp } from '../helpers/mariadb.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/test-database.js';
 import { testAppDependencies } from '../helpers/test-app.js';
@@ -232,5 +237,65 @@ describe('the status page on the MariaDB pair (real replication)', { timeout: 30
     assert.equal(await page.evaluate('window.name'), marker, 'the page was not reloaded');
     assert.equal(await textOf(page, '#connection'), 'Live: updates as they happen');
     assert.deepEqual(problems, []);
+  });
+
+  it('serves both pages through the real HAProxy config by a host name, two instances on the pair', async (t) => {
+    const pair = pairSuite.require();
+    if ((await requireBinary(t, ['haproxy'], 'haproxy')) === undefined) return;
+    const browser = await launchBrowser(t);
+    if (browser === undefined) return;
+    const dir = await mkdtemp(join(tmpdir(), 'users-api-pair-edge-'));
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    const [lbPort, statsPort] = [await freePort(), await freePort()];
+    const statsPassword = randomBytes(12).toString('hex');
+    const passwordFile = join(dir, 'stats_password');
+    await writeFile(passwordFile, `${statsPassword}\n`, { mode: 0o600 });
+    const hosts: string[] = [];
+    for (const name of ['webserver1', 'webserver2']) {
+      const { url } = await startMysqlApp(t, pair, {
+        SERVER_NAME: name,
+        STATUS_INTERVAL_MS: '250',
+        HAPROXY_STATS_URL: `http://127.0.0.1:${statsPort}/`,
+        HAPROXY_STATS_PASSWORD_FILE: passwordFile,
+      });
+      hosts.push(new URL(url).host);
+    }
+    const loaded = await fetch(`http://${hosts[0]}/addtosql`, { method: 'POST' });
+    assert.equal(loaded.status, 200, await loaded.text());
+    const haproxy = haproxyProcess({
+      logFile: join(dir, 'haproxy.log'),
+      lbPort,
+      statsPort,
+      statsPassword,
+      appAddrs: [hosts[0] ?? '', hosts[1] ?? ''],
+    });
+    t.after(() => haproxy.stop('SIGKILL'));
+    await haproxy.start();
+    const origin = `http://${TEST_HOST_NAME}:${lbPort}`;
+    const page = await browser.newPage();
+    const problems = watchPageProblems(page);
+
+    // The directory: rows read from the replica, through HAProxy, under the page's CSP.
+    await page.goto(`${origin}/?name=du`, { timeout: WAIT_MS });
+    await page.locator('#results[aria-busy="false"]').waitFor({ timeout: WAIT_MS });
+    const names = page.locator('#results-body tr td:first-child');
+    await names.first().waitFor({ timeout: WAIT_MS });
+    const shown = await names.allTextContents();
+    assert.ok(shown.length > 1, `rows shown: ${shown.length}`);
+    for (const name of shown) assert.match(name, /^du/i);
+    await page.locator('#count', { hasText: /match/ }).waitFor({ timeout: WAIT_MS });
+
+    // The status page (loopback is within MONITORING_ALLOW's default): both servers, and the
+    // web server HAProxy sends traffic to, from HAProxy's own stats.
+    await page.goto(`${origin}/status`, { timeout: WAIT_MS });
+    await page.locator('#problems-none:not([hidden])').waitFor({ timeout: WAIT_MS });
+    assert.deepEqual(await page.locator('#databases tbody th').allTextContents(), [
+      'primary',
+      'replica 1',
+    ]);
+    await page
+      .locator('#haproxy-active', { hasText: 'HAProxy sends traffic to webserver1.' })
+      .waitFor({ timeout: WAIT_MS });
+    assert.deepEqual(problems, [], 'every asset, API call and event stream through HAProxy');
   });
 });
