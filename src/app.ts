@@ -55,14 +55,14 @@ const REQUEST_TIMEOUT_MS = 300_000;
 export function buildApp(deps: AppDependencies): FastifyInstance {
   const accounting = createRequestAccounting(deps.metrics, deps.logger);
   const isDraining = () => deps.lifecycle?.draining ?? false;
-  // The bare /api body, cached per data version; a write through this instance is seen at once,
-  // one through another instance within API_CACHE_CHECK_MS.
   // Idempotency-Key records for the admin's creates and appends, by the app's clock.
   const idempotencyKeys = createIdempotencyKeys({
     db: deps.db,
     now: deps.now,
     ttlMs: deps.config.idempotencyKeyTtlMs,
   });
+  // The bare /api body, cached per data version; a write through this instance is seen at once,
+  // one through another instance within API_CACHE_CHECK_MS.
   const apiCache = createApiCache({
     db: deps.db,
     maxBytes: deps.config.apiCacheMaxBytes,
