@@ -441,7 +441,7 @@ async function fetchBody(url: string) {
   };
 }
 
-function curlBody(url: string) {
+function curlBody(url: string, headers: readonly string[] = []) {
   const run = spawnSync(
     'curl',
     [
@@ -450,9 +450,10 @@ function curlBody(url: string) {
       '/dev/null',
       '-w',
       '%{http_code} %{size_download} %{time_starttransfer} %{time_total}',
+      ...headers.flatMap((header) => ['-H', header]),
       url,
     ],
-    { encoding: 'utf8', timeout: 120_000 },
+    { encoding: 'utf8', timeout: 600_000 },
   );
   const [status, bytes, firstByte, total] = run.stdout.split(' ').map(Number);
   return {
@@ -636,24 +637,8 @@ async function pagesAgainstNginx(dir: string, rows: number) {
       console.error(JSON.stringify({ identity, gzip, brEncoding }));
       // One client alone, the whole body: what a person downloading it waits for.
       const oneDownload = (url: string, headers: string[] = []) => {
-        const run = spawnSync(
-          'curl',
-          [
-            '-s',
-            '-o',
-            '/dev/null',
-            '-w',
-            '%{time_starttransfer} %{time_total}',
-            ...headers.flatMap((header) => ['-H', header]),
-            url,
-          ],
-          { encoding: 'utf8', timeout: 600_000 },
-        );
-        const [firstByte, total] = run.stdout.split(' ').map(Number);
-        return {
-          firstByteMs: round((firstByte ?? 0) * 1000, 1),
-          totalMs: round((total ?? 0) * 1000),
-        };
+        const { firstByteMs, ms } = curlBody(url, headers);
+        return { firstByteMs: round(firstByteMs, 1), totalMs: round(ms) };
       };
       const downloads = HAVE_CURL
         ? {
