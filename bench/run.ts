@@ -809,7 +809,8 @@ async function steadyWrites(url: string, users: number, perSecond: number, secon
 /**
  * Bare /api at `rows` users with no writes against the same load while single-user writes run
  * at 10 and 100 per second, side by side in alternating rounds on one server (wrk, 4
- * connections: bodies of 10-100 MB), and the writes' latency. Needs wrk.
+ * connections: bodies of 10-100 MB), and the writes' latency, under that load and alone (a
+ * round of the same writes with no /api load). Needs wrk.
  */
 async function apiUnderWrites(dir: string, rows: number) {
   if (!HAVE_WRK) return { skipped: 'needs wrk' };
@@ -827,6 +828,8 @@ async function apiUnderWrites(dir: string, rows: number) {
     const rates = [];
     for (const perSecond of [10, 100]) {
       await bare(); // warm-up
+      // The write path alone: the same writes with no /api load beside them.
+      const alone = await steadyWrites(app.url, rows, perSecond, seconds);
       const quiet: LoadFigures[] = [];
       const writing: LoadFigures[] = [];
       const latencies: number[] = [];
@@ -860,6 +863,12 @@ async function apiUnderWrites(dir: string, rows: number) {
           failed,
           latencyP50Ms: percentile(latencies, 50),
           latencyP99Ms: percentile(latencies, 99),
+        },
+        writesAlone: {
+          done: alone.latencies.length,
+          failed: alone.failed,
+          latencyP50Ms: percentile(alone.latencies, 50),
+          latencyP99Ms: percentile(alone.latencies, 99),
         },
       });
     }

@@ -414,6 +414,22 @@ export function readUsersJsonByIds(
   return readUsersJsonObjects(usersJsonAfter(executor, 0).where('id', 'in', [...ids]));
 }
 
+/** The ids in `(afterId, lastId]`, ascending (a range of the primary key: no row is read). */
+export async function readUserIdsInRange(
+  executor: DatabaseExecutor,
+  afterId: number,
+  lastId: number,
+): Promise<number[]> {
+  const rows = await executor
+    .selectFrom('users')
+    .select('id')
+    .where('id', '>', afterId)
+    .where('id', '<=', lastId)
+    .orderBy('id')
+    .execute();
+  return rows.map((row) => Number(row.id));
+}
+
 /** The users after `afterId` in load order, each as the contract's JSON object. */
 function usersJsonAfter(executor: DatabaseExecutor, afterId: number) {
   return executor

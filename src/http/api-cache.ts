@@ -8,12 +8,13 @@ import {
   readDataVersion,
   readMaxUserId,
   readNextUserId,
+  readUserIdsInRange,
   readUsersJsonByIds,
   readUsersJsonRange,
 } from '../db/users-repository.js';
 import { brotliOptions, GZIP_OPTIONS } from './compression.js';
 import { openPageFiles, type PageDescriptor, type PageFile, type PageFiles } from './page-files.js';
-import { indexPageRows, spliceRows, type PageRows } from './page-rows.js';
+import { idsBefore, indexPageRows, rowStarts, spliceRows, type PageRows } from './page-rows.js';
 
 const compressBrotli = promisify(brotliCompress);
 const compressGzip = promisify(gzip);
@@ -35,9 +36,12 @@ export const PAGE_IDS = 2000;
  * (tens of ms: single-user writes splice their pages); a larger one is built in the background
  * while requests stream from the database. At 100 writes/s on 1,000,000 users a build covers
  * the 10–20 writes made while the previous one ran: with 8 here those requests streamed the
- * whole table from the database, and /api fell to 1 req/s.
+ * whole table from the database, and /api fell to 1 req/s. The same bound holds for missing gzip
+ * members of page files: up to it a gzip request waits for them, past it gets identity.
  */
 const WAIT_FOR_PAGES = 64;
+/** Gzip members of page files made at once for one version. */
+const GZIP_AT_ONCE = 2;
 
 /**
  * A memory body up to this size is joined into one buffer per version (one write per response,
@@ -388,10 +392,14 @@ export function createApiCache(options: ApiCacheOptions): ApiCache {
       if (dirty !== undefined && changed === undefined) {
         page = old;
       } else {
+        const spliced =
+          changed !== undefined && old !== undefined
+            ? await spliceChanges(executor, index, old, changed)
+            : undefined;
         page =
-          changed !== undefined && old?.rows !== undefined
-            ? await spliceChanges(executor, old, old.rows, changed)
-            : await renderPage(executor, index, changed !== undefined);
+          spliced === undefined
+            ? await renderPage(executor, index, changed !== undefined)
+            : (spliced ?? undefined);
         state.rendered += 1;
         // The old page when the bytes are the same: its file is already written. Where its rows
         // are is the same too (a write that changed nothing still found them).
@@ -470,21 +478,33 @@ export function createApiCache(options: ApiCacheOptions): ApiCache {
     };
   };
 
-  /** `old` with the `changed` users as the snapshot has them; undefined when none is left. */
+  /**
+   * `old` (page `index`) with the `changed` users as the snapshot has them: its bytes copied, not
+   * rendered again. A page no write touched yet has no row index: it is indexed from its bytes
+   * and the ids the snapshot has on it now. `null`: no users left on it; undefined: render it.
+   */
   const spliceChanges = async (
     executor: DatabaseExecutor,
+    index: number,
     old: Page,
-    rows: PageRows,
     changed: ReadonlySet<number>,
-  ): Promise<MemoryPage | undefined> => {
-    const objects = await readUsersJsonByIds(executor, [...changed]);
+  ): Promise<MemoryPage | null | undefined> => {
     const bytes = 'bytes' in old ? old.bytes : await readFile(old.file.path);
+    let rows = old.rows;
+    if (rows === undefined) {
+      const now = await readUserIdsInRange(executor, index * pageIds, (index + 1) * pageIds);
+      const starts = rowStarts(bytes);
+      const ids = idsBefore(now, changed, starts.length);
+      if (ids === undefined) return undefined;
+      rows = { ids, starts };
+    }
+    const objects = await readUsersJsonByIds(executor, [...changed]);
     const spliced = spliceRows(
       bytes,
       rows,
       new Map([...changed].map((id) => [id, objects.get(id)])),
     );
-    if (spliced.rows.ids.length === 0) return undefined;
+    if (spliced.rows.ids.length === 0) return null;
     return { hash: hashOf(spliced.bytes), bytes: spliced.bytes, rows: spliced.rows };
   };
 
@@ -726,53 +746,82 @@ function pagedVersion(
     if (files.length === 0) return [{ bytes: gzip ? GZIP_EMPTY_ARRAY : EMPTY_ARRAY }];
     const segments: Segment[] = [];
     for (const file of files) {
+      const separator = segments.length === 0 ? OPEN : COMMA;
+      const gzipSeparator = segments.length === 0 ? GZIP_OPEN : GZIP_COMMA;
+      segments.push({ bytes: gzip ? gzipSeparator : separator });
       segments.push({
-        bytes: gzip
-          ? segments.length === 0
-            ? GZIP_OPEN
-            : GZIP_COMMA
-          : segments.length === 0
-            ? OPEN
-            : COMMA,
-      });
-      segments.push({
-        path: gzip ? file.gzipPath : file.path,
-        length: gzip ? file.gzipBytes : file.bytes,
+        path: gzip ? file.gzip!.path : file.path,
+        length: gzip ? file.gzip!.bytes : file.bytes,
         descriptor: () => store.descriptor(file, gzip),
       });
     }
     segments.push({ bytes: gzip ? GZIP_CLOSE : CLOSE });
     return segments;
   };
-  const identity = segmentsOf(undefined);
-  const gzipped = segmentsOf('gzip');
   const lengthOf = (segments: Segment[]) =>
     segments.reduce(
       (sum, segment) => sum + ('bytes' in segment ? segment.bytes.length : segment.length),
       0,
     );
+  const identity = segmentsOf(undefined);
   const identityLength = lengthOf(identity);
-  const gzipLength = lengthOf(gzipped);
+  /** The pages without a gzip member yet, until `members` has made them. */
+  let unzipped = files.filter((file) => file.gzip === undefined);
+  let members: Promise<{ segments: Segment[]; length: number }> | undefined;
+  /**
+   * The gzip copy, its missing members made first (a few at a time: the thread pool also reads
+   * the pages being sent). A failure is tried again by the next request.
+   */
+  const gzipped = () => {
+    members ??= (async () => {
+      const queue = [...unzipped];
+      const worker = async () => {
+        for (let file = queue.shift(); file !== undefined; file = queue.shift()) {
+          await store.gzip(file);
+        }
+      };
+      await Promise.all(Array.from({ length: GZIP_AT_ONCE }, worker));
+      unzipped = [];
+      const segments = segmentsOf('gzip');
+      return { segments, length: lengthOf(segments) };
+    })();
+    const making = members;
+    making.catch(() => {
+      if (members === making) members = undefined;
+    });
+    return making;
+  };
   const tags = tagsOf(base);
   const body: ApiBody = {
     version,
     etag: tags.etagOf(undefined),
     memory: undefined,
-    offers: (encoding) => encoding === 'gzip',
-    open(encoding) {
-      if (encoding === 'br') return Promise.reject(new Error('page files have no br copy'));
+    // Gzip when its members are made or few are missing (made while the request waits); else
+    // identity now, the members made meanwhile for the requests after it.
+    offers(encoding) {
+      if (encoding !== 'gzip') return false;
+      if (unzipped.length === 0) return true;
+      gzipped().catch(() => undefined); // the next request that asks tries again
+      return unzipped.length <= WAIT_FOR_PAGES;
+    },
+    async open(encoding) {
+      if (encoding === 'br') throw new Error('page files have no br copy');
       readers += 1;
       let released = false;
-      return Promise.resolve({
-        length: encoding === 'gzip' ? gzipLength : identityLength,
-        segments: encoding === 'gzip' ? gzipped : identity,
-        release() {
-          if (released) return;
-          released = true;
-          readers -= 1;
-          if (retired && readers === 0) drop();
-        },
-      });
+      const release = () => {
+        if (released) return;
+        released = true;
+        readers -= 1;
+        if (retired && readers === 0) drop();
+      };
+      try {
+        const { segments, length } =
+          encoding === 'gzip' ? await gzipped() : { segments: identity, length: identityLength };
+        return { length, segments, release };
+      } catch (error) {
+        release();
+        throw error;
+      }
     },
     ...tags,
   };

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { close as closeFd, open as openFd } from 'node:fs';
-import { mkdir, readdir, rename, rm, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { gzip } from 'node:zlib';
@@ -8,15 +8,17 @@ import { GZIP_OPTIONS } from './compression.js';
 
 const compressGzip = promisify(gzip);
 
-/** One page of a bare `/api` body on disk: its JSON and a gzip member of it, by content hash. */
+/** One page of a bare `/api` body on disk by content hash: its JSON, and a gzip member once made. */
 export interface PageFile {
   hash: string;
   /** The page's JSON (rows, comma-separated, no brackets). */
   path: string;
   bytes: number;
-  /** The same bytes as one gzip member: members concatenate into a valid gzip stream. */
-  gzipPath: string;
-  gzipBytes: number;
+  /**
+   * The same bytes as one gzip member (members concatenate into a valid gzip stream), once a
+   * gzip request asked for it (`gzip`): most pages a write makes are never sent compressed.
+   */
+  gzip?: { path: string; bytes: number } | undefined;
 }
 
 /** A file descriptor to read a page file with (positional reads); `done` when finished. */
@@ -33,7 +35,7 @@ export interface PageDescriptor {
 export const MAX_CACHED_DESCRIPTORS = 4096;
 
 /**
- * Page files of one instance, content-addressed (`<sha256>.json` and `.json.gz`), each written
+ * Page files of one instance, content-addressed (`<sha256>.json`, `<sha256>.<n>.json.gz`), each written
  * to a temp name and renamed, so a file under its final name is always whole. Counted references
  * (a version holds each of its pages once): a file is deleted when the last one goes.
  */
@@ -45,6 +47,11 @@ export interface PageFiles {
   holdAgain(page: PageFile): void;
   /** Drops one hold; the last one closes its descriptors and deletes the files. */
   release(page: PageFile): void;
+  /**
+   * Makes a held page's gzip member unless it is made (once, for every version holding the
+   * page; compressed on the thread pool): `page.gzip` is set when this resolves.
+   */
+  gzip(page: PageFile): Promise<void>;
   /**
    * A descriptor of a held page's JSON (or gzip) file: opened once and kept until the page's
    * last hold goes (a reader holds its version, which holds its pages), so a body is read with
@@ -81,6 +88,8 @@ export async function openPageFiles(parent: string, pid = process.pid): Promise<
   let closing = false;
   let diskBytes = 0;
   let cachedDescriptors = 0;
+  /** Gzip members get a name of their own each, so a late unlink never hits a newer member. */
+  let members = 0;
 
   /** Closes an entry's kept descriptors (its last hold is gone: no reader is reading). */
   const closeDescriptors = (entry: Entry) => {
@@ -92,6 +101,13 @@ export async function openPageFiles(parent: string, pid = process.pid): Promise<
     }
     entry.json = undefined;
     entry.gzip = undefined;
+  };
+
+  /** Runs `write` to its end before close removes the folder. */
+  const tracked = (write: Promise<void>) => {
+    writes.add(write);
+    void write.catch(noop).finally(() => writes.delete(write));
+    return write;
   };
 
   const writeAtomically = async (path: string, data: Buffer) => {
@@ -121,29 +137,20 @@ export async function openPageFiles(parent: string, pid = process.pid): Promise<
         }
         return known.file;
       }
-      const file: PageFile = {
-        hash,
-        path: join(dir, `${hash}.json`),
-        bytes: json.length,
-        gzipPath: join(dir, `${hash}.json.gz`),
-        gzipBytes: 0,
-      };
+      const file: PageFile = { hash, path: join(dir, `${hash}.json`), bytes: json.length };
       const entry: Entry = { file, holds: 1 };
-      entry.writing = (async () => {
-        const zipped = await compressGzip(json, GZIP_OPTIONS);
-        await writeAtomically(file.path, json);
-        await writeAtomically(file.gzipPath, zipped);
-        file.gzipBytes = zipped.length;
-        diskBytes += json.length + zipped.length;
-      })();
+      entry.writing = tracked(
+        (async () => {
+          await writeAtomically(file.path, json);
+          diskBytes += json.length;
+        })(),
+      );
       pages.set(hash, entry);
-      writes.add(entry.writing);
-      void entry.writing.catch(noop).finally(() => writes.delete(entry.writing!));
       try {
         await entry.writing;
       } catch (error) {
         pages.delete(hash);
-        await Promise.all([unlink(file.path), unlink(file.gzipPath)].map((p) => p.catch(noop)));
+        await unlink(file.path).catch(noop);
         throw error;
       }
       return file;
@@ -160,15 +167,44 @@ export async function openPageFiles(parent: string, pid = process.pid): Promise<
       if (entry.holds > 0) return;
       pages.delete(page.hash);
       closeDescriptors(entry);
-      diskBytes -= page.bytes + page.gzipBytes;
-      // A failed unlink leaves a file behind until the folder is removed at close or restart.
-      void Promise.all([unlink(page.path), unlink(page.gzipPath)].map((p) => p.catch(noop)));
+      diskBytes -= page.bytes + (page.gzip?.bytes ?? 0);
+      // A failed unlink leaves a file behind until the folder is removed at close or restart. A
+      // member still being made is deleted when it is done (gzip).
+      const paths = [page.path, ...(page.gzip === undefined ? [] : [page.gzip.path])];
+      void Promise.all(paths.map((path) => unlink(path).catch(noop)));
+    },
+    gzip(page) {
+      const entry = pages.get(page.hash);
+      if (entry === undefined) return Promise.reject(new Error(`page ${page.hash} is not held`));
+      if (page.gzip !== undefined) return Promise.resolve();
+      entry.zipping ??= tracked(
+        (async () => {
+          const zipped = await compressGzip(await readFile(page.path), GZIP_OPTIONS);
+          members += 1;
+          const path = join(dir, `${page.hash}.${members}.json.gz`);
+          await writeAtomically(path, zipped);
+          if (pages.get(page.hash) !== entry) {
+            await unlink(path).catch(noop); // released meanwhile
+            return;
+          }
+          page.gzip = { path, bytes: zipped.length };
+          diskBytes += zipped.length;
+        })(),
+      );
+      // A failed member is made again by the next request that asks.
+      const zipping = entry.zipping;
+      zipping.catch(() => {
+        if (entry.zipping === zipping) entry.zipping = undefined;
+      });
+      return zipping;
     },
     descriptor(page, gzip) {
       const entry = pages.get(page.hash);
       const kept = gzip ? entry?.gzip : entry?.json;
       if (kept !== undefined) return kept.ready ?? kept.opening;
-      const path = gzip ? page.gzipPath : page.path;
+      const path = gzip ? page.gzip?.path : page.path;
+      if (path === undefined)
+        return Promise.reject(new Error(`page ${page.hash} has no gzip member`));
       if (entry === undefined || cachedDescriptors >= MAX_CACHED_DESCRIPTORS) {
         return openReadOnly(path).then((fd) => ({ fd, done: () => closeFd(fd, noop) }));
       }
@@ -209,6 +245,8 @@ interface Entry {
   file: PageFile;
   holds: number;
   writing?: Promise<void>;
+  /** Its gzip member being made. */
+  zipping?: Promise<void> | undefined;
   /** The JSON file's kept descriptor, once a reader asked for it. */
   json?: Kept | undefined;
   /** The gzip file's kept descriptor. */

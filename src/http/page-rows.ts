@@ -22,15 +22,38 @@ const ROW_BOUNDARY = Buffer.from(',{"NAME":');
  * in order. Throws when the objects found are not one per id: the page is then rendered whole.
  */
 export function indexPageRows(bytes: Buffer, ids: readonly number[]): PageRows {
+  const starts = rowStarts(bytes);
+  if (starts.length !== ids.length) {
+    throw new Error(`a page of ${ids.length} users holds ${starts.length} objects`);
+  }
+  return { ids, starts };
+}
+
+/** Where each object of a rendered page starts. */
+export function rowStarts(bytes: Buffer): number[] {
   const starts: number[] = [];
   if (bytes.length > 0) starts.push(0);
   for (let at = bytes.indexOf(ROW_BOUNDARY); at !== -1; at = bytes.indexOf(ROW_BOUNDARY, at + 1)) {
     starts.push(at + 1);
   }
-  if (starts.length !== ids.length) {
-    throw new Error(`a page of ${ids.length} users holds ${starts.length} objects`);
-  }
-  return { ids, starts };
+  return starts;
+}
+
+/**
+ * The ids a page of `count` objects held before a change to the `changed` ids, given the ids
+ * it holds now: an id not changed was there then as now, so what is unknown is which changed
+ * ids were there. When none or all of them were, `count` tells (always, for one changed id);
+ * else undefined (the page is then rendered whole).
+ */
+export function idsBefore(
+  now: readonly number[],
+  changed: ReadonlySet<number>,
+  count: number,
+): number[] | undefined {
+  const kept = now.filter((id) => !changed.has(id));
+  if (count === kept.length) return kept;
+  if (count !== kept.length + changed.size) return undefined;
+  return [...kept, ...changed].sort((a, b) => a - b);
 }
 
 /**

@@ -12,6 +12,7 @@ import { createApiCache, type ApiBody } from '../../src/http/api-cache.js';
 import type { ImportSource } from '../../src/importer/import-source.js';
 import { importUsers } from '../../src/importer/import-users.js';
 import { buildApp } from '../../src/app.js';
+import { bodyStream } from '../../src/http/send-api-body.js';
 import { generateUsers } from '../../scripts/generate-users-lib.js';
 import { startBuiltServer } from '../helpers/child-server.js';
 import { eventually } from '../helpers/mariadb.js';
@@ -32,6 +33,19 @@ const PAGES_ONLY = { API_CACHE_MAX_BYTES: '0', API_CACHE_CHECK_MS: '0' };
 /** The body as a from-scratch render would make it: JSON.stringify of every user in load order. */
 async function expectedBody({ db }: TestApp): Promise<string> {
   return JSON.stringify((await db.read(listUsers)).map(contractOf));
+}
+
+/** Every byte of one representation of a built body, as a response would send it. */
+async function readAll(body: ApiBody, encoding: 'gzip' | undefined): Promise<Buffer> {
+  const opened = await body.open(encoding);
+  const chunks: Buffer[] = [];
+  for await (const chunk of bodyStream(opened, 0, opened.length, {
+    idleTimeoutMs: 10_000,
+    cut: () => undefined,
+  })) {
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks);
 }
 
 /** The uncompressed body of a version kept in memory. */
@@ -176,20 +190,37 @@ describe('bare /api from page files', () => {
     const { db } = await createTestDatabase(t);
     await importUsers(db, csvSource(700), 'replace');
     const rendered: number[] = [];
+    const { dir } = await createTestDatabase(t);
     const cache = createApiCache({
       db,
       maxBytes: 0,
       checkMs: 0,
-      bodyDir: join((await createTestDatabase(t)).dir, 'pages'),
+      bodyDir: join(dir, 'pages'),
       pageIds: 10,
       events: { built: (info) => rendered.push(info.renderedPages) },
     });
     t.after(() => cache.close());
+    /** The body as a from-scratch build in memory makes it. */
+    const scratch = async () => {
+      const fresh = createApiCache({ db, maxBytes: 1 << 30, checkMs: 0, pageIds: 10 });
+      const body = (await fresh.current()) as ApiBody;
+      await fresh.close();
+      return body;
+    };
     // 70 pages, over what a request waits for: built in the background (the first request
     // streams meanwhile).
     assert.equal(await cache.current(), undefined);
     await eventually(() => rendered.length === 1, 'the first version is built');
     assert.deepEqual(rendered, [70]);
+    // Gzip members are made when gzip is asked for: with more than a request waits for
+    // missing, the first such request gets identity while they are made.
+    const first = (await cache.current()) as ApiBody;
+    const folder = runFolder(join(dir, 'pages'));
+    assert.equal(readdirSync(folder).filter((file) => file.endsWith('.gz')).length, 0);
+    assert.equal(first.offers('gzip'), false);
+    await eventually(() => first.offers('gzip'), 'the gzip members are made');
+    assert.equal(readdirSync(folder).filter((file) => file.endsWith('.gz')).length, 70);
+    assert.equal(gunzipSync(await readAll(first, 'gzip')).toString(), memoryText(await scratch()));
     for (const id of [1, 10, 11, 57, 95, 57]) {
       const trx = await beginWriteTransaction(db);
       await trx
@@ -201,20 +232,12 @@ describe('bare /api from page files', () => {
       cache.noteChange(await db.read(readDataVersion), [id]);
       const body = (await cache.current()) as ApiBody;
       assert.equal(rendered.at(-1), 1, `one page re-rendered for id ${id}`);
-      const opened = await body.open(undefined);
-      const { bodyStream } = await import('../../src/http/send-api-body.js');
-      const chunks: Buffer[] = [];
-      for await (const chunk of bodyStream(opened, 0, opened.length, {
-        idleTimeoutMs: 10_000,
-        cut: () => undefined,
-      })) {
-        chunks.push(chunk as Buffer);
-      }
-      const scratch = createApiCache({ db, maxBytes: 1 << 30, checkMs: 0, pageIds: 10 });
-      const full = (await scratch.current()) as ApiBody;
-      assert.equal(Buffer.concat(chunks).toString(), memoryText(full));
+      const full = await scratch();
+      assert.equal((await readAll(body, undefined)).toString(), memoryText(full));
       assert.equal(body.etag, full.etag);
-      await scratch.close();
+      // One member missing: made while the gzip request waits.
+      assert.equal(body.offers('gzip'), true);
+      assert.equal(gunzipSync(await readAll(body, 'gzip')).toString(), memoryText(full));
     }
     // A version without a note (another writer) is rendered whole.
     const trx = await beginWriteTransaction(db);
@@ -382,9 +405,24 @@ async function listeningOnPages(t: TestContext, rows: number) {
   const body = Buffer.from(
     await (await fetch(url, { headers: { 'accept-encoding': 'identity' } })).arrayBuffer(),
   );
-  await (await fetch(url, { headers: { 'accept-encoding': 'gzip' } })).arrayBuffer();
+  // Gzip members are made at the first gzip request (over 64 of them: identity meanwhile).
+  await eventually(async () => {
+    const gzip = await fetch(url, { headers: { 'accept-encoding': 'gzip' } });
+    await gzip.arrayBuffer();
+    return gzip.headers.get('content-encoding') === 'gzip';
+  }, 'the gzip members are made');
   const folder = runFolder(String(config.apiBodyDir));
   return { db, url, body, folder, etagNow, files: readdirSync(folder) };
+}
+
+/**
+ * Whether `folder` holds the files of `pages` pages and no others: each page's JSON, and a gzip
+ * member only where a gzip request made one (here: a page the old version had too).
+ */
+function holdsPagesOnly(folder: string, pages: number): boolean {
+  const files = readdirSync(folder);
+  const hashes = new Set(files.filter((file) => file.endsWith('.json')).map((f) => f.slice(0, 64)));
+  return hashes.size === pages && files.every((file) => hashes.has(file.slice(0, 64)));
 }
 
 /** A body larger than every socket buffer between a paused client and the server's reads. */
@@ -413,10 +451,7 @@ describe('bare /api page files and their readers', () => {
     assert.ok(Buffer.concat(chunks).equals(served.body), 'the old version’s bytes, whole');
     // Its reader gone, the old version's files (all but the new one's two pages) and their
     // descriptors go.
-    await eventually(
-      () => readdirSync(served.folder).length === 2 * 2,
-      'the old version’s files are removed',
-    );
+    await eventually(() => holdsPagesOnly(served.folder, 2), 'the old version’s files are removed');
     const newFiles = new Set(readdirSync(served.folder));
     const oldOnly = served.files.filter((file) => !newFiles.has(file));
     assert.ok(oldOnly.length > 150, `${oldOnly.length} files of the old version alone`);
@@ -458,10 +493,7 @@ describe('bare /api page files and their readers', () => {
       async () => ![null, oldEtag].includes(await served.etagNow()),
       'the new version is served',
     );
-    await eventually(
-      () => readdirSync(served.folder).length === 2 * 2,
-      'the old version’s files are removed',
-    );
+    await eventually(() => holdsPagesOnly(served.folder, 2), 'the old version’s files are removed');
     await eventually(
       () => !openFiles().some((path) => path.includes(served.folder) && path.endsWith('(deleted)')),
       'no descriptor of a removed file is open',

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { indexPageRows, spliceRows } from '../../src/http/page-rows.js';
+import { idsBefore, indexPageRows, spliceRows } from '../../src/http/page-rows.js';
 
 /** A page as users-json renders it: the contract's objects joined by commas. */
 const objectOf = (id: number, street = `${id} Main St`) =>
@@ -83,5 +83,20 @@ describe('page rows', () => {
       new Map([[8, Buffer.from(objectOf(8))]]),
     );
     assert.equal(filled.bytes.toString(), objectOf(8));
+  });
+
+  it('tells the ids a page held before a change from its ids now and its object count', () => {
+    const changed = (...ids: number[]) => new Set(ids);
+    // One changed id: an update (there then and now), a create (now only), a delete (then only).
+    assert.deepEqual(idsBefore([1, 4, 9], changed(4), 3), [1, 4, 9]);
+    assert.deepEqual(idsBefore([1, 4, 9], changed(4), 2), [1, 9]);
+    assert.deepEqual(idsBefore([1, 9], changed(4), 3), [1, 4, 9]);
+    assert.deepEqual(idsBefore([1, 9], changed(4), 2), [1, 9]);
+    // Several: known when all or none were there; a mix is not told apart.
+    assert.deepEqual(idsBefore([2, 5], changed(3, 7), 4), [2, 3, 5, 7]);
+    assert.deepEqual(idsBefore([2, 3, 5, 7], changed(3, 7), 2), [2, 5]);
+    assert.equal(idsBefore([2, 3, 5], changed(3, 7), 3), undefined);
+    // A count no combination gives: the page is rendered instead.
+    assert.equal(idsBefore([1, 9], changed(4), 5), undefined);
   });
 });
