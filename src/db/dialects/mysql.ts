@@ -243,7 +243,8 @@ export function openMysqlDatabase(
     const swapping = () => new Error('a table swap is under way');
     const opened = writer.connection().execute((lockConnection) =>
       holdingNamedLock(lockConnection, SWAP_LOCK, connection.probeTimeoutMs, swapping, async () => {
-        const source = (await caughtUpReplica(lockConnection)) ?? router.readSource();
+        // Never a replica that is behind: it could be between a swap's RENAME and its bump.
+        const source = (await caughtUpReplica(lockConnection)) ?? monitor.fallbackReadTarget();
         return new Promise<MovedSnapshot>((resolve, reject) => {
           let release: () => void = () => undefined;
           const released = new Promise<void>((done) => (release = done));
