@@ -155,6 +155,9 @@ export interface Database {
    * MAX_CONCURRENT_STREAMS at once; on MySQL pools outside DB_POOL_SIZE), so clients that stop
    * reading never take the connections ordinary reads and health checks need. Throws
    * ERR_STREAMS_BUSY (503 with Retry-After) at once when every one is in use.
+   * @NOTE On MySQL a query its replica leaves unanswered is asked again on another server's
+   * snapshot of the same data version, so each query must depend on the data alone (no session
+   * state): keyset pages that carry their cursor.
    */
   streamSnapshot<T>(read: (executor: DatabaseExecutor, source: string) => Promise<T>): Promise<T>;
   /**

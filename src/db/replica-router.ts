@@ -152,17 +152,26 @@ export function createReplicaRouter(options: ReplicaRouterOptions): ReplicaRoute
         replicas
           .filter((replica) => replica.healthy)
           .map(async (replica) => {
+            let reason = `did not apply the last write within ${options.waitMs} ms`;
             try {
               for (;;) {
                 const seconds = Math.max(0, Math.min(WAIT_STEP_SECONDS, (deadline - now()) / 1000));
-                if (await replication.waitForPosition(replica.executor, position, seconds)) return;
+                // A silent replica would hold the write's answer for DB_QUERY_TIMEOUT_MS; one
+                // that is merely waiting for the position answers the probe and is waited for.
+                const applied = await answerOrSilence(
+                  replication.waitForPosition(replica.executor, position, seconds),
+                  firstResponseTimeoutMs,
+                  () => withinMs(replication.ping(replica.executor), probeTimeoutMs, replica.name),
+                );
+                if (applied) return;
                 if (now() >= deadline) break;
               }
             } catch (error) {
               logger?.warn({ replica: replica.name, err: error }, 'waiting for replication failed');
+              reason = `waiting for the last write failed: ${describeError(error)}`;
             }
             replica.requiredPosition = position;
-            monitor.takeOut(replica, `did not apply the last write within ${options.waitMs} ms`);
+            monitor.takeOut(replica, reason);
           }),
       );
     },

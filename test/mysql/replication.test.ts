@@ -356,4 +356,29 @@ describe('MariaDB primary + replica (real replication)', { timeout: 600_000 }, (
     );
     assert.equal(countOn('replica'), 1000);
   });
+
+  it('a write waits about the silent-server check for a frozen replica, not the query timeout', async (t) => {
+    const current = requirePair();
+    // Probes far apart: the write, not a probe, must be what finds the replica silent.
+    const { url, db } = await startMysqlApp(t, current, { REPLICA_PROBE_INTERVAL_MS: '60000' });
+    await eventually(async () => {
+      await db.probeServers();
+      return db.replicaStates()[0]?.healthy === true;
+    }, 'the replica is healthy');
+    const pid = current.replica.pid()!;
+    const thaw = () => process.kill(pid, 'SIGCONT');
+    t.after(thaw);
+    process.kill(pid, 'SIGSTOP');
+    const started = Date.now();
+    const imported = await post(url, '/addtosql');
+    const elapsedMs = Date.now() - started;
+    thaw();
+    assert.deepEqual(imported, { status: 200, body: { status: 'imported', rows: 1000 } });
+    // DB_FIRST_RESPONSE_TIMEOUT_MS + DB_PROBE_TIMEOUT_MS (1 s each) plus the import itself;
+    // DB_QUERY_TIMEOUT_MS is 10 s.
+    assert.ok(elapsedMs < 4000, `the write answered after ${elapsedMs} ms`);
+    assert.equal(db.replicaStates()[0]?.healthy, false);
+    assert.match(db.replicaStates()[0]?.reason ?? '', /ERR_DB_SERVER_SILENT/);
+    assert.equal((await getUsers(url)).names.length, 1000, 'read from the primary meanwhile');
+  });
 });

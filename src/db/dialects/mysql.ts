@@ -1,5 +1,5 @@
 import { hostname } from 'node:os';
-import { sql } from 'kysely';
+import { sql, type CompiledQuery } from 'kysely';
 import type { MysqlConnection } from '../../config/config.js';
 import { AppError } from '../../errors.js';
 import { beginWriteTransaction, writesUnavailable } from '../begin-write-transaction.js';
@@ -7,7 +7,7 @@ import type { Database, DatabaseExecutor, ReplaceOutcome } from '../database.js'
 import { IGNORE_DATABASE_EVENTS, type DatabaseObserver } from '../database-observer.js';
 import { isDatabaseFailure } from '../is-database-failure.js';
 import { answerOrSilence, ServerSilentError, withinMs } from '../answer-or-silence.js';
-import { countUsers, insertUsers } from '../users-repository.js';
+import { countUsers, insertUsers, readDataVersion } from '../users-repository.js';
 import {
   createUsersIndexes,
   createUsersTable,
@@ -16,11 +16,17 @@ import {
 } from '../users-staging-repository.js';
 import { LATEST_MIGRATION } from '../migrate-to-latest.js';
 import { createReplicaRouter } from '../replica-router.js';
-import { createTopologyMonitor, describeError, type TopologyLogger } from '../topology-monitor.js';
+import {
+  createTopologyMonitor,
+  describeError,
+  type MonitoredReplica,
+  type TopologyLogger,
+} from '../topology-monitor.js';
 import { createStreamSlots } from '../stream-slots.js';
 import { holdingNamedLock, SWAP_LOCK, WRITE_LOCK } from './mysql/named-lock.js';
 import { startHeartbeatWriter } from './mysql/heartbeat-writer.js';
 import { createPooledExecutor } from './mysql/pooled-executor.js';
+import { createQueryRunnerExecutor } from './mysql/query-runner-executor.js';
 import { createMysqlReplicationSql } from './mysql/replication-sql.js';
 import { createStagedInserter } from './mysql/staged-inserter.js';
 import { createTurnQueue } from './mysql/turn-queue.js';
@@ -202,9 +208,12 @@ export function openMysqlDatabase(
       const started = new Promise<void>((resolve) => (markStarted = resolve));
       const whole = snapshotOn(stream, async (executor, name) => {
         // Given up on while it waited: the next source serves this stream, never both.
-        if (abandoned) throw new ServerSilentError(`${name}: snapshot started too late`);
+        const late = () => new ServerSilentError(`${name}: snapshot started too late`);
+        if (abandoned) throw late();
+        const version = await readDataVersion(executor);
+        if (abandoned) throw late();
         markStarted();
-        return read(executor, name);
+        return readMovable(executor, replica, version, (movable) => read(movable, name));
       });
       try {
         await answerOrSilence(
@@ -221,6 +230,91 @@ export function openMysqlDatabase(
         continue;
       }
       return whole;
+    }
+  };
+  /**
+   * A snapshot showing data `version`, on a replica caught up with the writer or on the writer,
+   * opened while holding the swap lock there: a swap's RENAME commits before its version bump,
+   * so outside the lock a snapshot could show the new table under the old version. Released by
+   * its holder; given up on (and released) after DB_FIRST_RESPONSE_TIMEOUT_MS.
+   */
+  const snapshotShowing = async (version: number): Promise<MovedSnapshot> => {
+    const writer = monitor.fallbackReadTarget().executor;
+    const swapping = () => new Error('a table swap is under way');
+    const opened = writer.connection().execute((lockConnection) =>
+      holdingNamedLock(lockConnection, SWAP_LOCK, connection.probeTimeoutMs, swapping, async () => {
+        // Never a replica that is behind: it could be between a swap's RENAME and its bump.
+        const source = (await caughtUpReplica(lockConnection)) ?? monitor.fallbackReadTarget();
+        return new Promise<MovedSnapshot>((resolve, reject) => {
+          let release: () => void = () => undefined;
+          const released = new Promise<void>((done) => (release = done));
+          snapshotOn(streamSources.get(source.name)!, async (executor) => {
+            const shown = await readDataVersion(executor);
+            // The table's metadata lock, taken before the swap lock goes: no RENAME now.
+            await sql`SELECT 1 FROM users LIMIT 1`.execute(executor);
+            const replica = monitor.replicas().find((each) => each.name === source.name);
+            resolve({ executor, shown, replica, release });
+            await released;
+          }).catch(reject);
+        });
+      }),
+    );
+    try {
+      const moved = await withinMs(opened, connection.firstResponseTimeoutMs, 'moving a stream');
+      if (moved.shown === version) return moved;
+      moved.release();
+      throw new Error(
+        `the data changed since the stream's snapshot (version ${version}, now ${moved.shown}): cut rather than mixing two versions`,
+      );
+    } catch (error) {
+      // Opened too late, or showing other data: nobody reads it.
+      opened.then(
+        (moved) => moved.release(),
+        () => undefined,
+      );
+      throw error;
+    }
+  };
+  /**
+   * `read` on `snapshot` (a replica's, showing data `version`), each query bounded by the
+   * silent-server check. A page the replica leaves unanswered takes it out, and the stream moves
+   * to another server's snapshot of the same version, where that page is asked again: the same
+   * rows, so the client sees no seam. Keyset pages (sorted ones too) carry their cursor in the
+   * query, so asking again continues from the last row sent.
+   */
+  const readMovable = async <T>(
+    snapshot: DatabaseExecutor,
+    replica: MonitoredReplica,
+    version: number,
+    read: (executor: DatabaseExecutor) => Promise<T>,
+  ): Promise<T> => {
+    let current = snapshot;
+    let checked: MonitoredReplica | undefined = replica;
+    let moved: MovedSnapshot | undefined;
+    const run = async (query: CompiledQuery) => {
+      const server = checked;
+      if (server === undefined) return current.executeQuery(query);
+      try {
+        return await answerOrSilence(
+          current.executeQuery(query),
+          connection.firstResponseTimeoutMs,
+          () => withinMs(replication.ping(server.executor), connection.probeTimeoutMs, server.name),
+        );
+      } catch (error) {
+        if (!(error instanceof ServerSilentError)) throw error;
+        monitor.takeOut(server, `stream page: ${describeError(error)}`);
+        const next = await snapshotShowing(version);
+        moved?.release();
+        moved = next;
+        current = next.executor;
+        checked = next.replica;
+        return current.executeQuery(query);
+      }
+    };
+    try {
+      return await read(createQueryRunnerExecutor(run));
+    } finally {
+      moved?.release();
     }
   };
   /**
@@ -443,6 +537,16 @@ export function openMysqlDatabase(
     },
   };
   return database;
+}
+
+/** A stream's snapshot on the server it moved to; `release` ends it. */
+interface MovedSnapshot {
+  executor: DatabaseExecutor;
+  /** The data version it shows. */
+  shown: number;
+  /** Undefined on the writer. */
+  replica: MonitoredReplica | undefined;
+  release(): void;
 }
 
 /** Runs `read` inside one consistent, read-only snapshot on `connection` (a session of its own). */
