@@ -35,6 +35,8 @@ const SLOW_READ_BUDGET_MS = Number(process.env.LAB_SLOW_READ_BUDGET_MS ?? 2000);
  * replay on webserver2. Without the replay it waits for the heal (5 s) or `timeout server` (30 s).
  */
 const WEB_FAILOVER_BUDGET_MS = Number(process.env.LAB_WEB_FAILOVER_BUDGET_MS ?? 4000);
+/** The heaviest loss the chaos soak draws for a link. */
+const WEB_LOSS_PERCENT = 10;
 
 let lab: Lab | undefined;
 let skipReason: string | undefined;
@@ -155,11 +157,12 @@ async function makeStreamSized(current: Lab): Promise<void> {
 /** Runs the load while `target` suffers `fault` for FAULT_MS; returns the report and its start. */
 async function faultUnderLoad(
   current: Lab,
-  fault: FaultName,
+  fault: FaultName | readonly [FaultName, ...string[]],
   target: Parameters<Lab['fault']>[1],
   during?: () => Promise<void>,
   load: Parameters<typeof underLoad>[2] = {},
 ) {
+  const [name, ...args] = typeof fault === 'string' ? [fault] : fault;
   let faultAt = 0;
   let inForceAt = 0;
   const report = await underLoad(
@@ -167,7 +170,7 @@ async function faultUnderLoad(
     async () => {
       await sleep(1000);
       faultAt = Date.now();
-      await current.fault(fault, target);
+      await current.fault(name, target, args);
       inForceAt = Date.now();
       await Promise.all([sleep(FAULT_MS), during?.()]);
       await current.heal();
@@ -243,8 +246,13 @@ describe('fault lab: the HA promises under silent failures', () => {
     });
   }
 
-  for (const fault of ['freeze', 'partition'] as const) {
-    it(`a ${fault === 'freeze' ? 'frozen' : 'partitioned'} active web server: HAProxy moves reads to the backup, none fails`, async () => {
+  for (const [fault, adjective] of [
+    [['freeze'], 'frozen'],
+    [['partition'], 'partitioned'],
+    [['oneway', 'in'], 'one-way partitioned (nothing reaches it)'],
+    [['oneway', 'out'], 'one-way partitioned (nothing leaves it)'],
+  ] as const) {
+    it(`a ${adjective} active web server: HAProxy moves reads to the backup, none fails`, async () => {
       const current = requireLab();
       const { report, faultAt, inForceAt } = await faultUnderLoad(
         current,
@@ -263,7 +271,7 @@ describe('fault lab: the HA promises under silent failures', () => {
         (sample) => sample.startedAt < moved.startedAt && answeredAfterFault(sample) > 1000,
       );
       const inFlight = held.filter((sample) => sample.startedAt < inForceAt);
-      reportFigure(`${fault} webserver1`, {
+      reportFigure(`${fault.join(' ')} webserver1`, {
         requests: report.samples.length,
         failed: report.failures.length,
         firstOnBackupAfterMs: moved.startedAt - faultAt,
@@ -293,6 +301,43 @@ describe('fault lab: the HA promises under silent failures', () => {
       );
     });
   }
+
+  it(`a lossy link to the active web server (${WEB_LOSS_PERCENT}% both ways): no read fails, every write is applied once`, async () => {
+    const current = requireLab();
+    const prefix = `Lab web loss ${Date.now()}`;
+    const writes: Awaited<ReturnType<typeof append>>[] = [];
+    const { report } = await faultUnderLoad(
+      current,
+      ['loss', String(WEB_LOSS_PERCENT)],
+      'webserver1',
+      async () => {
+        for (let index = 0; index < 5; index += 1) {
+          writes.push(await append(current, [`${prefix} ${index}`]));
+        }
+      },
+      { openLoopEveryMs: 100 },
+    );
+    reportFigure(`loss ${WEB_LOSS_PERCENT} webserver1`, {
+      requests: report.samples.length,
+      failed: report.failures.length,
+      maxReadMs: report.maxMs,
+      p99ReadMs: report.p99Ms,
+      onBackup: report.samples.filter((sample) => sample.servedBy === 'webserver2').length,
+      writesMs: writes.map((result) => result.ms).join('/'),
+    });
+    assert.deepEqual(report.failures, []);
+    // Retransmission delays a write; nothing replays it, so it is applied exactly once.
+    for (const result of writes) assert.equal(result.status, 200, result.body);
+    waitForReplication(current.state);
+    for (const host of DATABASES) {
+      const rows = rowsPerName(current, host, prefix);
+      assert.deepEqual(
+        [...rows].sort(),
+        writes.map((_, index) => [`${prefix} ${index}`, 1]),
+        `on ${host}`,
+      );
+    }
+  });
 
   for (const fault of ['freeze', 'partition'] as const) {
     it(`a ${fault === 'freeze' ? 'frozen' : 'partitioned'} primary: reads go on, writes answer 503, acknowledged writes reach every replica once`, async () => {
