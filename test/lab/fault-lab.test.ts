@@ -15,7 +15,7 @@ import {
   type FaultName,
   type Lab,
 } from '../../scripts/fault-lab.js';
-import { readPath, reportFigure, underLoad } from '../helpers/lab-load.js';
+import { readPath, reportFigure, underLoad, type LoadSample } from '../helpers/lab-load.js';
 
 /** The app's default, which the lab's web servers keep: what a silent server used to cost. */
 const QUERY_TIMEOUT_MS = 10_000;
@@ -29,6 +29,14 @@ const SILENT_READ_BUDGET_MS = Number(process.env.LAB_SILENT_READ_BUDGET_MS ?? 40
  * (LAB_SLOW_READ_BUDGET_MS): a few round trips of 200 ms, never a timeout's worth.
  */
 const SLOW_READ_BUDGET_MS = Number(process.env.LAB_SLOW_READ_BUDGET_MS ?? 2000);
+/**
+ * Longest a read sent to a web server that goes silent may wait, counted from the later of its
+ * start and the fault (LAB_WEB_FAILOVER_BUDGET_MS): HAProxy's quick-read timeout (3 s), then the
+ * replay on webserver2. Without the replay it waits for the heal (5 s) or `timeout server` (30 s).
+ */
+const WEB_FAILOVER_BUDGET_MS = Number(process.env.LAB_WEB_FAILOVER_BUDGET_MS ?? 4000);
+/** The heaviest loss the chaos soak draws for a link. */
+const WEB_LOSS_PERCENT = 10;
 
 let lab: Lab | undefined;
 let skipReason: string | undefined;
@@ -149,25 +157,28 @@ async function makeStreamSized(current: Lab): Promise<void> {
 /** Runs the load while `target` suffers `fault` for FAULT_MS; returns the report and its start. */
 async function faultUnderLoad(
   current: Lab,
-  fault: FaultName,
+  fault: FaultName | readonly [FaultName, ...string[]],
   target: Parameters<Lab['fault']>[1],
   during?: () => Promise<void>,
   load: Parameters<typeof underLoad>[2] = {},
 ) {
+  const [name, ...args] = typeof fault === 'string' ? [fault] : fault;
   let faultAt = 0;
+  let inForceAt = 0;
   const report = await underLoad(
     current,
     async () => {
       await sleep(1000);
       faultAt = Date.now();
-      await current.fault(fault, target);
+      await current.fault(name, target, args);
+      inForceAt = Date.now();
       await Promise.all([sleep(FAULT_MS), during?.()]);
       await current.heal();
       await sleep(1500);
     },
     load,
   );
-  return { report, faultAt };
+  return { report, faultAt, inForceAt };
 }
 
 describe('fault lab: the HA promises under silent failures', () => {
@@ -235,24 +246,98 @@ describe('fault lab: the HA promises under silent failures', () => {
     });
   }
 
-  for (const fault of ['freeze', 'partition'] as const) {
-    it(`a ${fault === 'freeze' ? 'frozen' : 'partitioned'} active web server: HAProxy moves reads to the backup, none fails`, async () => {
+  for (const [fault, adjective] of [
+    [['freeze'], 'frozen'],
+    [['partition'], 'partitioned'],
+    [['oneway', 'in'], 'one-way partitioned (nothing reaches it)'],
+    [['oneway', 'out'], 'one-way partitioned (nothing leaves it)'],
+  ] as const) {
+    it(`a ${adjective} active web server: HAProxy moves reads to the backup, none fails`, async () => {
       const current = requireLab();
-      const { report, faultAt } = await faultUnderLoad(current, fault, 'webserver1', undefined, {
-        openLoopEveryMs: 100,
-      });
+      const { report, faultAt, inForceAt } = await faultUnderLoad(
+        current,
+        fault,
+        'webserver1',
+        undefined,
+        { openLoopEveryMs: 100 },
+      );
       const moved = report.after(faultAt).find((sample) => sample.servedBy === 'webserver2');
       assert.ok(moved, 'no request reached webserver2 during the fault');
-      reportFigure(`${fault} webserver1`, {
+      const answeredAfterFault = (sample: LoadSample) => sample.startedAt + sample.ms - faultAt;
+      // Sent to webserver1 before HAProxy gave up on it, held by the silent server: what the
+      // replay is for. Those already in flight when the fault took hold are the same case, but
+      // a partition takes ~60 ms to set up, so whether one is caught then is chance.
+      const held = report.samples.filter(
+        (sample) => sample.startedAt < moved.startedAt && answeredAfterFault(sample) > 1000,
+      );
+      const inFlight = held.filter((sample) => sample.startedAt < inForceAt);
+      reportFigure(`${fault.join(' ')} webserver1`, {
         requests: report.samples.length,
         failed: report.failures.length,
         firstOnBackupAfterMs: moved.startedAt - faultAt,
         maxReadMs: report.maxMs,
         p99ReadMs: report.p99Ms,
+        faultTookMs: inForceAt - faultAt,
+        held: held.length,
+        slowestHeldMs: Math.max(...held.map((sample) => sample.ms)),
+        inFlight: inFlight.length,
+        inFlightAnsweredAfterMs: Math.max(0, ...inFlight.map(answeredAfterFault)),
       });
       assert.deepEqual(report.failures, []);
+      assert.ok(held.length > 0, 'the silent server held no request');
+      const late = report.samples.filter(
+        (sample) =>
+          sample.startedAt + sample.ms - Math.max(sample.startedAt, faultAt) >=
+          WEB_FAILOVER_BUDGET_MS,
+      );
+      assert.deepEqual(
+        late.map(({ path, startedAt, ms }) => ({
+          path,
+          startedAfterFaultMs: startedAt - faultAt,
+          ms,
+        })),
+        [],
+        `answered more than ${WEB_FAILOVER_BUDGET_MS} ms after the later of their start and the fault`,
+      );
     });
   }
+
+  it(`a lossy link to the active web server (${WEB_LOSS_PERCENT}% both ways): no read fails, every write is applied once`, async () => {
+    const current = requireLab();
+    const prefix = `Lab web loss ${Date.now()}`;
+    const writes: Awaited<ReturnType<typeof append>>[] = [];
+    const { report } = await faultUnderLoad(
+      current,
+      ['loss', String(WEB_LOSS_PERCENT)],
+      'webserver1',
+      async () => {
+        for (let index = 0; index < 5; index += 1) {
+          writes.push(await append(current, [`${prefix} ${index}`]));
+        }
+      },
+      { openLoopEveryMs: 100 },
+    );
+    reportFigure(`loss ${WEB_LOSS_PERCENT} webserver1`, {
+      requests: report.samples.length,
+      failed: report.failures.length,
+      maxReadMs: report.maxMs,
+      p99ReadMs: report.p99Ms,
+      onBackup: report.samples.filter((sample) => sample.servedBy === 'webserver2').length,
+      writesMs: writes.map((result) => result.ms).join('/'),
+    });
+    assert.deepEqual(report.failures, []);
+    // Retransmission delays a write; nothing replays it, so it is applied exactly once.
+    for (const result of writes) assert.equal(result.status, 200, result.body);
+    waitForReplication(current.state);
+    for (const host of DATABASES) {
+      const rows = rowsPerName(current, host, prefix);
+      assert.deepEqual(
+        [...rows].sort(),
+        writes.map((_, index) => [`${prefix} ${index}`, 1]),
+        `on ${host}`,
+      );
+    }
+  });
 
   for (const fault of ['freeze', 'partition'] as const) {
     it(`a ${fault === 'freeze' ? 'frozen' : 'partitioned'} primary: reads go on, writes answer 503, acknowledged writes reach every replica once`, async () => {
