@@ -87,6 +87,21 @@ export interface MysqlApp {
   url: string;
 }
 
+/**
+ * An instance on the pair over real HTTP with `token` for admin writes, once its replica is in
+ * rotation (writes go to the primary, reads to the replica).
+ */
+export async function startPairInstance(
+  t: TestContext,
+  pair: MariadbPair,
+  token: string,
+  env: RawEnv = {},
+): Promise<{ url: string; token: string }> {
+  const { url, db } = await startMysqlApp(t, pair, { ADMIN_TOKEN: token, ...env });
+  await eventually(() => db.replicaStates()[0]?.healthy === true, 'the replica is in rotation');
+  return { url, token };
+}
+
 /** The real app on the pair (primary + replica), listening on a free loopback port. */
 export async function startMysqlApp(
   t: TestContext,

@@ -14,23 +14,14 @@ import {
   userNamed,
 } from '../helpers/idempotency-drills.js';
 import { startCommitDroppingProxy } from '../helpers/commit-dropping-proxy.js';
-import { eventually, mariadbPairSuite, startMysqlApp } from '../helpers/mariadb.js';
+import { eventually, mariadbPairSuite, startPairInstance } from '../helpers/mariadb.js';
 import type { WriteTarget } from '../helpers/single-user-drills.js';
 
 const pairSuite = mariadbPairSuite();
 const TOKEN = 'idempotency-keys-mysql-token';
 
-async function startInstance(
-  t: TestContext,
-  env: Record<string, string> = {},
-): Promise<WriteTarget> {
-  const { url, db } = await startMysqlApp(t, pairSuite.require(), {
-    ADMIN_TOKEN: TOKEN,
-    API_CACHE_CHECK_MS: '0',
-    ...env,
-  });
-  await eventually(() => db.replicaStates()[0]?.healthy === true, 'the replica is in rotation');
-  return { url, token: TOKEN };
+function startInstance(t: TestContext, env: Record<string, string> = {}): Promise<WriteTarget> {
+  return startPairInstance(t, pairSuite.require(), TOKEN, { API_CACHE_CHECK_MS: '0', ...env });
 }
 
 /** Rows with this NAME on the primary, counted by root (not through the app). */

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it, type TestContext } from 'node:test';
-import { eventually, mariadbPairSuite, startMysqlApp } from '../helpers/mariadb.js';
+import { eventually, mariadbPairSuite, startPairInstance } from '../helpers/mariadb.js';
 import {
   createUser,
   drillBadWrites,
@@ -16,18 +16,12 @@ const pairSuite = mariadbPairSuite();
 const TOKEN = 'single-user-writes-mysql-token';
 
 /** An instance on the pair (writes to the primary, reads from the replica), over real HTTP. */
-async function startInstance(
-  t: TestContext,
-  env: Record<string, string> = {},
-): Promise<WriteTarget> {
-  const { url, db } = await startMysqlApp(t, pairSuite.require(), {
-    ADMIN_TOKEN: TOKEN,
+function startInstance(t: TestContext, env: Record<string, string> = {}): Promise<WriteTarget> {
+  return startPairInstance(t, pairSuite.require(), TOKEN, {
     API_CACHE_MAX_BYTES: '0',
     API_CACHE_CHECK_MS: '250',
     ...env,
   });
-  await eventually(() => db.replicaStates()[0]?.healthy === true, 'the replica is in rotation');
-  return { url, token: TOKEN };
 }
 
 describe('single-user writes on MariaDB primary + replica', { timeout: 600_000 }, () => {
