@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { describe, it, type TestContext } from 'node:test';
 import type { MariadbPair } from '../../scripts/mariadb-pair.js';
 import { generateUsers } from '../../scripts/generate-users-lib.js';
 import { listUsers } from '../../src/db/users-repository.js';
-import { eventually, mariadbPairSuite, startMysqlApp } from '../helpers/mariadb.js';
+import { eventually, mariadbPairSuite, startMysqlApp, type MysqlApp } from '../helpers/mariadb.js';
 import {
   idleStreamDrill,
   loadGeneratedUsers,
@@ -209,72 +209,111 @@ describe('/api on MariaDB primary + replica', { timeout: 600_000 }, () => {
 
   it('a stream whose replica freezes mid-body goes on from the primary: whole, about 2 s late; cut if a write landed', async (t) => {
     const pair = requirePair();
-    // Probes far apart: the stream's own page, not a probe, must find the replica silent.
-    const app = await startMysqlApp(t, pair, {
-      API_CACHE_MAX_BYTES: '0',
-      API_BODY_DIR: 'off',
-      REPLICA_PROBE_INTERVAL_MS: '60000',
-    });
-    // Far more than the buffers between the page reads and the client (256 KB ahead, socket).
-    await loadGeneratedUsers(app.db, 100_000);
-    const healthy = async () => {
-      await app.db.probeServers();
-      return app.db.replicaStates()[0]?.healthy === true;
-    };
+    const app = await startStreamingApp(t, pair);
     const pid = pair.replica.pid()!;
     const thaw = () => process.kill(pid, 'SIGCONT');
     t.after(thaw);
-    /** The body unfrozen, then read again with the replica frozen after its first chunk. */
-    const streamFreezingReplica = async (path: string, whileFrozen = () => Promise.resolve()) => {
-      await eventually(healthy, 'the replica is healthy');
-      const unfrozenAt = Date.now();
-      const whole = await (await fetch(`${app.url}${path}`)).text();
-      const unfrozenMs = Date.now() - unfrozenAt;
-      await eventually(healthy, 'the replica is healthy');
-      const startedAt = Date.now();
-      const response = await fetch(`${app.url}${path}`);
-      assert.equal(response.status, 200);
-      const reader = (response.body as ReadableStream<Uint8Array>).getReader();
-      const decoder = new TextDecoder();
-      let text = decoder.decode((await reader.read()).value, { stream: true });
+    const freeze = () => {
       process.kill(pid, 'SIGSTOP');
-      const frozenWork = whileFrozen();
-      let cut: unknown;
-      try {
-        for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read()) {
-          text += decoder.decode(chunk.value, { stream: true });
-        }
-      } catch (error) {
-        cut = error;
-      }
-      const extraMs = Date.now() - startedAt - unfrozenMs;
-      await frozenWork;
-      thaw();
-      return { whole, text, cut, extraMs, unfrozenMs };
     };
     // Bare (id keyset) and sorted (NAME keyset) streams both carry their cursor in each page.
     for (const path of ['/api', '/api?sort=-NAME&format=csv']) {
-      const { whole, text, cut, extraMs, unfrozenMs } = await streamFreezingReplica(path);
+      const { whole, text, cut, extraMs, unhitMs } = await streamHittingReplica(app, path, freeze);
+      thaw();
       t.diagnostic(
-        `STREAM FIGURE ${path}: ${extraMs} ms longer than unfrozen (${unfrozenMs} ms), ${text.length} chars`,
+        `STREAM FIGURE ${path}: ${extraMs} ms longer than unfrozen (${unhitMs} ms), ${text.length} chars`,
       );
       assert.equal(cut, undefined, `${path}: the body was not cut`);
       assert.equal(text.length, whole.length, `${path}: the body is whole`);
       assert.ok(text === whole, `${path}: the body is the unfrozen one`);
       // DB_FIRST_RESPONSE_TIMEOUT_MS + DB_PROBE_TIMEOUT_MS (1 s each) and the move, with room
       // for a loaded machine; DB_QUERY_TIMEOUT_MS is 10 s.
-      assert.ok(extraMs < 4000, `${path}: ${extraMs} ms longer than unfrozen (${unfrozenMs} ms)`);
+      assert.ok(extraMs < 4000, `${path}: ${extraMs} ms longer than unfrozen (${unhitMs} ms)`);
       assert.match(app.db.replicaStates()[0]?.reason ?? '', /^stream page: .*ERR_DB_SERVER_SILENT/);
       await eventually(() => app.db.activeSnapshots() === 0, 'the stream released its snapshots');
     }
     // A write while the replica is silent: no server shows the stream's data any more, so the
     // body is cut rather than finished from other data.
-    const { whole, text, cut, extraMs, unfrozenMs } = await streamFreezingReplica('/api', () =>
-      append(app.url, 'NAME,STREET,CITY,STATE,USER_DATE\nLate Writer,S,C,NY,01/01/01\n'),
-    );
-    t.diagnostic(`STREAM FIGURE cut ${extraMs} ms longer than unfrozen (${unfrozenMs} ms)`);
+    const { whole, text, cut, extraMs, unhitMs } = await streamHittingReplica(app, '/api', () => {
+      freeze();
+      return append(app.url, 'NAME,STREET,CITY,STATE,USER_DATE\nLate Writer,S,C,NY,01/01/01\n');
+    });
+    thaw();
+    t.diagnostic(`STREAM FIGURE cut ${extraMs} ms longer than unfrozen (${unhitMs} ms)`);
     assert.match(String((cut as Error | undefined)?.message), /terminated/);
     assert.ok(text.length < whole.length && whole.startsWith(text), 'only the old data was sent');
     assert.ok(extraMs < 4000, `cut ${extraMs} ms later than the whole unfrozen body`);
   });
+
+  it('a stream whose replica is killed mid-body goes on from the primary: whole, at once', async (t) => {
+    const pair = requirePair();
+    const app = await startStreamingApp(t, pair);
+    const kill = () => pair.replica.kill();
+    for (const path of ['/api', '/api?sort=-NAME&format=csv']) {
+      const { whole, text, cut, extraMs, unhitMs } = await streamHittingReplica(app, path, kill);
+      await pair.replica.start();
+      t.diagnostic(
+        `STREAM FIGURE killed ${path}: ${extraMs} ms longer than unkilled (${unhitMs} ms), ${text.length} chars`,
+      );
+      assert.equal(cut, undefined, `${path}: the body was not cut`);
+      assert.equal(text.length, whole.length, `${path}: the body is whole`);
+      assert.ok(text === whole, `${path}: the body is the unkilled one`);
+      // A reset needs no silence check: the move alone, with room for a loaded machine.
+      assert.ok(extraMs < 2000, `${path}: ${extraMs} ms longer than unkilled (${unhitMs} ms)`);
+      // Taken out for the lost connection itself, not for a silence found seconds later.
+      assert.match(app.db.replicaStates()[0]?.reason ?? '', /^stream page: (?!.*SILENT)/);
+      await eventually(() => app.db.activeSnapshots() === 0, 'the stream released its snapshots');
+    }
+  });
 });
+
+/** An instance that streams every bare /api from 100,000 users, reading them on the replica. */
+async function startStreamingApp(t: TestContext, pair: MariadbPair): Promise<MysqlApp> {
+  // Probes far apart: the stream's own page, not a probe, must find the replica gone.
+  const app = await startMysqlApp(t, pair, {
+    API_CACHE_MAX_BYTES: '0',
+    API_BODY_DIR: 'off',
+    REPLICA_PROBE_INTERVAL_MS: '60000',
+  });
+  // Far more than the buffers between the page reads and the client (256 KB ahead, socket).
+  await loadGeneratedUsers(app.db, 100_000);
+  return app;
+}
+
+/**
+ * `path` read whole from the replica, then again with `hit` done to the replica after the first
+ * chunk; `hit`'s promise is awaited once the rest of the body (or its cut) has come.
+ */
+async function streamHittingReplica(
+  app: MysqlApp,
+  path: string,
+  hit: () => Promise<unknown> | void,
+) {
+  const healthy = async () => {
+    await app.db.probeServers();
+    return app.db.replicaStates()[0]?.healthy === true;
+  };
+  await eventually(healthy, 'the replica is healthy');
+  const unhitAt = Date.now();
+  const whole = await (await fetch(`${app.url}${path}`)).text();
+  const unhitMs = Date.now() - unhitAt;
+  await eventually(healthy, 'the replica is healthy');
+  const startedAt = Date.now();
+  const response = await fetch(`${app.url}${path}`);
+  assert.equal(response.status, 200);
+  const reader = (response.body as ReadableStream<Uint8Array>).getReader();
+  const decoder = new TextDecoder();
+  let text = decoder.decode((await reader.read()).value, { stream: true });
+  const hitting = hit();
+  let cut: unknown;
+  try {
+    for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read()) {
+      text += decoder.decode(chunk.value, { stream: true });
+    }
+  } catch (error) {
+    cut = error;
+  }
+  const extraMs = Date.now() - startedAt - unhitMs;
+  await hitting;
+  return { whole, text, cut, extraMs, unhitMs };
+}

@@ -5,7 +5,7 @@ import { AppError } from '../../errors.js';
 import { beginWriteTransaction, writesUnavailable } from '../begin-write-transaction.js';
 import type { Database, DatabaseExecutor, ReplaceOutcome } from '../database.js';
 import { IGNORE_DATABASE_EVENTS, type DatabaseObserver } from '../database-observer.js';
-import { isDatabaseFailure } from '../is-database-failure.js';
+import { isConnectionFailure, isDatabaseFailure } from '../is-database-failure.js';
 import { answerOrSilence, ServerSilentError, withinMs } from '../answer-or-silence.js';
 import { countUsers, insertUsers, readDataVersion } from '../users-repository.js';
 import {
@@ -277,8 +277,9 @@ export function openMysqlDatabase(
   };
   /**
    * `read` on `snapshot` (a replica's, showing data `version`), each query bounded by the
-   * silent-server check. A page the replica leaves unanswered takes it out, and the stream moves
-   * to another server's snapshot of the same version, where that page is asked again: the same
+   * silent-server check. A page the replica leaves unanswered, or loses the connection on (the
+   * server killed or shutting down), takes it out, and the stream moves to another server's
+   * snapshot of the same version, where that page is asked again: the same
    * rows, so the client sees no seam. Keyset pages (sorted ones too) carry their cursor in the
    * query, so asking again continues from the last row sent.
    */
@@ -301,7 +302,7 @@ export function openMysqlDatabase(
           () => withinMs(replication.ping(server.executor), connection.probeTimeoutMs, server.name),
         );
       } catch (error) {
-        if (!(error instanceof ServerSilentError)) throw error;
+        if (!(error instanceof ServerSilentError || lostConnection(error))) throw error;
         monitor.takeOut(server, `stream page: ${describeError(error)}`);
         const next = await snapshotShowing(version);
         moved?.release();
@@ -537,6 +538,16 @@ export function openMysqlDatabase(
     },
   };
   return database;
+}
+
+/**
+ * The snapshot's connection is gone (reset, closed, the server shutting down): not an SQL error,
+ * and not the page's own DB_QUERY_TIMEOUT_MS on a server that answered the silence check's ping.
+ */
+function lostConnection(error: unknown): boolean {
+  return (
+    isConnectionFailure(error) && (error as { code?: unknown }).code !== 'PROTOCOL_SEQUENCE_TIMEOUT'
+  );
 }
 
 /** A stream's snapshot on the server it moved to; `release` ends it. */
