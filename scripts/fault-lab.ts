@@ -25,6 +25,7 @@ import {
   openSync,
   readdirSync,
   readFileSync,
+  readlinkSync,
   rmSync,
   statfsSync,
   writeFileSync,
@@ -111,6 +112,8 @@ export interface LabState {
   id: string;
   /** The process that made the lab and removes it (tests); undefined: `npm run lab`, by hand. */
   ownerPid: number | undefined;
+  /** The PID namespace `ownerPid` is a number in (`/proc/self/ns/pid`'s link). */
+  ownerPidNamespace?: string | undefined;
   dir: string;
   /** The lab's /24, as its first three octets (`10.123.45`). */
   subnet: string;
@@ -204,6 +207,7 @@ export async function startLab(
   const state: LabState = {
     id,
     ownerPid: options.dir === undefined ? process.pid : undefined,
+    ownerPidNamespace: pidNamespace(),
     dir,
     subnet: pickSubnet(),
     switchNamespace: `${NAMESPACE_PREFIX}${id}-switch`,
@@ -234,17 +238,30 @@ export async function startLab(
   }
 }
 
-const TEMP_PREFIX = 'users-api-lab-';
+export const TEMP_PREFIX = 'users-api-lab-';
+
+/** This process's PID namespace; undefined where /proc does not say. */
+function pidNamespace(): string | undefined {
+  try {
+    return readlinkSync('/proc/self/ns/pid');
+  } catch {
+    return undefined;
+  }
+}
 
 /**
  * Labs in temp folders whose owner is gone (a test run killed before its cleanup): removed, so
  * their namespaces, mounts and processes do not pile up.
  */
-async function removeStaleLabs(): Promise<void> {
+export async function removeStaleLabs(): Promise<void> {
   for (const name of readdirSync(tmpdir())) {
     if (!name.startsWith(TEMP_PREFIX)) continue;
     const state = readLabState(join(tmpdir(), name));
     if (state?.ownerPid === undefined || isAlive(state.ownerPid)) continue;
+    // A pid from another PID namespace (a run in another container or sandbox sharing this
+    // temp folder) says nothing here: that lab was torn down while its tests ran.
+    const namespace = pidNamespace();
+    if (state.ownerPidNamespace !== undefined && state.ownerPidNamespace !== namespace) continue;
     await tearDown(state);
   }
 }
