@@ -339,10 +339,15 @@ describe('fault lab: the HA promises under silent failures', () => {
     }
   });
 
-  for (const fault of ['freeze', 'partition'] as const) {
-    it(`a ${fault === 'freeze' ? 'frozen' : 'partitioned'} primary: reads go on, writes answer 503, acknowledged writes reach every replica once`, async () => {
+  for (const [fault, adjective] of [
+    [['freeze'], 'frozen'],
+    [['partition'], 'partitioned'],
+    [['oneway', 'in'], 'one-way partitioned (nothing reaches it)'],
+    [['oneway', 'out'], 'one-way partitioned (nothing leaves it)'],
+  ] as const) {
+    it(`a ${adjective} primary: reads go on, writes answer 503, acknowledged writes reach every replica once`, async () => {
       const current = requireLab();
-      const prefix = `Lab ${fault} ${Date.now()}`;
+      const prefix = `Lab ${fault.join(' ')} ${Date.now()}`;
       const acked: string[] = [];
       for (let index = 0; index < 3; index += 1) {
         const name = `${prefix} acked ${index}`;
@@ -359,7 +364,7 @@ describe('fault lab: the HA promises under silent failures', () => {
           )),
         );
       });
-      reportFigure(`${fault} primary`, {
+      reportFigure(`${fault.join(' ')} primary`, {
         requests: report.samples.length,
         failed: report.failures.length,
         maxReadMs: report.maxMs,
