@@ -36,7 +36,11 @@ export async function migrateToLatest(db: Database): Promise<string[]> {
   const { error, results = [] } = await migrator.migrateToLatest();
   if (error !== undefined) {
     const failed = results.find((result) => result.status === 'Error')?.migrationName;
-    throw new Error(`migration ${failed ?? '(none)'} failed`, { cause: error });
+    // The cause's own words too: a test report or a one-line log shows the message alone.
+    const reason = error instanceof Error ? error.message : 'an error that is not an Error';
+    const step =
+      failed === undefined ? 'migrating (before any migration ran)' : `migration ${failed}`;
+    throw new Error(`${step} failed: ${reason}`, { cause: error });
   }
   await db.probeServers();
   return results.map((result) => result.migrationName);
