@@ -106,6 +106,8 @@ export interface ActiveFault {
   target: LabHost;
   args: string[];
   since: string;
+  /** A database server's role when the fault began: one restarted by the heal gets it back. */
+  writable?: boolean;
 }
 
 export interface LabState {
@@ -126,6 +128,10 @@ export interface LabState {
   faults: ActiveFault[];
   adminToken: string;
   appPassword: string;
+  /** `users-admin`, with the privileges `db switchover` needs (docs/operations.md). */
+  dbAdminPassword: string;
+  /** `repl`, the account replicas connect with. */
+  replPassword: string;
   statsPassword: string;
   /** The webservers' extra environment (timeouts under test). */
   env: Record<string, string>;
@@ -218,6 +224,8 @@ export async function startLab(
     faults: [],
     adminToken: randomBytes(24).toString('hex'),
     appPassword: randomBytes(12).toString('hex'),
+    dbAdminPassword: randomBytes(12).toString('hex'),
+    replPassword: randomBytes(12).toString('hex'),
     statsPassword: randomBytes(12).toString('hex'),
     env: options.env ?? {},
   };
@@ -488,7 +496,11 @@ async function startDatabases(state: LabState): Promise<void> {
         'gtid-strict-mode=1',
         'character-set-server=utf8mb4',
         'collation-server=utf8mb4_bin',
-        ...(host === 'primary' ? [] : ['read-only=1', 'relay-log=relay']),
+        // Every server, the primary too: one that restarts must not make a second writable
+        // server after a switchover (docs/operations.md); startDatabases makes the primary
+        // writable and a heal gives a restarted server back the role it had.
+        'read-only=1',
+        'relay-log=relay',
         // Small, to fit the tmpfs and fill it quickly; not production settings.
         'innodb-buffer-pool-size=64M',
         'innodb-log-file-size=16M',
@@ -519,11 +531,12 @@ async function startDatabases(state: LabState): Promise<void> {
       logFile: join(paths.root, 'proxy.log'),
     });
   }
-  const replPassword = randomBytes(12).toString('hex');
+  const { replPassword } = state;
   rootSql(
     state,
     'primary',
     [
+      'SET GLOBAL read_only=0',
       'CREATE DATABASE users CHARACTER SET utf8mb4 COLLATE utf8mb4_bin',
       // The apps come through each host's delay proxy, so from 127.0.0.1 or the lab's /24.
       `CREATE USER 'app'@'%' IDENTIFIED BY '${state.appPassword}'`,
@@ -531,6 +544,8 @@ async function startDatabases(state: LabState): Promise<void> {
       `GRANT REPLICATION CLIENT, BINLOG MONITOR, SLAVE MONITOR ON *.* TO 'app'@'%'`,
       `CREATE USER 'repl'@'${state.subnet}.%' IDENTIFIED BY '${replPassword}'`,
       `GRANT REPLICATION SLAVE ON *.* TO 'repl'@'${state.subnet}.%'`,
+      `CREATE USER 'users-admin'@'${state.subnet}.%' IDENTIFIED BY '${state.dbAdminPassword}'`,
+      `GRANT READ_ONLY ADMIN, REPLICATION SLAVE ADMIN, RELOAD, SLAVE MONITOR ON *.* TO 'users-admin'@'${state.subnet}.%'`,
     ].join(';'),
   );
   for (const replica of ['replica1', 'replica2'] as const) {
@@ -565,6 +580,24 @@ async function startDatabase(state: LabState, host: DatabaseHost): Promise<void>
   );
 }
 
+/**
+ * Whether the server is the writable one; undefined when it cannot say (frozen, say, by another
+ * fault in force): a heal then leaves it read-only, as its cnf starts it, to be set by hand.
+ */
+function isWritable(state: LabState, host: DatabaseHost): boolean | undefined {
+  try {
+    return rootSql(state, host, 'SELECT @@read_only', 5000).trim() === '0';
+  } catch {
+    return undefined;
+  }
+}
+
+/** Starts a database again; one that was the primary is made writable again (its cnf says not). */
+async function restartDatabase(state: LabState, host: DatabaseHost, writable: boolean | undefined) {
+  await startDatabase(state, host);
+  if (writable === true) rootSql(state, host, 'SET GLOBAL read_only=0');
+}
+
 function pingDatabase(state: LabState, host: DatabaseHost): boolean {
   try {
     rootSql(state, host, 'SELECT 1', 2000);
@@ -574,10 +607,24 @@ function pingDatabase(state: LabState, host: DatabaseHost): boolean {
   }
 }
 
-/** Waits until both replicas have applied everything the primary has written. */
+/**
+ * The one writable database server: the host named `primary` until a switchover moves the role.
+ * Throws when none or several are writable.
+ */
+export function currentPrimary(state: LabState): DatabaseHost {
+  const writable = DATABASE_HOSTS.filter(
+    (host) => rootSql(state, host, 'SELECT @@read_only', 5000).trim() === '0',
+  );
+  if (writable.length !== 1)
+    throw new Error(`${writable.length} writable database servers: ${writable.join(', ')}`);
+  return writable[0]!;
+}
+
+/** Waits until the other two database servers have applied everything the primary has written. */
 export function waitForReplication(state: LabState, timeoutSeconds = 30): void {
-  const position = rootSql(state, 'primary', 'SELECT @@gtid_binlog_pos').trim();
-  for (const replica of ['replica1', 'replica2'] as const) {
+  const primary = currentPrimary(state);
+  const position = rootSql(state, primary, 'SELECT @@gtid_binlog_pos').trim();
+  for (const replica of DATABASE_HOSTS.filter((host) => host !== primary)) {
     const result = rootSql(
       state,
       replica,
@@ -680,10 +727,14 @@ function setFirewall(state: LabState, host: LabHost, rules: { in: string[]; out:
   );
 }
 
+function isDatabaseHost(target: LabHost): target is DatabaseHost {
+  return (DATABASE_HOSTS as readonly string[]).includes(target);
+}
+
 function requireDatabaseHost(target: LabHost, fault: FaultName): DatabaseHost {
-  if (!(DATABASE_HOSTS as readonly string[]).includes(target))
+  if (!isDatabaseHost(target))
     throw new Error(`${fault} applies to a database host (${DATABASE_HOSTS.join(', ')})`);
-  return target as DatabaseHost;
+  return target;
 }
 
 function numberArg(text: string | undefined, fallback: number, what: string): number {
@@ -713,6 +764,10 @@ async function injectFault(state: LabState, name: FaultName, target: LabHost, ar
     throw new Error(`unknown host ${target}: ${LAB_HOSTS.join(', ')}`);
   if (state.faults.some((fault) => fault.target === target && fault.name === name))
     throw new Error(`${name} is already in force on ${target}`);
+  const writable =
+    (name === 'kill' || name === 'diskfull') && isDatabaseHost(target)
+      ? isWritable(state, target)
+      : undefined;
   switch (name) {
     case 'kill':
       await stopProcess(mainProcess(state, target));
@@ -759,11 +814,15 @@ async function injectFault(state: LabState, name: FaultName, target: LabHost, ar
       }
       break;
     }
-    case 'lag':
-      if (target !== 'replica1' && target !== 'replica2')
-        throw new Error('lag applies to a replica');
-      rootSql(state, target, 'STOP SLAVE SQL_THREAD');
+    case 'lag': {
+      // Whichever host replicates now. MariaDB accepts STOP SLAVE on a server that replicates
+      // from nothing, and it would stop nothing.
+      const host = requireDatabaseHost(target, name);
+      if (rootSql(state, host, 'SHOW SLAVE STATUS').trim() === '')
+        throw new Error(`lag applies to a replica: ${host} replicates from nothing`);
+      rootSql(state, host, 'STOP SLAVE SQL_THREAD');
       break;
+    }
     case 'diskfull': {
       const paths = databaseDir(state, requireDatabaseHost(target, name));
       const { bavail, bsize } = statfsSync(paths.disk);
@@ -771,7 +830,13 @@ async function injectFault(state: LabState, name: FaultName, target: LabHost, ar
       break;
     }
   }
-  state.faults.push({ name, target, args, since: new Date().toISOString() });
+  state.faults.push({
+    name,
+    target,
+    args,
+    since: new Date().toISOString(),
+    ...(writable === undefined ? {} : { writable }),
+  });
   saveState(state);
 }
 
@@ -782,7 +847,7 @@ async function healFault(state: LabState, fault: ActiveFault): Promise<void> {
       if (target === 'haproxy') await startHaproxy(state);
       else if (target === 'webserver1' || target === 'webserver2')
         await startWebserver(state, target);
-      else await startDatabase(state, target);
+      else await restartDatabase(state, target, fault.writable);
       break;
     case 'freeze':
       for (const record of hostProcesses(state, target)) signalGroup(record, 'SIGCONT');
@@ -822,7 +887,7 @@ async function healFault(state: LabState, fault: ActiveFault): Promise<void> {
       rmSync(databaseDir(state, host).filler, { force: true });
       // MariaDB 10.11 may abort when InnoDB cannot write (docs/fault-lab.md): start it again on
       // its data, as systemd's Restart=on-failure would.
-      if (!isOurs(state.processes[host])) await startDatabase(state, host);
+      if (!isOurs(state.processes[host])) await restartDatabase(state, host, fault.writable);
       break;
     }
   }
