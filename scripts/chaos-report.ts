@@ -22,18 +22,25 @@ export interface ChaosSample {
   names?: string[];
 }
 
-/** One fault the soak injected. Times are epoch ms. */
+/** One fault the soak injected, or a planned switchover. Times are epoch ms. */
 export interface ChaosFault {
   name: string;
+  /** The host it hit (a switchover: the one made the primary). */
   target: string;
+  /** The role the draw chose when another host holds it now (`primary` after a switchover). */
+  role?: string;
   args: string[];
   start: number;
-  /** When the heal began: the end of the fault itself. */
+  /** When the heal began: the end of the fault itself (a switchover: the command's end). */
   healStart: number;
   /** When the heal returned (a killed server is up again). */
   healed: number;
   /** When the lab was calm again (see chaos.ts); undefined if it was not within the budget. */
   calmAt: number | undefined;
+  /** A switchover: the primary it moved from. */
+  from?: string;
+  /** A switchover: what `users-api db switchover` printed of itself. */
+  command?: { durationMs: number; writesPausedMs: number };
   error?: string;
 }
 
@@ -46,6 +53,7 @@ export interface WindowStats {
 }
 
 const isWrite = (sample: ChaosSample) => sample.kind === 'append' || sample.kind === 'create';
+export const isAcknowledged = (sample: ChaosSample) => sample.status >= 200 && sample.status < 300;
 
 export function percentile(sorted: number[], fraction: number): number {
   if (sorted.length === 0) return 0;
@@ -67,8 +75,9 @@ export function windowStats(samples: ChaosSample[], from: number, to: number): W
   };
 }
 
-export function faultLabel(fault: Pick<ChaosFault, 'name' | 'target' | 'args'>): string {
-  return [fault.name, fault.target, ...fault.args].join(' ');
+export function faultLabel(fault: Pick<ChaosFault, 'name' | 'target' | 'args' | 'role'>): string {
+  const role = fault.role === undefined ? [] : [`(now ${fault.role})`];
+  return [fault.name, fault.target, ...role, ...fault.args].join(' ');
 }
 
 /** Errors counted by `kind: failure` (`read: no answer`, `append: status 503 ERR_…`). */
@@ -119,6 +128,66 @@ export function recoveryMedians(faults: ChaosFault[]): Record<string, number | n
   );
 }
 
+/**
+ * Per switchover, from the samples: the write attempts refused from its start until the lab was
+ * calm (by status), how long writes were paused as the load saw it (from the first refused
+ * attempt's start to the answer of the first acknowledged write sent after it; 0 when no
+ * attempt fell into the pause: the load writes every 0.75–2.25 s), and how many acknowledged
+ * writes sent in that time are not on every server exactly once (must be 0).
+ */
+export function describeSwitchovers(
+  samples: ChaosSample[],
+  faults: ChaosFault[],
+  /** Each database server's row count per user name. */
+  counts: Map<string, number>[],
+) {
+  const writes = samples.filter(isWrite).sort((a, b) => a.startedAt - b.startedAt);
+  return faults
+    .filter((fault) => fault.name === 'switchover')
+    .map((fault) => {
+      const until = fault.calmAt ?? fault.healed;
+      const during = writes.filter(
+        (sample) => sample.startedAt >= fault.start && sample.startedAt < until,
+      );
+      const refused = during.filter((sample) => !isAcknowledged(sample));
+      const statuses: Record<string, number> = {};
+      for (const sample of refused) {
+        const key = sample.failure ?? String(sample.status);
+        statuses[key] = (statuses[key] ?? 0) + 1;
+      }
+      const firstRefused = refused[0];
+      const resumed =
+        firstRefused === undefined
+          ? undefined
+          : writes.find(
+              (sample) => sample.startedAt > firstRefused.startedAt && isAcknowledged(sample),
+            );
+      const acknowledged = during.filter(isAcknowledged);
+      const lost = acknowledged.filter((sample) =>
+        (sample.names ?? []).some((name) => counts.some((server) => server.get(name) !== 1)),
+      );
+      return {
+        switchover: faultLabel(fault),
+        from: fault.from,
+        to: fault.target,
+        ...(fault.error === undefined ? {} : { error: fault.error }),
+        commandMs: fault.command?.durationMs ?? null,
+        commandWritesPausedMs: fault.command?.writesPausedMs ?? null,
+        recoveryMs: fault.calmAt === undefined ? null : fault.calmAt - fault.healStart,
+        writeAttempts: during.length,
+        refusedAttempts: statuses,
+        writesPausedMs:
+          firstRefused === undefined
+            ? 0
+            : resumed === undefined
+              ? null
+              : resumed.startedAt + resumed.ms - firstRefused.startedAt,
+        acknowledgedWrites: acknowledged.length,
+        writesLost: lost.length,
+      };
+    });
+}
+
 function round(value: number): number {
   return Math.round(value * 10) / 10;
 }
@@ -134,6 +203,7 @@ const FAULT_COLOURS: Record<string, string> = {
   slow: '#ff7f0e',
   lag: '#2ca02c',
   diskfull: '#7f7f7f',
+  switchover: '#17becf',
 };
 
 function escapeXml(text: string): string {

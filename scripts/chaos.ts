@@ -8,16 +8,21 @@
  *
  * Exit 0 when every invariant held, 1 when one did not (the report says which), 2 on bad usage.
  */
+import { execFile } from 'node:child_process';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { Worker } from 'node:worker_threads';
 import { createRandom, type ChaosLoadMessage, type ChaosLoadOptions } from './chaos-load.js';
 import {
   describeFaults,
+  describeSwitchovers,
   errorsByKind,
   faultLabel,
+  isAcknowledged,
   percentile,
   recoveryMedians,
   renderTimeline,
@@ -26,6 +31,7 @@ import {
   type ChaosSample,
 } from './chaos-report.js';
 import {
+  currentPrimary,
   DATABASE_HOSTS,
   isLabProcessRunning,
   LAB_HOSTS,
@@ -38,12 +44,14 @@ import {
 } from './fault-lab.js';
 
 /**
- * The faults the soak draws from, with their targets. Never HAProxy: the lab has one load
- * balancer, so a fault there is an outage by design, not a promise to check. Never two hosts at
- * once, so that at every instant at least two of the three database servers are reachable.
+ * The faults the soak draws from, with their targets, and planned switchovers. Never HAProxy: the
+ * lab has one load balancer, so a fault there is an outage by design, not a promise to check.
+ * Never two hosts at once, so that at every instant at least two of the three database servers
+ * are reachable. Database targets are roles (see hostInRole): after a switchover `primary` hits
+ * the server that is the primary then.
  */
 const CATALOGUE: {
-  name: FaultName;
+  name: FaultName | 'switchover';
   targets: LabHost[];
   args?: (random: () => number) => string[];
 }[] = [
@@ -73,7 +81,73 @@ const CATALOGUE: {
   },
   { name: 'lag', targets: ['replica1', 'replica2'] },
   { name: 'diskfull', targets: ['primary', 'replica1', 'replica2'] },
+  // A replica becomes the primary (the old one its replica): never a promotion, which may lose
+  // acknowledged writes by design.
+  { name: 'switchover', targets: ['replica1', 'replica2'] },
 ];
+
+/**
+ * The host in a drawn role now: `primary` is the writable server, `replica1` and `replica2` the
+ * other two in the lab's order; web servers are themselves.
+ */
+function hostInRole(lab: Lab, role: LabHost): LabHost {
+  if (!(DATABASE_HOSTS as readonly string[]).includes(role)) return role;
+  const primary = currentPrimary(lab.state);
+  if (role === 'primary') return primary;
+  const replicas = DATABASE_HOSTS.filter((host) => host !== primary);
+  return replicas[role === 'replica1' ? 0 : 1]!;
+}
+
+const execFileAsync = promisify(execFile);
+const MAIN = fileURLToPath(new URL('../dist/main.js', import.meta.url));
+
+/**
+ * `users-api db switchover --to HOST` run as an operator would, from the runner, with the lab's
+ * admin and replication accounts. Its configuration names each server itself (port 3306), not
+ * the apps' delay proxies, so that replication stays direct after the switch as before it.
+ * Returns the command's own figures; throws with its last line when it exits non-zero.
+ */
+async function switchover(lab: Lab, to: DatabaseHost) {
+  const url = (host: DatabaseHost) =>
+    `mysql://app:${lab.state.appPassword}@${lab.address(host)}:3306/users`;
+  const adminFile = join(lab.state.dir, 'db-admin-url');
+  const replicationFile = join(lab.state.dir, 'db-repl-password');
+  writeFileSync(adminFile, `mysql://users-admin:${lab.state.dbAdminPassword}@lab/\n`, {
+    mode: 0o600,
+  });
+  writeFileSync(replicationFile, lab.state.replPassword, { mode: 0o600 });
+  try {
+    const { stdout } = await execFileAsync(
+      process.execPath,
+      [
+        MAIN,
+        'db',
+        'switchover',
+        '--to',
+        `${lab.address(to)}:3306`,
+        '--admin-url-file',
+        adminFile,
+        '--replication-password-file',
+        replicationFile,
+      ],
+      {
+        env: {
+          PATH: process.env.PATH ?? '',
+          DATABASE_URL: url('primary'),
+          DATABASE_REPLICA_URLS: `${url('replica1')},${url('replica2')}`,
+        },
+        timeout: 60_000,
+      },
+    );
+    const summary = /in (\d+) ms; writes paused (\d+) ms/.exec(stdout);
+    if (summary === null) throw new Error(`no summary line in: ${stdout}`);
+    return { durationMs: Number(summary[1]), writesPausedMs: Number(summary[2]) };
+  } catch (error) {
+    const { stderr, stdout } = error as { stderr?: string; stdout?: string };
+    const last = `${stdout ?? ''}${stderr ?? ''}`.trim().split('\n').at(-1);
+    throw new Error(last ?? (error as Error).message, { cause: error });
+  }
+}
 
 export interface ChaosOptions {
   minutes: number;
@@ -110,8 +184,9 @@ async function notCalm(lab: Lab): Promise<string | undefined> {
   await lb.arrayBuffer();
   if (lb.headers.get('x-served-by') !== 'webserver1')
     return `HAProxy served through ${lb.headers.get('x-served-by') ?? 'nobody'} (${lb.status})`;
-  const position = lab.sql('primary', 'SELECT @@gtid_binlog_pos', 3000).trim();
-  for (const replica of ['replica1', 'replica2'] as const) {
+  const primary = currentPrimary(lab.state);
+  const position = lab.sql(primary, 'SELECT @@gtid_binlog_pos', 3000).trim();
+  for (const replica of DATABASE_HOSTS.filter((host) => host !== primary)) {
     const reached = lab.sql(replica, `SELECT MASTER_GTID_WAIT('${position}', 0)`, 3000).trim();
     if (reached !== '0') return `${replica} has not applied ${position}`;
   }
@@ -200,9 +275,7 @@ function checkInvariants(
 
   const lost: string[] = [];
   const duplicated: string[] = [];
-  const acknowledged = samples.filter(
-    (sample) => isWrite(sample) && sample.status >= 200 && sample.status < 300,
-  );
+  const acknowledged = samples.filter((sample) => isWrite(sample) && isAcknowledged(sample));
   let acknowledgedUsers = 0;
   for (const sample of acknowledged) {
     for (const name of sample.names ?? []) {
@@ -214,9 +287,7 @@ function checkInvariants(
       }
     }
   }
-  const refused = samples.filter(
-    (sample) => isWrite(sample) && !(sample.status >= 200 && sample.status < 300),
-  );
+  const refused = samples.filter((sample) => isWrite(sample) && !isAcknowledged(sample));
   const inDoubt: unknown[] = [];
   const notWhole: unknown[] = [];
   for (const sample of refused) {
@@ -316,12 +387,15 @@ export async function runChaos(options: ChaosOptions) {
     await sleep(between(gapMin, gapMax));
     while (Date.now() + faultMin < end && loadError === undefined) {
       const entry = CATALOGUE[Math.floor(random() * CATALOGUE.length)]!;
-      const target = entry.targets[Math.floor(random() * entry.targets.length)]!;
+      const role = entry.targets[Math.floor(random() * entry.targets.length)]!;
       const args = entry.args?.(random) ?? [];
       const duration = Math.min(between(faultMin, faultMax), end - Date.now());
+      // The lab is calm here (one fault at a time), so exactly one server is writable.
+      const target = hostInRole(lab, role);
       const fault: ChaosFault = {
         name: entry.name,
         target,
+        ...(target === role ? {} : { role }),
         args,
         start: Date.now(),
         healStart: 0,
@@ -329,19 +403,30 @@ export async function runChaos(options: ChaosOptions) {
         calmAt: undefined,
       };
       faults.push(fault);
-      try {
-        await lab.fault(entry.name, target, args);
-        await sleep(duration);
-      } catch (error) {
-        fault.error = `inject: ${(error as Error).message}`;
+      if (entry.name === 'switchover') {
+        // Nothing to heal: it is over when the command returns; then the lab must be calm again.
+        fault.from = currentPrimary(lab.state);
+        try {
+          fault.command = await switchover(lab, target as DatabaseHost);
+        } catch (error) {
+          fault.error = `switchover: ${(error as Error).message}`;
+        }
+        fault.healStart = fault.healed = Date.now();
+      } else {
+        try {
+          await lab.fault(entry.name, target, args);
+          await sleep(duration);
+        } catch (error) {
+          fault.error = `inject: ${(error as Error).message}`;
+        }
+        fault.healStart = Date.now();
+        try {
+          await lab.heal();
+        } catch (error) {
+          fault.error = `${fault.error ?? ''}heal: ${(error as Error).message}`;
+        }
+        fault.healed = Date.now();
       }
-      fault.healStart = Date.now();
-      try {
-        await lab.heal();
-      } catch (error) {
-        fault.error = `${fault.error ?? ''}heal: ${(error as Error).message}`;
-      }
-      fault.healed = Date.now();
       const calm = await waitForCalm(lab, CALM_BUDGET_MS);
       fault.calmAt = calm.at;
       log(
@@ -427,6 +512,7 @@ export async function runChaos(options: ChaosOptions) {
       },
       errorsByKind: errorsByKind(samples),
       faultsInjected: faults.length,
+      switchovers: describeSwitchovers(samples, faults, Object.values(counts)),
       recoveryMedianMsByFault: recoveryMedians(faults),
       faults: faultWindows,
       ...(loadError === undefined ? {} : { loadError }),
@@ -486,6 +572,10 @@ if (import.meta.url === `file://${process.argv[1]}`) {
           ([name, invariant]) => `  ${invariant.pass ? 'PASS' : 'FAIL'} ${name}`,
         ),
         `  refused writes that committed anyway: ${summary.findings.refusedWritesThatCommitted.length}`,
+        ...summary.switchovers.map(
+          (each) =>
+            `  ${each.switchover} from ${each.from}: ${each.error ?? `command ${each.commandMs} ms`}, writes paused ${each.writesPausedMs} ms (load), lost ${each.writesLost}`,
+        ),
         `report: ${out}/summary.json, ${out}/timeline.svg`,
       ].join('\n'),
     );
