@@ -225,6 +225,7 @@ function rowCounts(lab: Lab, host: DatabaseHost): Map<string, number> {
 }
 
 const isWrite = (sample: ChaosSample) => sample.kind === 'append' || sample.kind === 'create';
+const writeKey = (sample: ChaosSample) => (sample.names ?? []).join('\n');
 
 /**
  * The invariants, from the samples, the faults and the row counts on every database server:
@@ -287,7 +288,15 @@ function checkInvariants(
       }
     }
   }
-  const refused = samples.filter((sample) => isWrite(sample) && !isAcknowledged(sample));
+  // A write is its users: the load sends a refused one again with the same key and names, so it
+  // is refused only if no attempt was acknowledged (its last attempt stands for it).
+  const acknowledgedKeys = new Set(acknowledged.map(writeKey));
+  const refusedByKey = new Map<string, ChaosSample>();
+  for (const sample of samples) {
+    if (isWrite(sample) && !acknowledgedKeys.has(writeKey(sample)))
+      refusedByKey.set(writeKey(sample), sample);
+  }
+  const refused = [...refusedByKey.values()];
   const inDoubt: unknown[] = [];
   const notWhole: unknown[] = [];
   for (const sample of refused) {
