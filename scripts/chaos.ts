@@ -9,7 +9,7 @@
  * Exit 0 when every invariant held, 1 when one did not (the report says which), 2 on bad usage.
  */
 import { execFile } from 'node:child_process';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -543,6 +543,16 @@ export async function runChaos(options: ChaosOptions) {
   } finally {
     worker.postMessage({ type: 'stop' });
     await worker.terminate();
+    // The lab's folder goes with it: its logs are what explains a failed invariant.
+    try {
+      cpSync(lab.state.dir, join(options.out, 'lab'), {
+        recursive: true,
+        filter: (path) => !path.includes('/disk') && !/\.(sock|pid)$/.test(path),
+      });
+    } catch (error) {
+      // Said, not thrown: the lab must still come down, and the verdict does not depend on it.
+      log(`chaos: the lab's logs were not kept: ${String(error)}`);
+    }
     await lab.down();
   }
 }
