@@ -168,23 +168,34 @@ const CALM_BUDGET_MS = 90_000;
 
 /**
  * Calm: both web servers report `pass` (every database reachable, replicas in rotation, the
- * primary writable), HAProxy serves through webserver1, and both replicas have applied all the
- * primary has written. Returns the reason it is not calm, or undefined.
+ * primary writable) and write to the current primary, HAProxy serves through webserver1, and the
+ * other two servers have applied all the primary has written. Returns the reason it is not calm,
+ * or undefined.
  */
 async function notCalm(lab: Lab): Promise<string | undefined> {
+  const primary = currentPrimary(lab.state);
   for (const host of ['webserver1', 'webserver2'] as const) {
     const response = await fetch(`${lab.webUrl(host)}/healthcheck`, {
       headers: { accept: 'application/health+json' },
       signal: AbortSignal.timeout(3000),
     });
-    const body = (await response.json()) as { status?: string };
+    const body = (await response.json()) as {
+      status?: string;
+      checks?: Record<string, { output?: string }[]>;
+    };
     if (body.status !== 'pass') return `${host}: ${JSON.stringify(body)}`;
+    // After a switchover an instance writes to the new primary once its probe has seen it; until
+    // then it still writes to the old one, now read-only, and its health may say pass.
+    const output = body.checks?.['database:primary']?.[0]?.output ?? '';
+    const writesTo = /writes go to (\S+),/.exec(output)?.[1];
+    const expected = primary === 'primary' ? undefined : lab.address(primary);
+    if (writesTo?.split(':')[0] !== expected)
+      return `${host} writes to ${writesTo ?? 'the configured primary'}, not ${primary}`;
   }
   const lb = await fetch(`${lab.lbUrl}/healthcheck`, { signal: AbortSignal.timeout(3000) });
   await lb.arrayBuffer();
   if (lb.headers.get('x-served-by') !== 'webserver1')
     return `HAProxy served through ${lb.headers.get('x-served-by') ?? 'nobody'} (${lb.status})`;
-  const primary = currentPrimary(lab.state);
   const position = lab.sql(primary, 'SELECT @@gtid_binlog_pos', 3000).trim();
   for (const replica of DATABASE_HOSTS.filter((host) => host !== primary)) {
     const reached = lab.sql(replica, `SELECT MASTER_GTID_WAIT('${position}', 0)`, 3000).trim();
