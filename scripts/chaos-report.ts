@@ -227,7 +227,8 @@ export function renderTimeline(options: {
   const left = 70;
   const right = 20;
   const labelTop = 40;
-  const labelHeight = 150;
+  // Room for the longest label, a role-resolved one: `partition replica1 (now replica2) 1`.
+  const labelHeight = 240;
   const panelHeight = 130;
   const panelGap = 28;
   const panelsTop = labelTop + labelHeight;
