@@ -410,8 +410,15 @@ export async function runChaos(options: ChaosOptions) {
       const role = entry.targets[Math.floor(random() * entry.targets.length)]!;
       const args = entry.args?.(random) ?? [];
       const duration = Math.min(between(faultMin, faultMax), end - Date.now());
-      // The lab is calm here (one fault at a time), so exactly one server is writable.
-      const target = hostInRole(lab, role);
+      // After calm exactly one server is writable; when the last fault never calmed there may be
+      // none or two, and this one is recorded as not injected rather than ending the soak.
+      let target: LabHost = role;
+      let unresolved: string | undefined;
+      try {
+        target = hostInRole(lab, role);
+      } catch (error) {
+        unresolved = `no ${role} to hit: ${(error as Error).message}`;
+      }
       const fault: ChaosFault = {
         name: entry.name,
         target,
@@ -421,12 +428,15 @@ export async function runChaos(options: ChaosOptions) {
         healStart: 0,
         healed: 0,
         calmAt: undefined,
+        ...(unresolved === undefined ? {} : { error: unresolved }),
       };
       faults.push(fault);
-      if (entry.name === 'switchover') {
+      if (unresolved !== undefined) {
+        fault.healStart = fault.healed = Date.now();
+      } else if (entry.name === 'switchover') {
         // Nothing to heal: it is over when the command returns; then the lab must be calm again.
-        fault.from = currentPrimary(lab.state);
         try {
+          fault.from = currentPrimary(lab.state);
           fault.command = await switchover(lab, target as DatabaseHost);
         } catch (error) {
           fault.error = `switchover: ${(error as Error).message}`;
