@@ -27,6 +27,8 @@ function fakeLab(ownerPid: number, ownerPidNamespace: string): string {
     faults: [],
     adminToken: '',
     appPassword: '',
+    dbAdminPassword: '',
+    replPassword: '',
     statsPassword: '',
     env: {},
   };
