@@ -148,6 +148,9 @@ describe('the status page in a real browser (Debian chromium, headless), SQLite'
       const answer = await fetch(`http://127.0.0.1:${first.port}/healthcheck`);
       await answer.text();
     }
+    // A rate needs two snapshots, so the first has none: a fourth snapshot makes three readings
+    // (two updates alone gave 2 when the requests above fell before the third).
+    updated = await nextUpdate(page, updated);
     // The newest reading (the table is in a closed <details>: attached, not visible).
     await page
       .locator('#readings tbody tr:first-child td')
