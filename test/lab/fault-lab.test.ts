@@ -181,6 +181,14 @@ async function faultUnderLoad(
   return { report, faultAt, inForceAt };
 }
 
+/** The faults that leave a host silent (no reset), each with how a test names the host. */
+const SILENT_HOST_FAULTS = [
+  [['freeze'], 'frozen'],
+  [['partition'], 'partitioned'],
+  [['oneway', 'in'], 'one-way partitioned (nothing reaches it)'],
+  [['oneway', 'out'], 'one-way partitioned (nothing leaves it)'],
+] as const;
+
 describe('fault lab: the HA promises under silent failures', () => {
   before(async () => {
     const missing = missingLabRequirements();
@@ -246,12 +254,7 @@ describe('fault lab: the HA promises under silent failures', () => {
     });
   }
 
-  for (const [fault, adjective] of [
-    [['freeze'], 'frozen'],
-    [['partition'], 'partitioned'],
-    [['oneway', 'in'], 'one-way partitioned (nothing reaches it)'],
-    [['oneway', 'out'], 'one-way partitioned (nothing leaves it)'],
-  ] as const) {
+  for (const [fault, adjective] of SILENT_HOST_FAULTS) {
     it(`a ${adjective} active web server: HAProxy moves reads to the backup, none fails`, async () => {
       const current = requireLab();
       const { report, faultAt, inForceAt } = await faultUnderLoad(
@@ -339,12 +342,7 @@ describe('fault lab: the HA promises under silent failures', () => {
     }
   });
 
-  for (const [fault, adjective] of [
-    [['freeze'], 'frozen'],
-    [['partition'], 'partitioned'],
-    [['oneway', 'in'], 'one-way partitioned (nothing reaches it)'],
-    [['oneway', 'out'], 'one-way partitioned (nothing leaves it)'],
-  ] as const) {
+  for (const [fault, adjective] of SILENT_HOST_FAULTS) {
     it(`a ${adjective} primary: reads go on, writes answer 503, acknowledged writes reach every replica once`, async () => {
       const current = requireLab();
       const prefix = `Lab ${fault.join(' ')} ${Date.now()}`;
