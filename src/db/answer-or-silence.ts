@@ -1,3 +1,5 @@
+import type { DatabaseExecutor } from './database.js';
+
 /** A server that left a statement unanswered and then did not answer a probe either. */
 export class ServerSilentError extends Error {
   override name = 'ServerSilentError';
@@ -62,4 +64,17 @@ export async function answerOrSilence<T>(
     `no answer within ${budgetMs} ms, and the server did not answer a probe either`,
     { cause: verdict },
   );
+}
+
+/**
+ * The silent-server check with its settings bound: `unlessSilent(work, executor, name)` is
+ * `work` given `firstResponseMs` to answer, then a ping of that server `probeMs`.
+ */
+export function silentServerCheck(
+  ping: (executor: DatabaseExecutor) => Promise<unknown>,
+  firstResponseMs: number,
+  probeMs: number,
+) {
+  return <T>(work: Promise<T>, executor: DatabaseExecutor, name: string): Promise<T> =>
+    answerOrSilence(work, firstResponseMs, () => withinMs(ping(executor), probeMs, name));
 }

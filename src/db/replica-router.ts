@@ -1,5 +1,5 @@
 import { AppError } from '../errors.js';
-import { answerOrSilence, withinMs } from './answer-or-silence.js';
+import { silentServerCheck } from './answer-or-silence.js';
 import type { DatabaseExecutor, ReadQuery } from './database.js';
 import { IGNORE_DATABASE_EVENTS, type DatabaseObserver } from './database-observer.js';
 import { isDatabaseFailure } from './is-database-failure.js';
@@ -57,6 +57,11 @@ export function createReplicaRouter(options: ReplicaRouterOptions): ReplicaRoute
   const observer = options.observer ?? IGNORE_DATABASE_EVENTS;
   const now = options.now ?? Date.now;
   const { firstResponseTimeoutMs = 1000, probeTimeoutMs = 1000 } = options;
+  const unlessSilent = silentServerCheck(
+    (executor) => replication.ping(executor),
+    firstResponseTimeoutMs,
+    probeTimeoutMs,
+  );
   let turn = 0;
 
   const healthyReplicas = () => monitor.replicas().filter((replica) => replica.healthy);
@@ -100,9 +105,7 @@ export function createReplicaRouter(options: ReplicaRouterOptions): ReplicaRoute
         const order = [...healthy.slice(first), ...healthy.slice(0, first)];
         for (const replica of order.slice(0, 2)) {
           try {
-            return await answerOrSilence(query(replica.executor), firstResponseTimeoutMs, () =>
-              withinMs(replication.ping(replica.executor), probeTimeoutMs, replica.name),
-            );
+            return await unlessSilent(query(replica.executor), replica.executor, replica.name);
           } catch (error) {
             monitor.takeOut(replica, `read failed: ${describeError(error)}`);
           }
@@ -158,10 +161,10 @@ export function createReplicaRouter(options: ReplicaRouterOptions): ReplicaRoute
                 const seconds = Math.max(0, Math.min(WAIT_STEP_SECONDS, (deadline - now()) / 1000));
                 // A silent replica would hold the write's answer for DB_QUERY_TIMEOUT_MS; one
                 // that is merely waiting for the position answers the probe and is waited for.
-                const applied = await answerOrSilence(
+                const applied = await unlessSilent(
                   replication.waitForPosition(replica.executor, position, seconds),
-                  firstResponseTimeoutMs,
-                  () => withinMs(replication.ping(replica.executor), probeTimeoutMs, replica.name),
+                  replica.executor,
+                  replica.name,
                 );
                 if (applied) return;
                 if (now() >= deadline) break;

@@ -6,7 +6,7 @@ import { beginWriteTransaction, writesUnavailable } from '../begin-write-transac
 import type { Database, DatabaseExecutor, ReplaceOutcome } from '../database.js';
 import { IGNORE_DATABASE_EVENTS, type DatabaseObserver } from '../database-observer.js';
 import { isConnectionFailure, isDatabaseFailure } from '../is-database-failure.js';
-import { answerOrSilence, ServerSilentError, withinMs } from '../answer-or-silence.js';
+import { ServerSilentError, silentServerCheck, withinMs } from '../answer-or-silence.js';
 import { countUsers, insertUsers, readDataVersion } from '../users-repository.js';
 import {
   createUsersIndexes,
@@ -85,6 +85,11 @@ export function openMysqlDatabase(
   });
   const streams = createStreamSlots(connection.maxConcurrentStreams, observer);
   const replication = createMysqlReplicationSql();
+  const unlessSilent = silentServerCheck(
+    (executor) => replication.ping(executor),
+    connection.firstResponseTimeoutMs,
+    connection.probeTimeoutMs,
+  );
   const monitor = createTopologyMonitor({
     observer,
     afterProbe: () => {
@@ -216,11 +221,10 @@ export function openMysqlDatabase(
         return readMovable(executor, replica, version, (movable) => read(movable, name));
       });
       try {
-        await answerOrSilence(
+        await unlessSilent(
           Promise.race([started, whole.then(() => undefined)]),
-          connection.firstResponseTimeoutMs,
-          () =>
-            withinMs(replication.ping(replica.executor), connection.probeTimeoutMs, source.name),
+          replica.executor,
+          source.name,
         );
       } catch (error) {
         if (!(error instanceof ServerSilentError)) throw error;
@@ -296,11 +300,7 @@ export function openMysqlDatabase(
       const server = checked;
       if (server === undefined) return current.executeQuery(query);
       try {
-        return await answerOrSilence(
-          current.executeQuery(query),
-          connection.firstResponseTimeoutMs,
-          () => withinMs(replication.ping(server.executor), connection.probeTimeoutMs, server.name),
-        );
+        return await unlessSilent(current.executeQuery(query), server.executor, server.name);
       } catch (error) {
         if (!(error instanceof ServerSilentError || lostConnection(error))) throw error;
         monitor.takeOut(server, `stream page: ${describeError(error)}`);
@@ -369,9 +369,7 @@ export function openMysqlDatabase(
       // (DB_FIRST_RESPONSE_TIMEOUT_MS, then a probe) instead of the query timeout; a lock
       // another writer holds is waited for, since the primary answers the probe.
       const lockedOrDone = Promise.race([taken, attempt.then(() => undefined)]);
-      await answerOrSilence(lockedOrDone, connection.firstResponseTimeoutMs, () =>
-        withinMs(replication.ping(writer), connection.probeTimeoutMs, 'primary'),
-      ).catch((error: unknown) => {
+      await unlessSilent(lockedOrDone, writer, 'primary').catch((error: unknown) => {
         // The attempt's own error is thrown below; a lock taken meanwhile wins: write on.
         if (!(error instanceof ServerSilentError) || locked) return;
         abandoned = true;
